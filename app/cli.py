@@ -1,0 +1,110 @@
+"""The ``deepscope`` command: ``serve`` the playground, ``run`` one config headless, ``worker`` for scale-out."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def _progress(event: dict[str, Any], state: dict[str, Any]) -> None:
+    """A one-line progress bar on stderr, redrawn on step and eval events."""
+    if event["type"] == "status" and event["status"] == "running":
+        state["total"] = event["total_steps"]
+    elif event["type"] in ("step", "eval"):
+        state.update({k: event[k] for k in ("step", "loss", "val_acc") if event.get(k) is not None})
+        now = time.monotonic()
+        if now - state.get("drawn", 0.0) < 0.2:  # a redraw per event would flood a log
+            return
+        state["drawn"] = now
+        total = state.get("total") or 1
+        done = min(1.0, (state.get("step", 0) + 1) / total)
+        bar = "#" * int(done * 30)
+        extra = f" loss {state['loss']:.4f}" if "loss" in state else ""
+        extra += f" val_acc {state['val_acc']:.3f}" if "val_acc" in state else ""
+        sys.stderr.write(f"\r[{bar:<30}] {done:6.1%} step {state.get('step', 0)}/{total}{extra}   ")
+        sys.stderr.flush()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from engine.config import RunConfig, describe_errors
+
+    try:
+        raw = json.loads(Path(args.config).read_text()) if args.config != "-" else json.load(sys.stdin)
+    except (OSError, json.JSONDecodeError) as exc:
+        print(f"deepscope run: cannot read {args.config}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        cfg = RunConfig.model_validate(raw)
+    except ValidationError as exc:
+        for err in describe_errors(exc):
+            print(f"invalid config: {err['msg']}", file=sys.stderr)
+        return 2
+
+    from engine import train
+
+    sink = open(args.events, "w") if args.events else None  # noqa: SIM115 - closed below
+    state: dict[str, Any] = {}
+    import orjson
+
+    def emit(event: dict[str, Any]) -> None:
+        if sink:
+            sink.write(orjson.dumps(event).decode() + "\n")
+        _progress(event, state)
+
+    try:
+        result = train(cfg, emit)
+    finally:
+        if sink:
+            sink.close()
+    state["drawn"] = 0.0
+    _progress({"type": "eval"}, state)
+    sys.stderr.write("\n")
+    print(json.dumps({"name": cfg.display_name(), "status": result["status"], "error": result["error"],
+                      "summary": result["summary"]}, indent=2))
+    return {"completed": 0, "diverged": 0, "cancelled": 1, "failed": 1}[result["status"]]
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app.settings import get_settings
+
+    settings = get_settings()
+    uvicorn.run("app.main:create_app", factory=True, host=args.host or settings.host,
+                port=args.port or settings.port, log_level="info")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from app.executors.celery_worker import run_worker
+
+    return run_worker(queues=args.queues, concurrency=args.concurrency)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="deepscope", description="See why deep networks train or fail to train.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("serve", help="the playground and API (default http://127.0.0.1:8000)")
+    p.add_argument("--host", help="address to listen on (default DEEPSCOPE_HOST or 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default DEEPSCOPE_PORT or 8000)")
+    p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("run", help="train one config in this process, headless")
+    p.add_argument("config", help="a JSON run config ('-' reads standard input); {} is valid")
+    p.add_argument("--events", help="write every event as one JSON line to this file")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("worker", help="a scale-out worker: takes runs from Redis (DEEPSCOPE_REDIS_URL)")
+    p.add_argument("--queues", default="runs", help="comma-separated queues: runs (CPU) and/or gpu")
+    p.add_argument("--concurrency", type=int, default=None, help="runs at once (default: one per core)")
+    p.set_defaults(func=cmd_worker)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""Activation functions by name, with what the telemetry needs to know about each."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from engine.registry import Registry
+
+# impl(leaky_slope) -> module. meta: saturates=(lo, hi) output band outside which the unit sits in
+# a flat tail; gain=the nn.init gain name used by Xavier/He for this nonlinearity.
+ACTIVATIONS: Registry[Callable[[float], nn.Module]] = Registry("activation")
+
+
+@ACTIVATIONS.register("sigmoid", "1/(1+e^-x): outputs in (0,1), slope at most 1/4, so gradients shrink layer by layer",
+                      saturates=(0.01, 0.99), gain="sigmoid")
+def _sigmoid(slope: float) -> nn.Module:
+    return nn.Sigmoid()
+
+
+@ACTIVATIONS.register("tanh", "zero-centred sigmoid in (-1,1): slope 1 at 0, flat tails for |x| > 2",
+                      saturates=(-0.99, 0.99), gain="tanh")
+def _tanh(slope: float) -> nn.Module:
+    return nn.Tanh()
+
+
+@ACTIVATIONS.register("relu", "max(0, x): no vanishing slope for x > 0, but a unit stuck below 0 is dead",
+                      gain="relu")
+def _relu(slope: float) -> nn.Module:
+    return nn.ReLU()
+
+
+@ACTIVATIONS.register("leaky_relu", "max(ax, x): keeps a small slope a for x < 0, so units cannot die",
+                      gain="leaky_relu")
+def _leaky_relu(slope: float) -> nn.Module:
+    return nn.LeakyReLU(slope)
+
+
+@ACTIVATIONS.register("elu", "x for x > 0, e^x - 1 below: smooth, negative outputs pull the mean toward 0",
+                      gain="relu")
+def _elu(slope: float) -> nn.Module:
+    return nn.ELU()
+
+
+@ACTIVATIONS.register("gelu", "x * Phi(x): a smooth ReLU used by transformers", gain="relu")
+def _gelu(slope: float) -> nn.Module:
+    return nn.GELU()
+
+
+@ACTIVATIONS.register("selu", "scaled ELU that keeps mean 0 and variance 1 under LeCun init (self-normalising)",
+                      gain="selu")
+def _selu(slope: float) -> nn.Module:
+    return nn.SELU()
+
+
+@ACTIVATIONS.register("linear", "identity: any depth collapses to one linear map", gain="linear")
+def _linear(slope: float) -> nn.Module:
+    return nn.Identity()
+
+
+def make_activation(name: str, leaky_slope: float) -> nn.Module:
+    return ACTIVATIONS.get(name)(leaky_slope)

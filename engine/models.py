@@ -1,0 +1,102 @@
+"""The networks: a stack of identical hidden blocks and a linear classifier.
+
+Each hidden block is weights (linear or 3x3 conv) -> batchnorm (optional) -> activation ->
+dropout (optional), so the telemetry can name what it measures: ``preact`` is the activation's
+input (after batchnorm), ``act`` its output (before dropout).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from engine.activations import make_activation
+from engine.config import ModelConfig
+from engine.inits import init_weights
+
+
+class ClassicDropout(nn.Module):
+    """Dropout as first described: drop units without rescaling while training; at test time keep
+    every unit and multiply by the keep probability p, so expected outputs match."""
+
+    def __init__(self, drop: float) -> None:
+        super().__init__()
+        self.keep = 1.0 - drop
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            return x * torch.bernoulli(torch.full_like(x, self.keep))
+        return x * self.keep
+
+
+class Block(nn.Module):
+    def __init__(self, kind: str, n_in: int, n_out: int, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.kind = kind
+        if kind == "conv":
+            self.weights: nn.Module = nn.Conv2d(n_in, n_out, 3, padding=1)
+            norm: nn.Module = nn.BatchNorm2d(n_out, momentum=cfg.bn_momentum)
+        else:
+            self.weights = nn.Linear(n_in, n_out)
+            norm = nn.BatchNorm1d(n_out, momentum=cfg.bn_momentum)
+        self.norm = norm if cfg.batchnorm else nn.Identity()
+        self.act = make_activation(cfg.activation, cfg.leaky_slope)
+        if cfg.dropout == 0:
+            self.drop: nn.Module = nn.Identity()
+        elif cfg.dropout_mode == "classic":
+            self.drop = ClassicDropout(cfg.dropout)
+        else:
+            self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.act(self.norm(self.weights(x))))
+
+
+class Net(nn.Module):
+    """``blocks`` then ``head``; ``pools`` marks the conv blocks followed by a 2x2 average pool."""
+
+    def __init__(self, cfg: ModelConfig, input_shape: tuple[int, ...], n_classes: int) -> None:
+        super().__init__()
+        self.arch = cfg.arch
+        blocks = []
+        if cfg.arch == "cnn":
+            channels, height, width = input_shape
+            # Halve the image at most three times (and never below 2x2), spread evenly over the depth.
+            n_pools = max(0, min(3, int(math.log2(min(height, width))) - 1, cfg.depth))
+            self.pools = {round((i + 1) * cfg.depth / (n_pools + 1)) - 1 for i in range(n_pools)} if n_pools else set()
+            n_in = channels
+            for _ in range(cfg.depth):
+                blocks.append(Block("conv", n_in, cfg.width, cfg))
+                n_in = cfg.width
+        else:
+            self.pools = set()
+            n_in = int(math.prod(input_shape))
+            for _ in range(cfg.depth):
+                blocks.append(Block("linear", n_in, cfg.width, cfg))
+                n_in = cfg.width
+        self.blocks = nn.ModuleList(blocks)
+        self.head = nn.Linear(n_in, n_classes)
+        for module in self.modules():
+            if isinstance(module, nn.Linear | nn.Conv2d):
+                init_weights(module.weight, cfg)
+                nn.init.constant_(module.bias, cfg.bias_init)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.arch == "mlp":
+            x = x.flatten(1)
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i in self.pools:
+                x = nn.functional.avg_pool2d(x, 2)
+        if self.arch == "cnn":
+            x = x.mean(dim=(2, 3))
+        return self.head(x)
+
+    def layer_names(self) -> list[str]:
+        return [f"{b.kind}{i + 1}" for i, b in enumerate(self.blocks)] + ["output"]
+
+
+def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], n_classes: int) -> Net:
+    return Net(cfg, input_shape, n_classes)

@@ -1,0 +1,36 @@
+"""Optimizers by name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+import torch
+
+from engine.registry import Registry
+
+if TYPE_CHECKING:
+    from engine.config import TrainConfig
+
+OPTIMIZERS: Registry[Callable[[Iterable[torch.nn.Parameter], TrainConfig, bool], torch.optim.Optimizer]] = \
+    Registry("optimizer")
+
+
+@OPTIMIZERS.register("sgd", "w <- w - lr * grad")
+def _sgd(params, cfg: TrainConfig, fused: bool) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+@OPTIMIZERS.register("momentum", "v <- m v + grad; w <- w - lr * v")
+def _momentum(params, cfg: TrainConfig, fused: bool) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+@OPTIMIZERS.register("adam", "per-weight steps from running means of the gradient and its square")
+def _adam(params, cfg: TrainConfig, fused: bool) -> torch.optim.Optimizer:
+    # fused=True is 1.6x the default on small MLPs on this CPU (MEASURED.md).
+    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
+
+
+def make_optimizer(params, cfg: TrainConfig, fused: bool = True) -> torch.optim.Optimizer:
+    return OPTIMIZERS.get(cfg.optimizer)(params, cfg, fused)

@@ -1,0 +1,258 @@
+"""The training loop: ``train(config, emit, should_stop)`` is the engine's one entry point.
+
+It runs anywhere (a notebook, a test, a worker process), knows nothing of the web and reports
+everything through ``emit(event)``: plain dicts, numbered by ``seq`` from 0, as the contract's
+section 3 describes. A run ends in one terminal status: completed, diverged (a NaN or inf loss:
+a result, not a crash), cancelled (``should_stop()`` said so) or failed (an exception).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+
+from engine.activations import ACTIVATIONS
+from engine.augment import augment_batch
+from engine.config import RunConfig
+from engine.datasets import DataSplit, load_dataset
+from engine.models import build_model
+from engine.optimizers import make_optimizer
+from engine.paths import default_data_dir
+from engine.preview import boundary_event, samples_event, training_points
+from engine.telemetry import Capture, LayerProbe
+
+Emit = Callable[[dict[str, Any]], None]
+TERMINAL = ("completed", "failed", "cancelled", "diverged")
+MAX_STEP_EVENTS = 2000      # loss points per run; more only cost storage and bandwidth
+BOUNDARIES_PER_EPOCH = 4
+MAX_BOUNDARIES = 100
+EVAL_TRAIN_SAMPLES = 2048   # training-set metrics are measured on a fixed subset in eval mode
+EVAL_CHUNK = 1024
+
+
+class _Emitter:
+    """Numbers events and stamps them with seconds since the start; safe to call from two threads."""
+
+    def __init__(self, emit: Emit) -> None:
+        self._emit = emit
+        self._lock = threading.Lock()
+        self.seq = 0
+        self.t0 = time.monotonic()
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        with self._lock:
+            event = {"seq": self.seq, **event, "t": round(time.monotonic() - self.t0, 4)}
+            self.seq += 1
+            self._emit(event)
+
+
+class _Summaries:
+    """Turns captures into ``layers`` events, on a second thread when ``background``.
+
+    The capture's tensors are never written again by training, so the step after a capture can
+    run while its histograms are counted. One capture is in flight at a time: the next one waits,
+    which bounds memory and keeps layers events in step order.
+    """
+
+    def __init__(self, probe: LayerProbe, on_event: Callable[[dict[str, Any]], None], background: bool) -> None:
+        self.probe, self.on_event = probe, on_event
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="deepscope-telemetry") if background else None
+        self.pending: Future | None = None
+
+    def submit(self, capture: Capture) -> None:
+        if self.pool is None:
+            self.on_event(self.probe.summarise(capture))
+            return
+        self.wait()
+        self.pending = self.pool.submit(lambda: self.on_event(self.probe.summarise(capture)))
+
+    def wait(self) -> None:
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            pending.result()
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown(wait=True)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise RuntimeError("train.device is 'cuda' but no CUDA device is available")
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for i in range(0, len(x), EVAL_CHUNK):
+        logits = model(x[i:i + EVAL_CHUNK])
+        loss_sum += float(F.cross_entropy(logits, y[i:i + EVAL_CHUNK], reduction="sum"))
+        correct += int((logits.argmax(1) == y[i:i + EVAL_CHUNK]).sum())
+    model.train()
+    return loss_sum / len(x), correct / len(x)
+
+
+def probe_summary(layers: list[dict[str, Any]]) -> dict[str, float | None]:
+    """A few numbers about one layers event that lessons compare across runs."""
+    hidden = [layer["stats"] for layer in layers if layer["kind"] != "output"]
+
+    def mean(key: str) -> float | None:
+        vals = [s[key] for s in hidden if s[key] is not None]
+        return sum(vals) / len(vals) if vals else None
+
+    first, last = hidden[0], hidden[-1]
+    return {
+        "dead_frac": mean("dead_frac"), "saturated_frac": mean("saturated_frac"),
+        "duplicate_frac": mean("duplicate_frac"),
+        "act_std_first": first["act_std"], "act_std_last": last["act_std"],
+        "grad_norm_first": first["grad_norm"], "grad_norm_last": last["grad_norm"],
+    }
+
+
+def train(config: RunConfig | dict[str, Any], emit: Emit, should_stop: Callable[[], bool] = lambda: False,
+          data_dir: Path | None = None, background_telemetry: bool = True) -> dict[str, Any]:
+    """Train one run, reporting through ``emit``. Returns the terminal status, summary and error.
+
+    ``background_telemetry`` summarises layer captures on a second thread while training goes on
+    (see ``_Summaries``); turn it off to keep the whole run on the calling thread.
+    """
+    out = _Emitter(emit)
+    summary: dict[str, Any] = {}
+    try:
+        cfg = config if isinstance(config, RunConfig) else RunConfig.model_validate(config)
+        run = _Run(cfg, out, summary, data_dir or default_data_dir())
+        status, message, extra = run.execute(should_stop, background_telemetry)
+    except Exception as exc:  # a run's failure is reported as an event, never raised into the worker
+        status, message, extra = "failed", f"{type(exc).__name__}: {exc}", {
+            "traceback": traceback.format_exc(limit=8)}
+    out({"type": "status", "status": status, "message": message, "summary": summary, **extra})
+    return {"status": status, "summary": summary, "error": message if status == "failed" else None}
+
+
+class _Run:
+    """One run's state; ``execute`` is the loop."""
+
+    def __init__(self, cfg: RunConfig, out: _Emitter, summary: dict[str, Any], data_dir: Path) -> None:
+        # 1) reproducibility, device, data
+        self.cfg, self.out, self.summary = cfg, out, summary
+        torch.manual_seed(cfg.train.seed)
+        self.device = pick_device(cfg.train.device)
+        self.data: DataSplit = load_dataset(cfg.data, cfg.train.seed, data_dir).to(self.device)
+        self.gen = torch.Generator(device="cpu").manual_seed(cfg.train.seed)
+
+        # 2) model, optimizer, schedule of events
+        self.model = build_model(cfg.model, self.data.input_shape, self.data.n_classes).to(self.device)
+        self.model.train()
+        self.optimizer = make_optimizer(self.model.parameters(), cfg.train, fused=True)
+        self.n_train = len(self.data.y_train)
+        self.bs = min(cfg.train.batch_size, self.n_train)
+        # A last batch of one sample would break batchnorm and adds nothing: drop it.
+        self.steps_per_epoch = self.n_train // self.bs + (1 if self.n_train % self.bs >= 2 else 0)
+        self.total_steps = self.steps_per_epoch * cfg.train.epochs
+        self.step_every = max(1, math.ceil(self.total_steps / MAX_STEP_EVENTS))
+        self.boundary_every = max(1, self.steps_per_epoch // BOUNDARIES_PER_EPOCH,
+                                  math.ceil(self.total_steps / MAX_BOUNDARIES)) if self.data.kind == "points" else 0
+        self.eval_idx = torch.randperm(self.n_train, generator=self.gen)[:EVAL_TRAIN_SAMPLES].to(self.device)
+
+    def execute(self, should_stop: Callable[[], bool], background: bool) -> tuple[str, str, dict[str, Any]]:
+        cfg, data = self.cfg, self.data
+        self.out({"type": "status", "status": "running", "message": f"training on {self.device.type}",
+                  "config": cfg.model_dump(), "total_steps": self.total_steps,
+                  "steps_per_epoch": self.steps_per_epoch, "device": self.device.type,
+                  "n_params": sum(p.numel() for p in self.model.parameters()),
+                  "layers": self.model.layer_names(), "input_shape": list(data.input_shape),
+                  "classes": data.classes, "n_train": self.n_train, "n_val": len(data.y_val),
+                  **({"points": training_points(data)} if data.kind == "points" else {})})
+        saturates = ACTIVATIONS.entry(cfg.model.activation).meta.get("saturates")
+        with LayerProbe(self.model, cfg.telemetry.bins, saturates) as probe:
+            summaries = _Summaries(probe, self._on_layers, background)
+            try:
+                return self._epochs(should_stop, probe, summaries)
+            finally:
+                summaries.close()
+
+    def _on_layers(self, event: dict[str, Any]) -> None:
+        self.out(event)
+        if event["step"] == 0:
+            self.summary["probe_start"] = probe_summary(event["layers"])
+        self.summary["probe_end"] = probe_summary(event["layers"])
+
+    def _epochs(self, should_stop: Callable[[], bool], probe: LayerProbe,
+                summaries: _Summaries) -> tuple[str, str, dict[str, Any]]:
+        cfg, data, model, out = self.cfg, self.data, self.model, self.out
+        every, step = cfg.telemetry.every_steps, 0
+        for epoch in range(cfg.train.epochs):
+            order = torch.randperm(self.n_train, generator=self.gen).to(self.device)
+            for b in range(self.steps_per_epoch):
+                # 3) cancel check, batch, forward, loss, divergence check
+                if should_stop():
+                    self.summary.update(step=step, epoch=epoch)
+                    return "cancelled", f"cancelled at step {step}", {"step": step}
+                idx = order[b * self.bs:(b + 1) * self.bs]
+                xb = augment_batch(data.x_train[idx], cfg.augment, self.gen)
+                yb = data.y_train[idx]
+                if b == 0 and data.kind == "image":
+                    out(samples_event(xb, yb, data, step, epoch))
+                capture = every > 0 and step % every == 0
+                probe.armed = capture
+                logits = model(xb)
+                loss = F.cross_entropy(logits, yb)
+                loss_value = float(loss.detach())
+                if not math.isfinite(loss_value):
+                    probe.armed = False
+                    self.summary.update(diverged_step=step, step=step, epoch=epoch)
+                    return "diverged", f"loss became {loss_value} at step {step}", {"step": step}
+
+                # 4) backward, update, and for a capture: weights before, everything else after
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if capture:
+                    probe.before_step()
+                self.optimizer.step()
+                if capture:
+                    summaries.submit(probe.take(step))
+
+                # 5) the cheap events
+                if step % self.step_every == 0 or b == self.steps_per_epoch - 1:
+                    acc = float((logits.argmax(1) == yb).float().mean())
+                    out({"type": "step", "step": step, "epoch": epoch, "loss": loss_value, "acc": acc,
+                         "progress": round((step + 1) / self.total_steps, 4)})
+                if self.boundary_every and step % self.boundary_every == 0:
+                    out(boundary_event(model, data, step, epoch))
+                step += 1
+
+            # 6) validation every epoch
+            if not self._validate(epoch, step):
+                return "diverged", f"training loss became non-finite by step {step}", {"step": step}
+        if self.boundary_every:
+            out(boundary_event(model, data, step, cfg.train.epochs - 1))
+        return "completed", f"completed {self.total_steps} steps", {}
+
+    def _validate(self, epoch: int, step: int) -> bool:
+        data = self.data
+        train_loss, train_acc = evaluate(self.model, data.x_train[self.eval_idx], data.y_train[self.eval_idx])
+        val_loss, val_acc = evaluate(self.model, data.x_val, data.y_val)
+        metrics = {"train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss, "val_acc": val_acc}
+        clean = {k: (v if math.isfinite(v) else None) for k, v in metrics.items()}
+        self.out({"type": "eval", "epoch": epoch, "step": step, **clean})
+        self.summary.update(clean, step=step, epoch=epoch)
+        if not math.isfinite(train_loss):
+            self.summary["diverged_step"] = step
+            return False
+        return True

@@ -1,0 +1,112 @@
+"""Every histogram and statistic equals the same number computed by hand on the same tensor."""
+
+import numpy as np
+import pytest
+import torch
+
+from engine.config import ModelConfig
+from engine.models import build_model
+from engine.telemetry import STAT_NAMES, LayerProbe, bounds, duplicate_fraction
+
+
+def armed_step(model, probe, x, y, lr=0.1):
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    probe.armed = True
+    loss = torch.nn.functional.cross_entropy(model(x), y)
+    opt.zero_grad()
+    loss.backward()
+    probe.before_step()
+    opt.step()
+    cap = probe.take(0)
+    return cap, probe.summarise(cap)
+
+
+def by_hand_hist(t, bins):
+    a = t.detach().double().numpy().ravel()
+    lo, hi = bounds(float(a.min()), float(a.max()))
+    counts, _ = np.histogram(a, bins=bins, range=(lo, hi))
+    return lo, hi, counts
+
+
+@pytest.mark.parametrize("arch, shape, activation", [("mlp", (12,), "tanh"), ("mlp", (12,), "relu"),
+                                                      ("cnn", (3, 8, 8), "sigmoid")])
+def test_histograms_and_stats_match_numpy(arch, shape, activation):
+    torch.manual_seed(0)
+    cfg = ModelConfig(arch=arch, depth=3, width=16, activation=activation, batchnorm=arch == "cnn")
+    model = build_model(cfg, shape, 4)
+    x, y = torch.randn(32, *shape), torch.randint(0, 4, (32,))
+    saturates = {"tanh": (-0.99, 0.99), "sigmoid": (0.01, 0.99)}.get(activation)
+    with LayerProbe(model, bins=20, saturates=saturates) as probe:
+        w_before = [p.detach().clone() for p in (*[b.weights.weight for b in model.blocks], model.head.weight)]
+        cap, event = armed_step(model, probe, x, y)
+    assert [layer["name"] for layer in event["layers"]] == model.layer_names()
+    for i, layer in enumerate(event["layers"]):
+        stats = layer["stats"]
+        assert set(stats) == set(STAT_NAMES)
+        for name, tensor in (("preact", cap.pre[i]), ("act", cap.act[i]), ("grad", cap.grads[i]),
+                             ("weight", w_before[i])):
+            lo, hi, counts = by_hand_hist(tensor, 20)
+            h = layer["hist"][name]
+            assert h["lo"] == pytest.approx(lo) and h["hi"] == pytest.approx(hi)
+            assert h["counts"] == counts.tolist(), (layer["name"], name)
+        pre, act = cap.pre[i].double().numpy(), cap.act[i].double().numpy()
+        assert stats["preact_mean"] == pytest.approx(pre.mean(), abs=1e-6)
+        assert stats["preact_std"] == pytest.approx(pre.std(), rel=1e-4)
+        assert stats["act_mean"] == pytest.approx(act.mean(), abs=1e-6)
+        assert stats["act_std"] == pytest.approx(act.std(), rel=1e-4)
+        assert stats["grad_norm"] == pytest.approx(np.linalg.norm(cap.grads[i].numpy().ravel()), rel=1e-5)
+        assert stats["act_grad_std"] == pytest.approx(cap.act_grad[i].double().numpy().std(), rel=1e-4)
+        assert stats["weight_std"] == pytest.approx(w_before[i].double().numpy().std(), rel=1e-4)
+        w_after = (*[b.weights.weight for b in model.blocks], model.head.weight)[i].detach().numpy()
+        ratio = np.linalg.norm(w_after - w_before[i].numpy()) / np.linalg.norm(w_before[i].numpy())
+        assert stats["update_ratio"] == pytest.approx(ratio, rel=1e-4)
+        if layer["kind"] != "output":
+            over = (0, 2, 3) if act.ndim == 4 else (0,)
+            dead = (act == 0).all(axis=over).mean()
+            assert stats["dead_frac"] == pytest.approx(dead)
+            if saturates:
+                lo_t, hi_t = saturates
+                sat = ((act <= lo_t).all(axis=over) | (act >= hi_t).all(axis=over)).mean()
+                assert stats["saturated_frac"] == pytest.approx(sat)
+
+
+def test_precision_of_std_when_mean_dwarfs_spread():
+    # A deep sigmoid layer: every value near 0.5, spread 1e-5. A one-pass E[x^2] - E[x]^2 in float32 gives 0.
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(depth=1, width=64), (8,), 2)
+    with LayerProbe(model, bins=16) as probe:
+        probe.armed = True
+        model(torch.randn(64, 8)).sum().backward()
+        probe.before_step()
+        cap = probe.take(0)
+    tight = 0.5 + 1e-5 * torch.randn(64, 64)
+    cap.act[0] = tight
+    event = probe.summarise(cap)
+    assert event["layers"][0]["stats"]["act_std"] == pytest.approx(tight.double().std(correction=0).item(), rel=1e-2)
+
+
+def test_duplicate_fraction_counts_units_sharing_incoming_weights():
+    w = torch.randn(6, 5)
+    assert duplicate_fraction(w).item() == 0
+    w[1] = w[0]
+    w[4] = w[0]
+    w[3] = w[2]
+    assert duplicate_fraction(w).item() == pytest.approx(5 / 6)
+    assert duplicate_fraction(torch.zeros(10, 3)).item() == 1.0
+
+
+def test_constant_tensor_gets_a_narrow_range_and_all_counts_in_one_bin():
+    lo, hi = bounds(0.0, 0.0)
+    assert lo < 0 < hi
+    counts, _ = np.histogram(np.zeros(10), bins=8, range=(lo, hi))
+    assert counts.max() == 10
+
+
+def test_probe_removes_its_hooks_twice_safely():
+    model = build_model(ModelConfig(depth=2, width=4), (3,), 2)
+    probe = LayerProbe(model, bins=8).attach()
+    assert sum(len(b.act._forward_hooks) for b in model.blocks) == 2
+    probe.remove()
+    probe.remove()
+    assert sum(len(b.act._forward_hooks) for b in model.blocks) == 0
+    assert len(model.head._forward_hooks) == 0

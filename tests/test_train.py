@@ -1,0 +1,87 @@
+"""The loop's contract: events, first capture at step 0, divergence, cancel, images and augmentation."""
+
+import torch
+
+from engine.augment import augment_batch
+from engine.config import AugmentConfig
+from tests.conftest import layers_events
+
+
+def test_events_follow_the_contract(run_engine):
+    result, events = run_engine({"train": {"epochs": 2}, "telemetry": {"every_steps": 7, "bins": 16}})
+    assert result["status"] == "completed"
+    assert [e["seq"] for e in events] == list(range(len(events)))
+    assert events[0]["type"] == "status" and events[0]["status"] == "running"
+    assert events[0]["config"]["telemetry"]["bins"] == 16
+    assert events[-1]["type"] == "status" and events[-1]["status"] == "completed"
+    layers = layers_events(events)
+    assert layers[0]["step"] == 0 and [e["step"] for e in layers] == list(range(0, 7 * len(layers), 7))
+    for layer in layers[0]["layers"]:
+        assert set(layer["hist"]) == {"preact", "act", "grad", "weight"}
+        assert all(len(h["counts"]) == 16 for h in layer["hist"].values())
+    assert layers[0]["layers"][-1]["kind"] == "output"
+    assert sum(e["type"] == "eval" for e in events) == 2
+    assert any(e["type"] == "boundary" for e in events)
+    assert {"train_loss", "train_acc", "val_loss", "val_acc"} <= set(result["summary"])
+
+
+def test_first_capture_is_at_step_zero_whatever_every_steps(run_engine):
+    _, events = run_engine({"train": {"epochs": 1}, "telemetry": {"every_steps": 1000}})
+    assert [e["step"] for e in layers_events(events)] == [0]
+    _, events = run_engine({"train": {"epochs": 1}, "telemetry": {"every_steps": 0}})
+    assert layers_events(events) == [] and any(e["type"] == "step" for e in events)
+
+
+def test_divergence_is_a_result_with_its_step(run_engine):
+    result, events = run_engine({"model": {"depth": 10}, "train": {"lr": 10.0, "epochs": 3}})
+    assert result["status"] == "diverged"
+    assert events[-1]["status"] == "diverged" and isinstance(events[-1]["step"], int)
+    assert result["summary"]["diverged_step"] == events[-1]["step"]
+
+
+def test_cancel_lands_within_one_step(run_engine):
+    calls = []
+
+    def should_stop():
+        calls.append(1)
+        return len(calls) > 5
+
+    result, events = run_engine({"train": {"epochs": 50}}, should_stop=should_stop)
+    assert result["status"] == "cancelled" and events[-1]["step"] == 5
+    assert max(e.get("step", 0) for e in events if e["type"] == "step") == 4
+
+
+def test_failure_is_reported_as_an_event(run_engine):
+    result, events = run_engine({"data": {"dataset": "mnist"}})
+    assert result["status"] == "failed" and "train-images-idx3-ubyte" in result["error"]
+    assert events[-1]["status"] == "failed"
+
+
+def test_cnn_on_shapes_with_augmentation_emits_samples(run_engine):
+    result, events = run_engine({"data": {"dataset": "shapes", "n_samples": 200},
+                                 "model": {"arch": "cnn", "depth": 3, "width": 8, "batchnorm": True},
+                                 "augment": {"hflip": True, "rotate_deg": 30, "color_shift": 0.2, "scale": 0.2},
+                                 "train": {"epochs": 2, "batch_size": 32}})
+    assert result["status"] == "completed"
+    samples = [e for e in events if e["type"] == "samples"]
+    assert len(samples) == 2 and samples[0]["images"][0].startswith("data:image/png;base64,")
+    assert [layer["kind"] for layer in layers_events(events)[0]["layers"]] == ["conv"] * 3 + ["output"]
+
+
+def test_augmentation_flips_exactly_and_leaves_validation_untouched():
+    x = torch.randn(64, 3, 8, 8)
+    out = augment_batch(x, AugmentConfig(hflip=True), torch.Generator().manual_seed(0))
+    flipped = torch.isclose(out, x.flip(-1), atol=1e-5).flatten(1).all(1)
+    same = torch.isclose(out, x, atol=1e-5).flatten(1).all(1)
+    assert (flipped | same).all() and 10 < flipped.sum() < 54
+    assert augment_batch(x, AugmentConfig(), torch.Generator()) is x
+
+
+def test_rotation_and_colour_shift_are_per_sample():
+    x = torch.zeros(16, 3, 8, 8)
+    x[:, :, 2:6, 3:5] = 1.0
+    out = augment_batch(x, AugmentConfig(rotate_deg=90, color_shift=0.5), torch.Generator().manual_seed(1))
+    per_sample = out.flatten(1)
+    assert not torch.allclose(per_sample[0], per_sample[1])
+    shift = out[:, :, 0, 0]  # a background pixel: only the colour shift moves it
+    assert shift.abs().max() <= 0.5 + 1e-6 and shift.std() > 0.05
