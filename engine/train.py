@@ -116,20 +116,28 @@ def probe_summary(layers: list[dict[str, Any]]) -> dict[str, float | None]:
         vals = [s[key] for s in hidden if s[key] is not None]
         return sum(vals) / len(vals) if vals else None
 
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return a / b if a is not None and b else None
+
     first, last = hidden[0], hidden[-1]
     return {
         "dead_frac": mean("dead_frac"), "saturated_frac": mean("saturated_frac"),
         "duplicate_frac": mean("duplicate_frac"),
         "act_std_first": first["act_std"], "act_std_last": last["act_std"],
         "grad_norm_first": first["grad_norm"], "grad_norm_last": last["grad_norm"],
+        # < 1: the signal shrinks from the first hidden layer to the last (forward) ...
+        "act_std_ratio": ratio(last["act_std"], first["act_std"]),
+        # ... and the gradient reaching the first layer is this fraction of the last one's (backward)
+        "grad_ratio": ratio(first["grad_norm"], last["grad_norm"]),
     }
 
 
-def train(config: RunConfig | dict[str, Any], emit: Emit, should_stop: Callable[[], bool] = lambda: False,
+def train(config: RunConfig | dict[str, Any], emit: Emit, should_stop: Callable[[], bool | str] = lambda: False,
           data_dir: Path | None = None, background_telemetry: bool = True) -> dict[str, Any]:
     """Train one run, reporting through ``emit``. Returns the terminal status, summary and error.
 
-    ``background_telemetry`` summarises layer captures on a second thread while training goes on
+    ``should_stop`` is asked before every step; a true value ends the run as cancelled, and a string
+    says why (for example a time limit). ``background_telemetry`` summarises layer captures on a second thread while training goes on
     (see ``_Summaries``); turn it off to keep the whole run on the calling thread.
     """
     out = _Emitter(emit)
@@ -170,7 +178,7 @@ class _Run:
                                   math.ceil(self.total_steps / MAX_BOUNDARIES)) if self.data.kind == "points" else 0
         self.eval_idx = torch.randperm(self.n_train, generator=self.gen)[:EVAL_TRAIN_SAMPLES].to(self.device)
 
-    def execute(self, should_stop: Callable[[], bool], background: bool) -> tuple[str, str, dict[str, Any]]:
+    def execute(self, should_stop: Callable[[], bool | str], background: bool) -> tuple[str, str, dict[str, Any]]:
         cfg, data = self.cfg, self.data
         self.out({"type": "status", "status": "running", "message": f"training on {self.device.type}",
                   "config": cfg.model_dump(), "total_steps": self.total_steps,
@@ -193,7 +201,7 @@ class _Run:
             self.summary["probe_start"] = probe_summary(event["layers"])
         self.summary["probe_end"] = probe_summary(event["layers"])
 
-    def _epochs(self, should_stop: Callable[[], bool], probe: LayerProbe,
+    def _epochs(self, should_stop: Callable[[], bool | str], probe: LayerProbe,
                 summaries: _Summaries) -> tuple[str, str, dict[str, Any]]:
         cfg, data, model, out = self.cfg, self.data, self.model, self.out
         every, step = cfg.telemetry.every_steps, 0
@@ -201,9 +209,11 @@ class _Run:
             order = torch.randperm(self.n_train, generator=self.gen).to(self.device)
             for b in range(self.steps_per_epoch):
                 # 3) cancel check, batch, forward, loss, divergence check
-                if should_stop():
+                stop = should_stop()
+                if stop:
                     self.summary.update(step=step, epoch=epoch)
-                    return "cancelled", f"cancelled at step {step}", {"step": step}
+                    reason = stop if isinstance(stop, str) else "cancelled"
+                    return "cancelled", f"{reason} at step {step}", {"step": step}
                 idx = order[b * self.bs:(b + 1) * self.bs]
                 xb = augment_batch(data.x_train[idx], cfg.augment, self.gen)
                 yb = data.y_train[idx]
@@ -252,6 +262,8 @@ class _Run:
         clean = {k: (v if math.isfinite(v) else None) for k, v in metrics.items()}
         self.out({"type": "eval", "epoch": epoch, "step": step, **clean})
         self.summary.update(clean, step=step, epoch=epoch)
+        if clean["train_acc"] is not None and clean["val_acc"] is not None:
+            self.summary["gap"] = clean["train_acc"] - clean["val_acc"]  # overfitting shows as a large gap
         if not math.isfinite(train_loss):
             self.summary["diverged_step"] = step
             return False

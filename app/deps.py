@@ -1,0 +1,63 @@
+"""Dependencies as named aliases: routes read as typed arguments, and tests can override them."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, WebSocket
+
+from app.service import RunService
+from app.settings import Settings
+
+
+def get_service(request: Request) -> RunService:
+    return request.app.state.service
+
+
+def get_app_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def _token_ok(settings: Settings, header: str | None, cookie: str | None, query: str | None) -> bool:
+    if not settings.token:
+        return True
+    offered = None
+    if header and header.lower().startswith("bearer "):
+        offered = header[7:].strip()
+    offered = offered or cookie or query
+    return offered is not None and hmac.compare_digest(offered, settings.token)
+
+
+def client_id(request: Request) -> str:
+    """Who is asking: the page's own id (header or cookie), else the address. Quotas and ownership use it."""
+    return (request.headers.get("x-deepscope-client") or request.cookies.get("deepscope_client")
+            or (request.client.host if request.client else "unknown"))[:64]
+
+
+def require_token(request: Request) -> None:
+    settings: Settings = request.app.state.settings
+    if not _token_ok(settings, request.headers.get("authorization"), request.cookies.get("deepscope_token"),
+                     request.query_params.get("token")):
+        raise HTTPException(401, "this server needs a token: send 'Authorization: Bearer <token>' "
+                                 "(the page asks for it once)", headers={"WWW-Authenticate": "Bearer"})
+
+
+def ws_allowed(websocket: WebSocket) -> str | None:
+    """None if the socket may connect, else why not (bad token, foreign origin)."""
+    settings: Settings = websocket.app.state.settings
+    if not _token_ok(settings, websocket.headers.get("authorization"), websocket.cookies.get("deepscope_token"),
+                     websocket.query_params.get("token")):
+        return "this server needs a token"
+    origin = websocket.headers.get("origin")
+    if origin:
+        host = websocket.headers.get("host", "")
+        same = origin.split("://", 1)[-1] == host
+        if not same and origin not in settings.allowed_origins:
+            return f"origin {origin} is not allowed"
+    return None
+
+
+ServiceDep = Annotated[RunService, Depends(get_service)]
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+ClientDep = Annotated[str, Depends(client_id)]

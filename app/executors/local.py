@@ -1,0 +1,217 @@
+"""The default executor: a few worker processes started once and kept warm, a FIFO queue in front.
+
+Workers fork from a forkserver that has already imported torch and the engine, so a submitted run
+reaches its first step in milliseconds. One supervisor thread reads every worker's pipe, hands
+events to the sink, dispatches queued runs to idle workers, enforces the wall-clock limit and
+replaces a worker that dies; the run it was training is marked failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from multiprocessing.connection import wait
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from app.executors import Sink
+
+log = logging.getLogger("deepscope.local")
+KILL_GRACE_S = 15.0  # a run that ignores its stop signal this long after it is due is killed
+
+
+@dataclass
+class _Slot:
+    index: int
+    process: Any
+    conn: Any
+    flag: Any
+    ready: bool = False
+    run_id: str | None = None
+    last_seq: int = -1
+    deadline: float = 0.0
+    stop_due: float | None = None
+    started: float = field(default_factory=time.monotonic)
+
+
+class LocalExecutor:
+    def __init__(self, workers: int, data_dir: Path, time_limit_s: float) -> None:
+        self.n_workers = workers
+        self.data_dir = str(data_dir)
+        self.time_limit_s = time_limit_s
+        self._ctx = mp.get_context("forkserver")
+        self._ctx.set_forkserver_preload(["app.executors.local_worker"])
+        self._queue: deque[tuple[str, dict[str, Any]]] = deque()
+        self._slots: list[_Slot] = []
+        self._lock = threading.RLock()
+        self._sink: Sink | None = None
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._wake_r, self._wake_w = self._ctx.Pipe(duplex=False)
+        self.replaced = 0
+
+    # -- interface --------------------------------------------------------------------------
+    def start(self, sink: Sink) -> None:
+        self._sink = sink
+        with self._lock:
+            self._slots = [self._spawn(i) for i in range(self.n_workers)]
+        self._thread = threading.Thread(target=self._supervise, name="deepscope-local-executor", daemon=True)
+        self._thread.start()
+
+    def submit(self, run_id: str, config: dict[str, Any]) -> None:
+        with self._lock:
+            self._queue.append((run_id, config))
+            self._dispatch()
+
+    def cancel(self, run_id: str) -> bool:
+        with self._lock:
+            for item in self._queue:
+                if item[0] == run_id:
+                    self._queue.remove(item)
+                    self._emit_status(run_id, 0, "cancelled", "cancelled while queued")
+                    return True
+            for slot in self._slots:
+                if slot.run_id == run_id:
+                    slot.flag.value = 1
+                    slot.stop_due = slot.stop_due or time.monotonic()
+                    return True
+        return False
+
+    def shutdown(self) -> None:
+        self._stopping = True
+        self._wake_w.send(b"")
+        if self._thread:
+            self._thread.join(timeout=5)
+        with self._lock:
+            for slot in self._slots:
+                try:
+                    slot.conn.send(None)
+                except OSError:
+                    pass
+            for slot in self._slots:
+                slot.process.join(timeout=2)
+                if slot.process.is_alive():
+                    slot.process.kill()
+                    slot.process.join(timeout=2)
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {"executor": "local", "workers": len(self._slots),
+                    "ready": sum(s.ready for s in self._slots), "busy": sum(s.run_id is not None for s in self._slots),
+                    "queued": len(self._queue), "replaced": self.replaced,
+                    "worker_pids": [s.process.pid for s in self._slots]}
+
+    def worker_pid(self, run_id: str) -> int | None:
+        with self._lock:
+            return next((s.process.pid for s in self._slots if s.run_id == run_id), None)
+
+    # -- inside -----------------------------------------------------------------------------
+    def _spawn(self, index: int) -> _Slot:
+        from app.executors.local_worker import worker_main
+
+        parent, child = self._ctx.Pipe()
+        flag = self._ctx.Value("i", 0, lock=False)
+        process = self._ctx.Process(target=worker_main, args=(child, flag, self.data_dir),
+                                    name=f"deepscope-worker-{index}", daemon=True)
+        process.start()
+        child.close()
+        return _Slot(index, process, parent, flag)
+
+    def _dispatch(self) -> None:
+        for slot in self._slots:
+            if not self._queue:
+                return
+            if slot.ready and slot.run_id is None:
+                run_id, config = self._queue.popleft()
+                slot.flag.value = 0
+                slot.run_id, slot.last_seq, slot.stop_due = run_id, -1, None
+                slot.deadline = time.monotonic() + self.time_limit_s
+                try:
+                    slot.conn.send(("run", run_id, config, self.time_limit_s))
+                except OSError:  # died just now: the supervisor replaces it and fails the run
+                    pass
+
+    def _emit_status(self, run_id: str, seq: int, status: str, message: str) -> None:
+        event = {"seq": seq, "type": "status", "status": status, "message": message, "summary": {}}
+        assert self._sink is not None
+        self._sink(run_id, event, orjson.dumps(event).decode())
+
+    def _supervise(self) -> None:
+        while not self._stopping:
+            with self._lock:
+                waitables = {s.conn: s for s in self._slots} | {s.process.sentinel: s for s in self._slots}
+            try:
+                ready = wait([*waitables, self._wake_r], timeout=0.5)
+            except OSError:
+                ready = []
+            for obj in ready:
+                if obj is self._wake_r:
+                    self._wake_r.recv_bytes()
+                    continue
+                slot = waitables[obj]
+                if obj is slot.conn:
+                    self._drain(slot)
+                elif not slot.process.is_alive():
+                    self._drain(slot)
+                    self._replace(slot, f"the worker process died (exit code {slot.process.exitcode})")
+            self._watchdog()
+
+    def _drain(self, slot: _Slot) -> None:
+        while True:
+            try:
+                if not slot.conn.poll():
+                    return
+                msg = slot.conn.recv()
+            except (EOFError, OSError):
+                return
+            kind = msg[0]
+            if kind == "event":
+                _, run_id, raw = msg
+                event = orjson.loads(raw)
+                slot.last_seq = event["seq"]
+                assert self._sink is not None
+                try:
+                    self._sink(run_id, event, raw.decode())
+                except Exception:  # the sink must not take the supervisor down
+                    log.exception("sink failed on an event of run %s", run_id)
+            elif kind == "done":
+                with self._lock:
+                    slot.run_id = None
+                    self._dispatch()
+            elif kind == "ready":
+                with self._lock:
+                    slot.ready = True
+                    self._dispatch()
+
+    def _replace(self, slot: _Slot, why: str) -> None:
+        with self._lock:
+            if slot not in self._slots or self._stopping:
+                return
+            if slot.run_id is not None:
+                self._emit_status(slot.run_id, slot.last_seq + 1, "failed",
+                                  f"{why} while training; a new worker took its place")
+            slot.conn.close()
+            slot.process.join(timeout=1)
+            self._slots[slot.index] = self._spawn(slot.index)
+            self.replaced += 1
+            log.warning("replaced worker %d: %s", slot.index, why)
+
+    def _watchdog(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for slot in list(self._slots):
+                if slot.run_id is None:
+                    continue
+                if slot.stop_due is None and now > slot.deadline:
+                    slot.stop_due = now  # the worker's own check normally ends it within a step
+                if slot.stop_due is not None and now > slot.stop_due + KILL_GRACE_S and slot.process.is_alive():
+                    slot.process.kill()
+                    slot.process.join(timeout=2)
+                    self._replace(slot, "the run did not stop within "
+                                        f"{KILL_GRACE_S:g} s of its cancel or time limit, so its worker was killed")

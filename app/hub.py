@@ -1,0 +1,84 @@
+"""Fan-out of live events to WebSocket viewers, one bounded queue per viewer.
+
+A viewer that falls behind never slows training or the other viewers: its pending heavy events
+(layers, boundary, samples) are coalesced, the newest of each type replacing the one not yet sent,
+while step, eval and status events are all kept. A viewer whose light backlog still overflows is
+dropped; its client reconnects and replays from the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+
+COALESCED = frozenset({"layers", "boundary", "samples"})
+MAX_PENDING = 20000
+
+
+class Viewer:
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self._pending: OrderedDict[int, tuple[str, str]] = OrderedDict()
+        self._latest_heavy: dict[str, int] = {}
+        self._wake = asyncio.Event()
+        self.overflowed = False
+        self.coalesced = 0
+
+    def put(self, seq: int, type_: str, raw: str) -> None:
+        if type_ in COALESCED:
+            old = self._latest_heavy.get(type_)
+            if old is not None and old in self._pending:
+                del self._pending[old]
+                self.coalesced += 1
+            self._latest_heavy[type_] = seq
+        self._pending[seq] = (type_, raw)
+        if len(self._pending) > MAX_PENDING:
+            self.overflowed = True
+        self._wake.set()
+
+    async def get_batch(self) -> list[tuple[int, str, str]]:
+        """Wait for events, then take all of them, in seq order."""
+        while not self._pending:
+            self._wake.clear()
+            await self._wake.wait()
+        batch = [(seq, t, raw) for seq, (t, raw) in self._pending.items()]
+        self._pending.clear()
+        self._latest_heavy.clear()
+        return batch
+
+
+class Hub:
+    """Lives on the event loop's thread; other threads publish through ``publish_threadsafe``."""
+
+    def __init__(self) -> None:
+        self._viewers: dict[str, set[Viewer]] = {}
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+
+    def subscribe(self, run_id: str) -> Viewer:
+        viewer = Viewer(run_id)
+        self._viewers.setdefault(run_id, set()).add(viewer)
+        return viewer
+
+    def unsubscribe(self, viewer: Viewer) -> None:
+        viewers = self._viewers.get(viewer.run_id)
+        if viewers is not None:
+            viewers.discard(viewer)
+            if not viewers:
+                del self._viewers[viewer.run_id]
+
+    def viewers(self, run_id: str) -> int:
+        return len(self._viewers.get(run_id, ()))
+
+    def publish(self, run_id: str, seq: int, type_: str, raw: str) -> None:
+        for viewer in tuple(self._viewers.get(run_id, ())):
+            viewer.put(seq, type_, raw)
+
+    def publish_threadsafe(self, run_id: str, seq: int, type_: str, raw: str) -> None:
+        if self.loop is not None and not self.loop.is_closed():
+            try:
+                self.loop.call_soon_threadsafe(self.publish, run_id, seq, type_, raw)
+            except RuntimeError:  # the loop closed between the check and the call: nobody is watching
+                pass

@@ -1,0 +1,106 @@
+"""The FastAPI app: its lifespan starts and stops the store, the hub and the executor."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from app.executors import Executor
+from app.hub import Hub
+from app.service import RunService
+from app.settings import Settings, get_settings
+from app.store import Store
+from engine.config import explain_error
+
+log = logging.getLogger("deepscope")
+VERSION = "0.1.0"
+
+
+def make_executor(settings: Settings) -> Executor:
+    if settings.executor == "celery":
+        from app.executors.celery_executor import CeleryExecutor
+
+        return CeleryExecutor(settings)
+    from app.executors.local import LocalExecutor
+
+    return LocalExecutor(settings.workers, settings.data_dir, settings.run_time_limit_s)
+
+
+def create_app(settings: Settings | None = None, executor: Executor | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        store = Store(settings.db_url)
+        interrupted = store.mark_interrupted()
+        if interrupted:
+            log.warning("marked %d runs interrupted: they were in flight when the service stopped", len(interrupted))
+        hub = Hub()
+        hub.bind(asyncio.get_running_loop())
+        ex = executor or make_executor(settings)
+        service = RunService(store, hub, ex, settings.max_queued, settings.max_active_per_client)
+        app.state.service, app.state.settings = service, settings
+        ex.start(service.on_event)
+        try:
+            yield
+        finally:
+            ex.shutdown()
+            store.close()
+
+    app = FastAPI(title="DeepScope", version=VERSION, lifespan=lifespan,
+                  description="See why very deep networks train or fail to train. The run config is the "
+                              "RunConfig schema below; every field has a default, so {} is a valid run.")
+    app.state.settings = settings
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_input(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errs = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errs):
+            return JSONResponse({"detail": "the request body is not valid JSON: " +
+                                 "; ".join(str(e.get("ctx", {}).get("error", e["msg"])) for e in errs)}, 400)
+        detail = []
+        for e in errs:
+            loc = tuple(e["loc"])
+            where = loc[0] if loc and loc[0] in ("body", "query", "path") else None
+            inner = loc[1:] if where else loc
+            field, msg = explain_error(inner, e["type"], e["msg"], e.get("input"), e.get("ctx"))
+            if where in ("query", "path"):
+                field, msg = _query_message(inner, e)
+            detail.append({"loc": list(loc), "field": field, "msg": msg, "type": e["type"]})
+        return JSONResponse({"detail": detail}, 422)
+
+    @app.exception_handler(ValidationError)
+    async def invalid_model(request: Request, exc: ValidationError) -> JSONResponse:
+        from engine.config import describe_errors
+
+        return JSONResponse({"detail": describe_errors(exc)}, 422)
+
+    @app.get("/healthz", tags=["service"])
+    def healthz(request: Request) -> dict[str, Any]:
+        """Liveness and readiness: ok once the store and executor are up."""
+        service = getattr(request.app.state, "service", None)
+        return {"status": "ok", "version": VERSION,
+                "executor": service.executor.stats() if service else None}
+
+    from app.routes import api, pages, ws
+
+    app.include_router(api.router)
+    app.include_router(ws.router)
+    app.include_router(pages.router)
+    return app
+
+
+def _query_message(loc: tuple[Any, ...], err: dict[str, Any]) -> tuple[str, str]:
+    name = ".".join(str(p) for p in loc)
+    ctx = err.get("ctx") or {}
+    limits = ", ".join(f"{k} {v}" for k, v in ctx.items() if k in ("ge", "le", "gt", "lt", "pattern", "expected"))
+    return name, f"{name}: {err['msg']}" + (f" ({limits})" if limits and limits not in err["msg"] else "") + \
+        (f" (got {err.get('input')!r})" if err.get("input") is not None else "")

@@ -1,0 +1,42 @@
+"""Schemas by role: what routes answer. Never an engine object or a database row."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+Status = Literal["queued", "running", "completed", "failed", "cancelled", "diverged", "interrupted"]
+
+
+class RunPublic(BaseModel):
+    id: str
+    name: str
+    group: str | None
+    owner: str | None = None
+    status: Status
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    progress: float = Field(ge=0, le=1)
+    config: dict[str, Any]
+    summary: dict[str, Any]
+    error: str | None
+
+
+class RunsPublic(BaseModel):
+    data: list[RunPublic]
+    count: int
+
+
+class EventsPublic(BaseModel):
+    data: list[dict[str, Any]]
+    count: int
+
+
+class Problem(BaseModel):
+    detail: Any
+
+
+def public(run: dict[str, Any]) -> RunPublic:
+    return RunPublic(**{k: v for k, v in run.items() if k in RunPublic.model_fields})
