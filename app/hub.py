@@ -23,9 +23,11 @@ class Viewer:
         self._wake = asyncio.Event()
         self.overflowed = False
         self.coalesced = 0
+        # Off while the socket replays the store: what arrives meanwhile is the seam, and it must be whole.
+        self.coalescing = False
 
     def put(self, seq: int, type_: str, raw: str) -> None:
-        if type_ in COALESCED:
+        if type_ in COALESCED and self.coalescing:
             old = self._latest_heavy.get(type_)
             if old is not None and old in self._pending:
                 del self._pending[old]
@@ -43,6 +45,7 @@ class Viewer:
             await self._wake.wait()
         batch = [(seq, t, raw) for seq, (t, raw) in self._pending.items()]
         self._pending.clear()
+        self.coalescing = True
         self._latest_heavy.clear()
         return batch
 

@@ -263,7 +263,9 @@ class _Run:
         self.out({"type": "eval", "epoch": epoch, "step": step, **clean})
         self.summary.update(clean, step=step, epoch=epoch)
         if clean["train_acc"] is not None and clean["val_acc"] is not None:
-            self.summary["gap"] = clean["train_acc"] - clean["val_acc"]  # overfitting shows as a large gap
+            self.summary["gap"] = clean["train_acc"] - clean["val_acc"]  # overfitting shows as large gaps
+        if clean["train_loss"] is not None and clean["val_loss"] is not None:
+            self.summary["loss_gap"] = clean["val_loss"] - clean["train_loss"]
         if not math.isfinite(train_loss):
             self.summary["diverged_step"] = step
             return False

@@ -1,0 +1,221 @@
+"""The service against a real uvicorn on loopback: REST, WebSocket streams, workers, store."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import httpx
+import pytest
+from websockets.sync.client import connect
+
+from app.settings import Settings
+from tests.server import LiveServer, wait_for
+
+QUICK = {"model": {"depth": 3, "width": 16}, "train": {"epochs": 2}}
+LONG = {"model": {"depth": 4, "width": 32}, "train": {"epochs": 500}}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    data = tmp_path_factory.mktemp("data")
+    with LiveServer(Settings(data_dir=data, workers=2, run_time_limit_s=120)) as live:
+        yield live
+
+
+@pytest.fixture
+def client(server):
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        yield c
+
+
+def assert_ordered_stream(events):
+    """No duplicate, in seq order, nothing missing but coalesced telemetry (layers, boundary, samples)."""
+    seqs = [e["seq"] for e in events]
+    assert seqs == sorted(set(seqs)) and seqs[0] == 0
+    missing = set(range(seqs[-1] + 1)) - set(seqs)
+    return missing
+
+
+def stream(server, run_id, timeout=60):
+    events = []
+    with connect(f"{server.ws_url}/ws/runs/{run_id}", open_timeout=10, close_timeout=5) as ws:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                events.append(json.loads(ws.recv(timeout=timeout)))
+            except Exception:
+                break
+    return events
+
+
+def test_submit_stream_complete(server, client):
+    r = client.post("/api/runs", json=QUICK)
+    assert r.status_code == 201
+    run = r.json()
+    assert run["status"] in ("queued", "running") and run["config"]["model"]["depth"] == 3
+    events = stream(server, run["id"])
+    missing = assert_ordered_stream(events)
+    assert events[-1]["type"] == "status" and events[-1]["status"] == "completed"
+    assert {e["type"] for e in events} >= {"status", "step", "eval", "layers", "boundary"}
+    done = wait_for(client, run["id"])
+    assert done["status"] == "completed" and done["progress"] == 1.0
+    assert done["summary"]["val_acc"] is not None and done["finished_at"] and done["started_at"]
+    stored = client.get(f"/api/runs/{run['id']}/events").json()["data"]
+    assert [e for e in stored if e["seq"] not in missing] == events
+    assert all(e["type"] in ("layers", "boundary", "samples") for e in stored if e["seq"] in missing)
+
+
+def test_replay_after_completion_and_paging(server, client):
+    run = client.post("/api/runs", json=QUICK).json()
+    wait_for(client, run["id"])
+    replay = stream(server, run["id"])
+    assert replay[-1]["status"] == "completed" and [e["seq"] for e in replay] == list(range(len(replay)))
+    page = client.get(f"/api/runs/{run['id']}/events", params={"after": 5, "limit": 3}).json()
+    assert [e["seq"] for e in page["data"]] == [6, 7, 8]
+    csv = client.get(f"/api/runs/{run['id']}/events", params={"format": "csv"})
+    assert csv.headers["content-type"].startswith("text/csv")
+    lines = csv.text.strip().splitlines()
+    assert lines[0].startswith("seq,type,epoch,step,loss") and len(lines) > 10
+    report = client.get(f"/api/runs/{run['id']}/report")
+    assert report.status_code == 200 and "Plotly.newPlot" in report.text and "<script src" not in report.text
+
+
+def test_live_stream_joins_mid_run_without_gap_or_duplicate(server, client):
+    run = client.post("/api/runs", json={**QUICK, "train": {"epochs": 40}}).json()
+    time.sleep(0.8)
+    events = stream(server, run["id"])
+    stored = client.get(f"/api/runs/{run['id']}/events").json()["data"]
+    missing = assert_ordered_stream(events)
+    assert all(e["type"] in ("layers", "boundary", "samples") for e in stored if e["seq"] in missing)
+    assert events[-1]["status"] == "completed"
+
+
+def test_cancel_running_and_queued(server, client):
+    running = client.post("/api/runs", json=LONG).json()
+    events = []
+    with connect(f"{server.ws_url}/ws/runs/{running['id']}") as ws:
+        while not any(e["type"] == "step" for e in events):
+            events.append(json.loads(ws.recv(timeout=30)))
+        r = client.post(f"/api/runs/{running['id']}/cancel")
+        assert r.status_code == 202
+        while events[-1].get("status") not in ("cancelled",):
+            events.append(json.loads(ws.recv(timeout=30)))
+    assert wait_for(client, running["id"])["status"] == "cancelled"
+    assert client.post(f"/api/runs/{running['id']}/cancel").status_code == 409
+    # Two workers: fill both, the third waits in the queue and is cancelled there.
+    a, b, c = (client.post("/api/runs", json=LONG).json() for _ in range(3))
+    assert client.get(f"/api/runs/{c['id']}").json()["status"] == "queued"
+    assert client.post(f"/api/runs/{c['id']}/cancel").status_code == 202
+    assert wait_for(client, c["id"])["status"] == "cancelled"
+    for r in (a, b):
+        client.post(f"/api/runs/{r['id']}/cancel")
+        assert wait_for(client, r["id"])["status"] == "cancelled"
+
+
+def test_delete_removes_run_and_events(server, client):
+    run = client.post("/api/runs", json=QUICK).json()
+    wait_for(client, run["id"])
+    assert client.delete(f"/api/runs/{run['id']}").status_code == 204
+    assert client.get(f"/api/runs/{run['id']}").status_code == 404
+    assert client.get(f"/api/runs/{run['id']}/events").status_code == 404
+    assert server.service.store.events(run["id"]) == []
+    assert client.delete(f"/api/runs/{run['id']}").status_code == 404
+    active = client.post("/api/runs", json=LONG).json()
+    assert client.delete(f"/api/runs/{active['id']}").status_code == 409
+    client.post(f"/api/runs/{active['id']}/cancel")
+    wait_for(client, active["id"])
+
+
+@pytest.mark.parametrize("body, field, words", [
+    ({"model": {"depth": 500}}, "model.depth", "between 1 and 100"),
+    ({"model": {"activation": "swish"}}, "model.activation", "leaky_relu"),
+    ({"telemetry": {"bins": 2}}, "telemetry.bins", "between 8 and 128"),
+    ({"model": {"arch": "cnn"}}, "model.arch", "image dataset"),
+    ({"data": {"dataset": "mnist"}}, "data.dataset", "train-images-idx3-ubyte"),
+    ({"unknown": 1}, "unknown", "not a field"),
+])
+def test_invalid_configs_get_422_naming_the_field(client, body, field, words):
+    r = client.post("/api/runs", json=body)
+    assert r.status_code == 422
+    detail = r.json()["detail"][0]
+    assert detail["field"] == field and words in detail["msg"]
+
+
+def test_unparseable_json_is_400_and_unknown_ids_404(client):
+    r = client.post("/api/runs", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 400 and "not valid JSON" in r.json()["detail"]
+    assert client.get("/api/runs/nope").status_code == 404
+    assert client.post("/api/runs/nope/cancel").status_code == 404
+    assert client.post("/api/presets/nope/runs").status_code == 404
+
+
+def test_options_and_presets(client):
+    opts = client.get("/api/options").json()
+    fields = {f["name"]: f for s in opts["sections"] for f in s["fields"]}
+    assert fields["model.depth"]["ge"] == 1 and fields["model.depth"]["le"] == 100
+    assert "leaky_relu" in fields["model.activation"]["choices"]
+    assert fields["model.init_std"]["applies_when"]["values"] == ["small_normal"]
+    presets = client.get("/api/presets").json()
+    ids = {p["id"] for p in presets}
+    assert {"vanishing-sigmoid", "zero-init", "xavier-vs-he", "batchnorm-sigmoid", "dropout", "augmentation",
+            "dying-relu", "leaky-slope-one", "small-init-depth", "sigmoid-tanh-relu"} <= ids
+    for p in presets:
+        assert p["explanation"] and p["look_at"] and p["expect"] and len(p["runs"]) >= 2
+
+
+def test_preset_starts_a_group(server, client):
+    runs = client.post("/api/presets/zero-init/runs").json()
+    assert len(runs) == 2 and len({r["group"] for r in runs}) == 1
+    listed = client.get("/api/runs", params={"group": runs[0]["group"]}).json()
+    assert listed["count"] == 2
+    for r in runs:
+        client.post(f"/api/runs/{r['id']}/cancel")
+        wait_for(client, r["id"])
+
+
+def test_killed_worker_fails_its_run_and_is_replaced(server, client):
+    run = client.post("/api/runs", json=LONG).json()
+    with connect(f"{server.ws_url}/ws/runs/{run['id']}") as ws:
+        while json.loads(ws.recv(timeout=30))["type"] != "step":
+            pass
+        pid = server.service.executor.worker_pid(run["id"])
+        os.kill(pid, signal.SIGKILL)
+        last = None
+        while True:
+            last = json.loads(ws.recv(timeout=30))
+            if last["type"] == "status":
+                break
+    assert last["status"] == "failed" and "worker process died" in last["message"]
+    failed = wait_for(client, run["id"])
+    assert failed["status"] == "failed" and "died" in failed["error"]
+    assert client.get("/healthz").json()["status"] == "ok"
+    after = client.post("/api/runs", json=QUICK).json()
+    assert wait_for(client, after["id"])["status"] == "completed"
+    assert server.service.executor.stats()["replaced"] >= 1
+
+
+def test_wall_clock_limit_stops_a_run(tmp_path):
+    with LiveServer(Settings(data_dir=tmp_path, workers=1, run_time_limit_s=1.5)) as live, \
+            httpx.Client(base_url=live.url) as c:
+        run = c.post("/api/runs", json=LONG).json()
+        done = wait_for(c, run["id"], timeout=30)
+        assert done["status"] == "cancelled" and "wall-clock limit of 1.5 s" in done["error"]
+
+
+def test_restart_mid_run_marks_interrupted_and_keeps_finished_runs(tmp_path):
+    settings = Settings(data_dir=tmp_path, workers=1)
+    with LiveServer(settings) as live, httpx.Client(base_url=live.url) as c:
+        finished = c.post("/api/runs", json=QUICK).json()
+        wait_for(c, finished["id"])
+        n_events = c.get(f"/api/runs/{finished['id']}/events").json()["count"]
+        mid = c.post("/api/runs", json=LONG).json()
+        wait_for(c, mid["id"], statuses=("running",))
+    with LiveServer(settings) as live, httpx.Client(base_url=live.url) as c:
+        assert c.get(f"/api/runs/{mid['id']}").json()["status"] == "interrupted"
+        kept = c.get(f"/api/runs/{finished['id']}").json()
+        assert kept["status"] == "completed"
+        assert c.get(f"/api/runs/{finished['id']}/events").json()["count"] == n_events
+        assert stream(live, mid["id"], timeout=5) is not None  # a socket to an interrupted run closes
