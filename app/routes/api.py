@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse
 
 from app.deps import ClientDep, ServiceDep, SettingsDep, require_token
 from app.options import options
-from app.presets import BY_ID, PRESETS
+from app.presets import BY_ID, PRESETS, check
 from app.report import render_report
 from app.schemas import EventsPublic, Problem, RunPublic, RunsPublic, Status, public
 from app.service import QuotaExceeded
@@ -60,6 +60,24 @@ def get_presets() -> list[dict[str, Any]]:
     """The lessons: one idea each, the runs that show it and the outcome to check when they end."""
     return [{**p, "runs": [{"label": r["label"], "config": RunConfig.model_validate(r["config"]).model_dump()}
                            for r in p["runs"]]} for p in PRESETS]
+
+
+@router.get("/presets/{preset_id}/outcome", responses=R401 | R404)
+def preset_outcome(preset_id: str, service: ServiceDep,
+                   group: Annotated[str, Query(max_length=64, description="the group its runs were started in")],
+                   ) -> dict[str, Any]:
+    """Whether each expected outcome of a lesson held, once its group's runs have ended."""
+    preset = BY_ID.get(preset_id)
+    if preset is None:
+        raise HTTPException(404, f"no lesson {preset_id!r}; GET /api/presets lists them")
+    runs = service.list(group=group, limit=1000)
+    if not runs:
+        raise HTTPException(404, f"no runs in group {group!r}")
+    by_label = {r["config"].get("name") or r["name"]: r for r in runs}
+    finished = all(r["status"] not in ACTIVE for r in runs)
+    checks = [check(e, {label: r["summary"] for label, r in by_label.items()}) for e in preset["expect"]]
+    return {"preset": preset_id, "group": group, "finished": finished,
+            "statuses": {label: r["status"] for label, r in by_label.items()}, "checks": checks}
 
 
 @router.post("/presets/{preset_id}/runs", status_code=201, responses=R401 | R404 | R429)
