@@ -49,7 +49,7 @@ def test_api_answers_only_documented_statuses_and_never_5xx(tmp_path):
                 try:
                     case.validate_response(response, checks=[sc.not_a_server_error, sc.status_code_conformance])
                 except Exception as exc:  # collect every operation's failure, then report them together
-                    failures.append(f"{operation.method.upper()} {operation.path}: {exc}")
+                    failures.append(f"{case.method} {case.path}: {exc}")
                     raise
 
             try:

@@ -42,7 +42,7 @@ def worker_main(conn: Any, cancel_flag: Any, data_dir: str) -> None:
     while True:
         try:
             msg = conn.recv()
-        except EOFError:
+        except (EOFError, OSError):  # the service went away: so does this worker
             return
         if msg is None:
             return

@@ -1,0 +1,71 @@
+// Talking to the REST API and the run WebSocket. Every request carries this page's client id, and the
+// workshop token when the server asks for one (kept in a cookie after the first prompt).
+
+const CLIENT_KEY = "deepscope_client";
+
+function cookie(name) {
+  const hit = document.cookie.split("; ").find((c) => c.startsWith(name + "="));
+  return hit ? decodeURIComponent(hit.split("=")[1]) : null;
+}
+
+function setCookie(name, value) {
+  document.cookie = `${name}=${encodeURIComponent(value)}; path=/; max-age=31536000; SameSite=Strict`;
+}
+
+export function clientId() {
+  let id = cookie(CLIENT_KEY);
+  if (!id) {
+    id = (crypto.randomUUID ? crypto.randomUUID() : String(Math.random()).slice(2)).slice(0, 32);
+    setCookie(CLIENT_KEY, id);
+  }
+  return id;
+}
+
+export function ensureToken() {
+  if (document.body.dataset.needsToken !== "true" || cookie("deepscope_token")) return;
+  const token = window.prompt("This DeepScope server needs the workshop token:");
+  if (token) setCookie("deepscope_token", token.trim());
+}
+
+export class ApiError extends Error {
+  constructor(status, detail) {
+    super(typeof detail === "string" ? detail : JSON.stringify(detail));
+    this.status = status;
+    this.detail = detail;
+  }
+}
+
+export async function api(path, { method = "GET", body } = {}) {
+  const headers = { "X-DeepScope-Client": clientId() };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  if (res.status === 204) return null;
+  const data = res.headers.get("content-type")?.includes("json") ? await res.json() : await res.text();
+  if (!res.ok) throw new ApiError(res.status, data && data.detail !== undefined ? data.detail : data);
+  return data;
+}
+
+// Opens /ws/runs/{id}; calls onEvent for each event, onEnd(reason) when the stream is over for good.
+// A dropped connection (server restart, network) reconnects with backoff and replays from seq 0;
+// the caller drops duplicates by seq.
+export function streamRun(runId, onEvent, onEnd) {
+  let closedByUs = false;
+  let delay = 500;
+  let socket;
+  const open = () => {
+    const proto = location.protocol === "https:" ? "wss" : "ws";
+    socket = new WebSocket(`${proto}://${location.host}/ws/runs/${encodeURIComponent(runId)}`);
+    socket.onmessage = (msg) => { delay = 500; onEvent(JSON.parse(msg.data)); };
+    socket.onclose = (ev) => {
+      if (closedByUs) return;
+      if (ev.code === 1000) return onEnd("ended");
+      if (ev.code === 4404) return onEnd("unknown");
+      if (ev.code === 4403) return onEnd("forbidden");
+      setTimeout(open, delay);
+      delay = Math.min(delay * 2, 8000);
+    };
+    socket.onerror = () => {};  // onclose follows and decides
+  };
+  open();
+  return { close() { closedByUs = true; socket.close(); } };
+}

@@ -1,0 +1,167 @@
+// Plotly charts drawn from a run's events. Every function takes the runs to draw (the shown run first)
+// and gives each run the same colour everywhere. Okabe–Ito: safe for the common colour blindnesses.
+
+export const PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"];
+const CONFIG = { responsive: true, displaylogo: false };
+const BASE = { margin: { l: 50, r: 10, t: 10, b: 40 }, legend: { orientation: "h", y: -0.2 }, font: { size: 11 } };
+
+function draw(id, traces, layout) {
+  Plotly.react(id, traces, { ...BASE, ...layout }, CONFIG);
+}
+
+function label(run) { return run.name || run.id; }
+
+export function lossChart(id, runs) {
+  const traces = [];
+  runs.forEach((run, i) => {
+    const color = PALETTE[i % PALETTE.length];
+    const one = runs.length === 1;
+    traces.push({ x: run.steps.map((e) => e.step), y: run.steps.map((e) => e.loss), name: `${label(run)}: batch loss`,
+      line: { color, width: 1 }, opacity: one ? 0.5 : 0.35, type: "scattergl", mode: "lines" });
+    traces.push({ x: run.evals.map((e) => e.step), y: run.evals.map((e) => e.train_loss), name: `${label(run)}: train loss`,
+      line: { color, width: 2 }, mode: "lines+markers", type: "scatter" });
+    traces.push({ x: run.evals.map((e) => e.step), y: run.evals.map((e) => e.val_loss), name: `${label(run)}: val loss`,
+      line: { color, width: 2, dash: "dash" }, mode: "lines+markers", type: "scatter" });
+    traces.push({ x: run.evals.map((e) => e.step), y: run.evals.map((e) => e.val_acc), name: `${label(run)}: val acc`,
+      line: { color, width: 2, dash: "dot" }, yaxis: "y2", mode: "lines", type: "scatter" });
+  });
+  draw(id, traces, { xaxis: { title: { text: "step" } }, yaxis: { title: { text: "loss" }, rangemode: "tozero" },
+    yaxis2: { title: { text: "accuracy" }, overlaying: "y", side: "right", range: [0, 1] } });
+}
+
+export function compareChart(id, runs) {
+  const traces = runs.map((run, i) => ({
+    x: run.evals.map((e) => e.epoch + 1), y: run.evals.map((e) => e.val_acc), name: label(run),
+    line: { color: PALETTE[i % PALETTE.length], width: 2 }, mode: "lines+markers", type: "scatter",
+  }));
+  draw(id, traces, { xaxis: { title: { text: "epoch" } }, yaxis: { title: { text: "validation accuracy" }, range: [0, 1] } });
+}
+
+const STAT_PANELS = [
+  ["act_std", "activation std", "y", "log"], ["grad_norm", "gradient norm", "y2", "log"],
+  ["dead_frac", "dead", "y3", "linear"], ["saturated_frac", "saturated", "y3", "linear"],
+  ["duplicate_frac", "duplicate", "y3", "linear"],
+];
+const DASH = { dead_frac: "solid", saturated_frac: "dash", duplicate_frac: "dot" };
+
+// Per-layer stats against depth at the chosen capture of each run: three panels side by side.
+export function layerStatsChart(id, runs, pick) {
+  const traces = [];
+  runs.forEach((run, i) => {
+    const ev = pick(run);
+    if (!ev) return;
+    const names = ev.layers.map((l) => l.name);
+    const color = PALETTE[i % PALETTE.length];
+    for (const [key, name, yaxis] of STAT_PANELS) {
+      const xaxis = { y: "x", y2: "x2", y3: "x3" }[yaxis];
+      traces.push({ x: names, y: ev.layers.map((l) => l.stats[key]), name: `${label(run)}: ${name}`, xaxis, yaxis,
+        mode: "lines+markers", type: "scatter", line: { color, dash: DASH[key] || "solid" }, legendgroup: run.id });
+    }
+  });
+  draw(id, traces, {
+    grid: { rows: 3, columns: 1, pattern: "independent" }, height: undefined,
+    yaxis: { type: "log", title: { text: "act std" } }, yaxis2: { type: "log", title: { text: "grad norm" } },
+    yaxis3: { range: [-0.02, 1.02], title: { text: "fraction" } }, xaxis3: { title: { text: "layer (input → output)" } },
+    margin: { l: 60, r: 10, t: 10, b: 40 },
+  });
+}
+
+function centres(h) {
+  const n = h.counts.length, w = (h.hi - h.lo) / n;
+  return h.counts.map((_, i) => h.lo + (i + 0.5) * w);
+}
+
+// A ridgeline: each layer's histogram at the chosen step, stacked input (bottom) to output (top).
+export function histogramChart(id, runs, pick, kind) {
+  const traces = [];
+  let names = [];
+  runs.forEach((run, r) => {
+    const ev = pick(run);
+    if (!ev) return;
+    names = ev.layers.map((l) => l.name);
+    ev.layers.forEach((layer, i) => {
+      const h = layer.hist[kind];
+      const peak = Math.max(1, ...h.counts);
+      traces.push({ x: centres(h), y: h.counts.map((c) => i + 0.9 * c / peak), name: `${label(run)}: ${layer.name}`,
+        mode: "lines", fill: "toself", type: "scatter", showlegend: i === 0,
+        legendgroup: run.id, line: { color: PALETTE[r % PALETTE.length], width: 1, shape: "hvh" },
+        hovertemplate: `${layer.name}: %{x:.3g}<extra>${label(run)}</extra>` });
+    });
+  });
+  draw(id, traces, { yaxis: { tickvals: names.map((_, i) => i), ticktext: names, zeroline: false },
+    xaxis: { title: { text: { act: "activation", preact: "pre-activation", grad: "dLoss/dW", weight: "weight" }[kind] } },
+    showlegend: runs.length > 1 });
+}
+
+// One layer's histogram over time, re-binned onto a common value axis: value bins by step.
+export function heatmapChart(id, run, layerIndex, kind) {
+  const evs = run ? run.layers : [];
+  if (!evs.length) return draw(id, [], {});
+  const hists = evs.map((e) => e.layers[Math.min(layerIndex, e.layers.length - 1)].hist[kind]);
+  const lo = Math.min(...hists.map((h) => h.lo)), hi = Math.max(...hists.map((h) => h.hi));
+  const bins = 48, width = (hi - lo) / bins || 1;
+  const z = Array.from({ length: bins }, () => new Array(hists.length).fill(0));
+  hists.forEach((h, col) => {
+    const total = h.counts.reduce((a, b) => a + b, 0) || 1;
+    centres(h).forEach((c, k) => {
+      const row = Math.min(bins - 1, Math.max(0, Math.floor((c - lo) / width)));
+      z[row][col] += h.counts[k] / total;
+    });
+  });
+  draw(id, [{ z, x: evs.map((e) => e.step), y: Array.from({ length: bins }, (_, i) => lo + (i + 0.5) * width),
+    type: "heatmap", colorscale: "Viridis", colorbar: { title: { text: "share" } } }],
+  { xaxis: { title: { text: "step" } }, yaxis: { title: { text: kind } } });
+}
+
+// Step 0: the measured activation std per hidden layer, and what Var(out) = n Var(w) Var(in) predicts
+// from the layer before (ReLU family: E[f(z)^2] = Var(z) (1 + a^2) / 2; linear: Var(z)).
+export function signalChart(id, runs) {
+  const traces = [];
+  runs.forEach((run, r) => {
+    const ev = run.layers.find((e) => e.step === 0);
+    if (!ev) return;
+    const hidden = ev.layers.filter((l) => l.kind !== "output");
+    const names = hidden.map((l) => l.name);
+    const color = PALETTE[r % PALETTE.length];
+    traces.push({ x: names, y: hidden.map((l) => l.stats.preact_std), name: `${label(run)}: measured pre-activation std`,
+      mode: "lines+markers", type: "scatter", line: { color } });
+    const m = run.config?.model;
+    const gain = { relu: 0.5, leaky_relu: (1 + (m?.leaky_slope ?? 0) ** 2) / 2, linear: 1 }[m?.activation];
+    if (gain !== undefined && m.arch === "mlp" && !m.batchnorm) {
+      const predicted = [hidden[0].stats.preact_std];
+      for (let i = 1; i < hidden.length; i++) {
+        const n = m.width, varW = hidden[i].stats.weight_std ** 2;
+        predicted.push(Math.sqrt(n * varW * gain) * predicted[i - 1]);
+      }
+      traces.push({ x: names, y: predicted, name: `${label(run)}: theory`, mode: "lines", type: "scatter",
+        line: { color, dash: "dash" } });
+    }
+  });
+  draw(id, traces, { yaxis: { type: "log", title: { text: "std at step 0" } } });
+}
+
+export function boundaryChart(id, run) {
+  const ev = run && run.boundary;
+  if (!ev) return draw(id, [], { annotations: [{ text: "2-D datasets only", showarrow: false }] });
+  const k = ev.probs.length;
+  let z, colorscale, zmin, zmax;
+  if (k === 2) {
+    z = ev.probs[1];
+    colorscale = [[0, PALETTE[0]], [0.5, "#ffffff"], [1, PALETTE[1]]];
+    zmin = 0; zmax = ev.prob_scale;
+  } else {
+    z = ev.probs[0].map((row, i) => row.map((_, j) => {
+      let best = 0;
+      for (let c = 1; c < k; c++) if (ev.probs[c][i][j] > ev.probs[best][i][j]) best = c;
+      return best;
+    }));
+    colorscale = Array.from({ length: k }, (_, c) => [[c / k, PALETTE[c]], [(c + 1) / k, PALETTE[c]]]).flat();
+    zmin = -0.5; zmax = k - 0.5;
+  }
+  const pts = run.points || { x: [], y: [], label: [] };
+  draw(id, [
+    { z, x: ev.x, y: ev.y, type: "heatmap", colorscale, zmin, zmax, opacity: 0.45, showscale: false, hoverinfo: "skip" },
+    { x: pts.x, y: pts.y, mode: "markers", type: "scatter", name: "training points",
+      marker: { color: pts.label.map((c) => PALETTE[c % PALETTE.length]), size: 5, line: { width: 0.5, color: "#222" } } },
+  ], { xaxis: { title: { text: "x1 (normalised)" } }, yaxis: { title: { text: "x2" } }, showlegend: false });
+}

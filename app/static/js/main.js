@@ -1,0 +1,325 @@
+// The playground: wires the form, the lessons, the run list, the live streams and the charts.
+import { api, ApiError, ensureToken, streamRun } from "./api.js";
+import { ConfigForm } from "./form.js";
+import * as charts from "./charts.js";
+
+const TERMINAL = new Set(["completed", "failed", "cancelled", "diverged", "interrupted"]);
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  form: null,
+  presets: [],
+  views: new Map(),   // run id -> what its events built up
+  shown: null,        // the run whose details are drawn
+  compare: [],        // run ids drawn together, shown run first
+  lesson: null,       // {preset, group}
+  stepIndex: null,    // index into the shown run's captures; null follows the newest
+  renderPending: false,
+};
+
+// ---- runs and their events -----------------------------------------------------------------
+function view(run) {
+  let v = state.views.get(run.id);
+  if (!v) {
+    v = { id: run.id, name: run.name, status: run.status, config: run.config, progress: run.progress || 0,
+      steps: [], evals: [], layers: [], boundary: null, samples: null, points: null, lastSeq: -1, stream: null,
+      ended: null };
+    state.views.set(run.id, v);
+  }
+  return v;
+}
+
+function watch(run) {
+  const v = view(run);
+  if (v.stream || v.ended === "ended") return v;
+  v.stream = streamRun(run.id, (ev) => onEvent(v, ev), (why) => {
+    v.stream = null;
+    v.ended = why;
+    if (why === "unknown") {
+      v.status = "deleted";
+      $("runs-message").textContent = `Run “${v.name}” no longer exists: it was deleted or never was.`;
+    }
+    scheduleRender();
+  });
+  return v;
+}
+
+function onEvent(v, ev) {
+  if (ev.seq <= v.lastSeq) {
+    if (ev.seq === 0) Object.assign(v, { steps: [], evals: [], layers: [], boundary: null, samples: null, lastSeq: -1 });
+    else return;  // a replay after reconnecting: already have it
+  }
+  v.lastSeq = ev.seq;
+  switch (ev.type) {
+    case "status":
+      v.status = ev.status;
+      v.message = ev.message;
+      if (ev.status === "running") {
+        v.config = ev.config || v.config;
+        v.points = ev.points || null;
+      }
+      if (TERMINAL.has(ev.status)) v.progress = ev.status === "completed" ? 1 : v.progress;
+      break;
+    case "step": v.steps.push(ev); v.progress = ev.progress; break;
+    case "eval": v.evals.push(ev); break;
+    case "layers": v.layers.push(ev); break;
+    case "boundary": v.boundary = ev; break;
+    case "samples": v.samples = ev; break;
+    default: break;
+  }
+  if (v.id === state.shown && ev.type === "status" && TERMINAL.has(ev.status)) refreshRuns();
+  if (state.lesson && ev.type === "status" && TERMINAL.has(ev.status)) checkLesson();
+  scheduleRender();
+}
+
+function show(ids) {
+  state.compare = ids;
+  state.shown = ids[0] || null;
+  state.stepIndex = null;
+  scheduleRender();
+}
+
+// ---- drawing, at most four times a second ---------------------------------------------------
+function scheduleRender() {
+  if (state.renderPending) return;
+  state.renderPending = true;
+  setTimeout(() => { state.renderPending = false; render(); }, 250);
+}
+
+function captureFor(run) {
+  if (!run.layers.length) return null;
+  const shown = state.views.get(state.shown);
+  if (state.stepIndex === null || !shown || !shown.layers.length) return run.layers[run.layers.length - 1];
+  const step = shown.layers[Math.min(state.stepIndex, shown.layers.length - 1)].step;
+  let best = run.layers[0];  // the capture of this run nearest at or before the shown step
+  for (const e of run.layers) if (e.step <= step) best = e;
+  return best;
+}
+
+function render() {
+  const shown = state.views.get(state.shown);
+  const runs = state.compare.map((id) => state.views.get(id)).filter(Boolean);
+  $("shown-title").textContent = shown ? `${shown.name} (${runs.length > 1 ? `with ${runs.length - 1} more` : "alone"})`
+    : "No run shown";
+  $("run-status").textContent = shown ? `${shown.status}${shown.message ? ": " + shown.message : ""}` : "no run yet";
+  $("run-progress").value = shown ? shown.progress : 0;
+  $("cancel").disabled = !shown || TERMINAL.has(shown.status) || shown.status === "deleted";
+  const slider = $("step-slider");
+  const n = shown ? shown.layers.length : 0;
+  slider.max = Math.max(0, n - 1);
+  if (state.stepIndex === null) slider.value = slider.max;
+  const cap = shown ? captureFor(shown) : null;
+  $("step-value").textContent = cap ? cap.step : 0;
+  const kind = $("hist-kind").value;
+  charts.lossChart("loss-chart", runs);
+  charts.compareChart("compare-chart", runs);
+  charts.layerStatsChart("layer-stats-chart", runs, captureFor);
+  charts.histogramChart("histogram-chart", runs, captureFor, kind);
+  charts.signalChart("signal-chart", runs);
+  fillLayerSelect(shown);
+  charts.heatmapChart("heatmap-chart", shown, Number($("heat-layer").value || 0), kind);
+  charts.boundaryChart("boundary-chart", shown);
+  renderSamples(shown);
+}
+
+function fillLayerSelect(run) {
+  const select = $("heat-layer");
+  const names = run && run.layers.length ? run.layers[0].layers.map((l) => l.name) : [];
+  if (select.options.length === names.length && [...select.options].every((o, i) => o.textContent === names[i])) return;
+  const keep = select.value;
+  select.replaceChildren(...names.map((name, i) => Object.assign(document.createElement("option"), { value: i, textContent: name })));
+  if (keep && Number(keep) < names.length) select.value = keep;
+}
+
+function renderSamples(run) {
+  const box = $("samples");
+  const ev = run && run.samples;
+  if (!ev) { box.textContent = "Image datasets only."; return; }
+  if (box.dataset.seq === String(ev.seq)) return;
+  box.dataset.seq = ev.seq;
+  box.replaceChildren(...ev.images.map((src, i) => {
+    const fig = document.createElement("figure");
+    const img = Object.assign(document.createElement("img"), { src, alt: `augmented sample: ${ev.labels[i]}` });
+    const cap = document.createElement("figcaption");
+    cap.textContent = ev.labels[i];
+    fig.append(img, cap);
+    return fig;
+  }));
+}
+
+// ---- the run list ---------------------------------------------------------------------------
+async function refreshRuns() {
+  let list;
+  try {
+    list = await api("/api/runs?limit=50");
+  } catch (err) {
+    $("runs-message").textContent = "The server is not answering; retrying…";
+    return;
+  }
+  if ($("runs-message").textContent.startsWith("The server")) $("runs-message").textContent = "";
+  const rows = list.data.map((run) => {
+    const v = state.views.get(run.id);
+    if (v && !v.stream) { v.status = run.status; v.progress = run.progress; }
+    const tr = document.createElement("tr");
+    if (run.id === state.shown) tr.className = "shown";
+    const pick = Object.assign(document.createElement("input"), { type: "checkbox", checked: state.compare.includes(run.id) });
+    pick.setAttribute("aria-label", `compare ${run.name}`);
+    pick.addEventListener("change", () => {
+      const ids = state.compare.filter((id) => id !== run.id);
+      if (pick.checked) { watch(run); ids.push(run.id); }
+      show(ids.length ? ids : []);
+      refreshRuns();
+    });
+    const name = document.createElement("button");
+    name.type = "button";
+    name.className = "secondary";
+    name.textContent = run.name;  // text, never markup: a run name is user input
+    name.title = "show this run";
+    name.addEventListener("click", () => { watch(run); show([run.id, ...state.compare.filter((id) => id !== run.id)]); refreshRuns(); });
+    const status = document.createElement("span");
+    status.className = `status-${run.status}`;
+    status.textContent = run.status;
+    if (run.error) status.title = run.error;
+    const bar = Object.assign(document.createElement("progress"), { max: 1, value: run.progress });
+    bar.setAttribute("aria-label", `progress of ${run.name}`);
+    const actions = document.createElement("td");
+    if (!TERMINAL.has(run.status)) {
+      actions.append(button("Cancel", async () => { await api(`/api/runs/${run.id}/cancel`, { method: "POST" }).catch(() => {}); refreshRuns(); }));
+    } else {
+      actions.append(button("Delete", async () => {
+        await api(`/api/runs/${run.id}`, { method: "DELETE" }).catch(() => {});
+        state.views.delete(run.id);
+        show(state.compare.filter((id) => id !== run.id));
+        refreshRuns();
+      }));
+      const report = Object.assign(document.createElement("a"), { href: `/api/runs/${run.id}/report`, textContent: "Report", target: "_blank" });
+      actions.append(" ", report);
+    }
+    const cells = [pick, name, status, bar].map((el, i) => {
+      const td = document.createElement("td");
+      if (i === 1) td.className = "name";
+      td.append(el);
+      return td;
+    });
+    tr.append(...cells, actions);
+    return tr;
+  });
+  $("run-rows").replaceChildren(...rows);
+}
+
+function button(text, onClick) {
+  const b = Object.assign(document.createElement("button"), { type: "button", textContent: text, className: "secondary" });
+  b.addEventListener("click", onClick);
+  return b;
+}
+
+// ---- lessons ---------------------------------------------------------------------------------
+function showLesson(preset) {
+  $("lesson").hidden = !preset;
+  if (!preset) return;
+  $("lesson-explanation").textContent = preset.explanation;
+  $("lesson-look").textContent = preset.look_at;
+  $("lesson-outcome").replaceChildren(...preset.expect.map((e) => badgeItem("wait", "pending", e.text)));
+}
+
+function badgeItem(kind, word, text) {
+  const li = document.createElement("li");
+  const badge = Object.assign(document.createElement("span"), { className: `badge ${kind}`, textContent: word });
+  li.append(badge, " ", text);
+  return li;
+}
+
+async function startLesson() {
+  const preset = state.presets.find((p) => p.id === $("preset-select").value);
+  if (!preset) return;
+  try {
+    const runs = await api(`/api/presets/${preset.id}/runs`, { method: "POST" });
+    state.lesson = { preset, group: runs[0].group };
+    runs.forEach(watch);
+    show(runs.map((r) => r.id));
+    showLesson(preset);
+    refreshRuns();
+  } catch (err) {
+    $("form-error").textContent = err instanceof ApiError ? err.message : String(err);
+  }
+}
+
+async function checkLesson() {
+  const { preset, group } = state.lesson;
+  const outcome = await api(`/api/presets/${preset.id}/outcome?group=${encodeURIComponent(group)}`).catch(() => null);
+  if (!outcome || !outcome.finished) return;
+  const fmt = (x) => (x === null || x === undefined ? "n/a" : Math.abs(x) < 1e-3 && x !== 0 ? x.toExponential(2) : x.toFixed(3));
+  $("lesson-outcome").replaceChildren(...outcome.checks.map((c) => badgeItem(
+    c.held === true ? "held" : c.held === false ? "not" : "wait",
+    c.held === true ? "held" : c.held === false ? "did not hold" : "no data",
+    `${c.text} (${fmt(c.left)} vs ${fmt(c.right)})`)));
+}
+
+// ---- the form --------------------------------------------------------------------------------
+function configFromHash() {
+  const m = location.hash.match(/config=([^&]*)/);
+  if (!m) return null;
+  try { return JSON.parse(decodeURIComponent(m[1])); } catch { return null; }
+}
+
+function writeHash() {
+  const cfg = { ...state.form.config() };
+  const name = $("f-name").value.trim();
+  if (name) cfg.name = name;
+  history.replaceState(null, "", "#config=" + encodeURIComponent(JSON.stringify(cfg)));
+}
+
+async function submit(event) {
+  event.preventDefault();
+  state.form.clearErrors();
+  $("form-error").textContent = "";
+  const body = state.form.config();
+  const name = $("f-name").value.trim();
+  if (name) body.name = name;
+  try {
+    const run = await api("/api/runs", { method: "POST", body });
+    state.lesson = null;
+    watch(run);
+    const others = [...document.querySelectorAll("#run-rows input[type=checkbox]:checked")].length
+      ? state.compare.filter((id) => id !== run.id) : [];
+    show([run.id, ...others]);
+    refreshRuns();
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 422) {
+      const rest = state.form.showErrors(err.detail);
+      $("form-error").textContent = rest.join(" ");
+    } else {
+      $("form-error").textContent = err instanceof ApiError ? err.message : String(err);
+    }
+  }
+}
+
+async function main() {
+  ensureToken();
+  const [options, presets] = await Promise.all([api("/api/options"), api("/api/presets")]);
+  state.presets = presets;
+  state.form = new ConfigForm($("form-sections"), options, writeHash);
+  const fromHash = configFromHash();
+  if (fromHash) {
+    state.form.setConfig(fromHash);
+    if (fromHash.name) $("f-name").value = fromHash.name;
+  }
+  $("f-name").addEventListener("input", writeHash);
+  for (const p of presets) $("preset-select").append(Object.assign(document.createElement("option"), { value: p.id, textContent: p.title }));
+  $("preset-select").addEventListener("change", () => showLesson(presets.find((p) => p.id === $("preset-select").value)));
+  $("lesson-start").addEventListener("click", startLesson);
+  $("config-form").addEventListener("submit", submit);
+  $("cancel").addEventListener("click", async () => {
+    if (state.shown) await api(`/api/runs/${state.shown}/cancel`, { method: "POST" }).catch(() => {});
+    refreshRuns();
+  });
+  $("step-slider").addEventListener("input", (e) => { state.stepIndex = Number(e.target.value); scheduleRender(); });
+  $("live-btn").addEventListener("click", () => { state.stepIndex = null; scheduleRender(); });
+  $("hist-kind").addEventListener("change", scheduleRender);
+  $("heat-layer").addEventListener("change", scheduleRender);
+  render();
+  await refreshRuns();
+  setInterval(refreshRuns, 2000);
+}
+
+main().catch((err) => { $("form-error").textContent = `The page could not start: ${err.message}`; });

@@ -1,0 +1,184 @@
+"""The playground in headless Chromium (Debian's, driven by Playwright): lessons, charts, compare,
+scrub, cancel, form errors, hostile run names, phone width. Screenshots go to artifacts/."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import httpx
+import pytest
+
+from app.settings import Settings
+from tests.server import LiveServer, wait_for
+
+pytestmark = pytest.mark.browser
+ARTIFACTS = pathlib.Path(__file__).resolve().parents[1] / "artifacts"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHARTS = ["loss-chart", "histogram-chart", "layer-stats-chart", "compare-chart", "heatmap-chart", "signal-chart",
+          "boundary-chart"]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with LiveServer(Settings(data_dir=tmp_path_factory.mktemp("data"), workers=2)) as live:
+        yield live
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    errors = []
+    page.allowed_errors = []  # a test that provokes a 4xx on purpose names its status here
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(server.url + "/")
+    page.wait_for_selector("[name='model.activation']")
+    yield page
+    context.close()
+    unexpected = [e for e in errors if not any(f"status of {s}" in e for s in page.allowed_errors)]
+    assert not unexpected, unexpected
+
+
+def traces(page, testid):
+    return page.evaluate(f"() => (document.querySelector('[data-testid={testid}]').data || []).length")
+
+
+def shot(page, name):
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def test_lesson_runs_draws_every_chart_and_shows_the_outcome(page, server):
+    page.select_option("[data-testid=preset-select]", "zero-init")
+    assert "symmetry" in page.inner_text("#lesson-explanation") or "identical" in page.inner_text("#lesson-explanation")
+    page.click("[data-testid=lesson-start]")
+    page.wait_for_function("() => document.querySelector('[data-testid=run-status]').textContent.startsWith('running')"
+                           " || document.querySelector('[data-testid=run-status]').textContent.startsWith('completed')",
+                           timeout=30000)
+    page.wait_for_function("() => [...document.querySelectorAll('#lesson-outcome .badge')]"
+                           ".every(b => b.textContent === 'held' || b.textContent === 'did not hold')", timeout=90000)
+    badges = page.locator("#lesson-outcome .badge").all_inner_texts()
+    assert badges and all(b == "held" for b in badges), page.inner_text("#lesson-outcome")
+    for chart in CHARTS:
+        assert traces(page, chart) > 0, chart
+    # Both runs of the group are overlaid: two runs' worth of traces on the compare chart.
+    assert traces(page, "compare-chart") == 2
+    shot(page, "lesson-zero-init")
+
+
+def test_step_slider_scrubs_to_step_zero(page, server):
+    page.fill("[name='train.epochs']", "3")
+    page.click("[data-testid=start]")
+    page.wait_for_function("() => document.querySelector('[data-testid=run-status]').textContent.startsWith('completed')",
+                           timeout=60000)
+    page.wait_for_timeout(400)
+    slider = page.locator("[data-testid=step-slider]")
+    assert int(slider.get_attribute("max")) > 2
+    slider.fill("0")
+    page.wait_for_timeout(400)
+    assert page.inner_text("#step-value") == "0"
+    slider.fill(slider.get_attribute("max"))
+    page.wait_for_timeout(400)
+    assert int(page.inner_text("#step-value")) > 0
+    shot(page, "scrubbed")
+
+
+def test_cancel_a_running_run(page, server):
+    page.fill("[name='train.epochs']", "400")
+    page.click("[data-testid=start]")
+    page.wait_for_function("() => document.querySelector('[data-testid=run-status]').textContent.startsWith('running')",
+                           timeout=30000)
+    page.click("[data-testid=cancel]")
+    page.wait_for_function("() => document.querySelector('[data-testid=run-status]').textContent.startsWith('cancelled')",
+                           timeout=30000)
+
+
+def test_invalid_input_shows_the_servers_message_next_to_the_field(page):
+    page.allowed_errors.append(422)
+    page.fill("[name='model.depth']", "500")
+    page.click("[data-testid=start]")
+    error = page.locator("[data-error-for='model.depth']")
+    error.wait_for(state="visible")
+    assert "between 1 and 100" in error.inner_text()
+    page.select_option("[name='model.arch']", "cnn")
+    page.fill("[name='model.depth']", "3")
+    page.click("[data-testid=start]")
+    page.locator("[data-error-for='model.arch']").wait_for(state="visible")
+    assert "image dataset" in page.inner_text("[data-error-for='model.arch']")
+    shot(page, "form-errors")
+
+
+def test_fields_that_do_not_apply_are_disabled_with_the_reason(page):
+    assert page.is_disabled("[name='model.init_std']")
+    assert "small_normal" in page.inner_text("[data-field='model.init_std'] .why")
+    assert page.is_disabled("[name='augment.hflip']")
+    page.select_option("[name='model.init']", "small_normal")
+    assert page.is_enabled("[name='model.init_std']")
+    page.select_option("[name='data.dataset']", "shapes")
+    assert page.is_enabled("[name='augment.hflip']")
+
+
+def test_url_hash_reproduces_the_config(page, server):
+    page.select_option("[name='model.activation']", "tanh")
+    page.fill("[name='model.depth']", "7")
+    url = page.evaluate("() => location.href")
+    assert "config=" in url and "depth" in url, url
+    page.goto("about:blank")
+    page.goto(url)
+    page.wait_for_selector("[name='model.activation']")
+    page.wait_for_timeout(200)
+    assert page.input_value("[name='model.activation']") == "tanh"
+    assert page.input_value("[name='model.depth']") == "7"
+
+
+def test_hostile_run_name_is_shown_as_text(page, server):
+    hostile = "<img src=x onerror=alert(1)>"
+    dialogs = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    with httpx.Client(base_url=server.url) as c:
+        run = c.post("/api/runs", json={"name": hostile, "train": {"epochs": 1}}).json()
+        wait_for(c, run["id"])
+    page.reload()
+    page.wait_for_selector("#run-rows tr")
+    page.wait_for_function(f"() => document.querySelector('#run-rows').textContent.includes({json.dumps(hostile)})")
+    assert page.locator("#run-rows img").count() == 0 and not dialogs
+
+
+def test_deleted_run_shows_a_clear_message(page, server):
+    with httpx.Client(base_url=server.url) as c:
+        run = c.post("/api/runs", json={"name": "to be deleted", "train": {"epochs": 1}}).json()
+        wait_for(c, run["id"])
+    page.reload()
+    row = page.locator("#run-rows tr", has_text="to be deleted").first
+    row.wait_for()
+    with httpx.Client(base_url=server.url) as c:
+        c.delete(f"/api/runs/{run['id']}")
+    row.locator("button.secondary").first.click()  # show the (now deleted) run
+    page.wait_for_function("() => document.querySelector('#runs-message').textContent.includes('no longer exists')")
+
+
+def test_phone_width_and_keyboard(browser, server):
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    page.goto(server.url + "/")
+    page.wait_for_selector("[name='model.activation']")
+    width = page.evaluate("() => document.documentElement.scrollWidth")
+    assert width <= 400, width
+    page.focus("[data-testid=preset-select]")
+    page.keyboard.press("Tab")
+    assert page.evaluate("() => document.activeElement.tagName") in ("BUTTON", "INPUT", "SELECT")
+    shot(page, "phone")
+    context.close()
