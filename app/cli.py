@@ -76,8 +76,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from app.settings import get_settings
 
     settings = get_settings()
+    # No permessage-deflate: every event goes to every viewer, and compressing the same 10 KB layers event
+    # once per viewer cost a quarter of the server's CPU with 100 viewers (benchmarks/service.py).
     uvicorn.run("app.main:create_app", factory=True, host=args.host or settings.host,
-                port=args.port or settings.port, log_level="info")
+                port=args.port or settings.port, log_level="info", ws_per_message_deflate=False)
     return 0
 
 

@@ -37,7 +37,7 @@ MODELS = {
 
 def steps_per_second(config: dict, every: int, epochs: int) -> tuple[float, int]:
     events: list[dict] = []
-    cfg = {**config, "train": {**config["train"], "epochs": epochs}, "telemetry": {"every_steps": every}}
+    cfg = {**config, "train": {**config["train"], "epochs": epochs}, "telemetry": {"every_steps": every, "max_per_second": 0}}
     result = train(cfg, events.append)
     assert result["status"] == "completed", result
     start = next(e["t"] for e in events if e["type"] == "status")

@@ -80,6 +80,7 @@ class TrainConfig(_Section):
 class TelemetryConfig(_Section):
     every_steps: int = Field(10, ge=0, le=100000, description="capture every layer's histograms and stats every N steps (0: loss curves only)")
     bins: int = Field(32, ge=8, le=128, description="bins per histogram")
+    max_per_second: float = Field(10.0, ge=0.0, le=1000.0, description="at most this many captures per second of training, whatever every_steps says, so a fast net stays cheap to watch (0: no limit)")
 
 
 class RunConfig(_Section):

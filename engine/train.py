@@ -33,6 +33,8 @@ from engine.telemetry import Capture, LayerProbe
 Emit = Callable[[dict[str, Any]], None]
 TERMINAL = ("completed", "failed", "cancelled", "diverged")
 MAX_STEP_EVENTS = 2000      # loss points per run; more only cost storage and bandwidth
+STEP_EVENT_INTERVAL_S = 0.05  # and at most 20 a second: a page redraws a few times a second, and every
+                              # step event goes to every viewer (100 viewers x 800 steps/s would be 80k sends/s)
 BOUNDARIES_PER_EPOCH = 4
 MAX_BOUNDARIES = 100
 EVAL_TRAIN_SAMPLES = 2048   # training-set metrics are measured on a fixed subset in eval mode
@@ -40,7 +42,8 @@ EVAL_CHUNK = 1024
 
 
 class _Emitter:
-    """Numbers events and stamps them with seconds since the start; safe to call from two threads."""
+    """Numbers events and stamps them with seconds since the start (``t``) and the wall clock (``ts``, for
+    measuring delivery latency); safe to call from two threads."""
 
     def __init__(self, emit: Emit) -> None:
         self._emit = emit
@@ -50,7 +53,7 @@ class _Emitter:
 
     def __call__(self, event: dict[str, Any]) -> None:
         with self._lock:
-            event = {"seq": self.seq, **event, "t": round(time.monotonic() - self.t0, 4)}
+            event = {"seq": self.seq, **event, "t": round(time.monotonic() - self.t0, 4), "ts": round(time.time(), 4)}
             self.seq += 1
             self._emit(event)
 
@@ -205,6 +208,9 @@ class _Run:
                 summaries: _Summaries) -> tuple[str, str, dict[str, Any]]:
         cfg, data, model, out = self.cfg, self.data, self.model, self.out
         every, step = cfg.telemetry.every_steps, 0
+        last_step_event = last_capture = -1.0
+        rate = cfg.telemetry.max_per_second
+        min_capture_gap = 1.0 / rate if rate > 0 else 0.0
         for epoch in range(cfg.train.epochs):
             order = torch.randperm(self.n_train, generator=self.gen).to(self.device)
             for b in range(self.steps_per_epoch):
@@ -219,7 +225,10 @@ class _Run:
                 yb = data.y_train[idx]
                 if b == 0 and data.kind == "image":
                     out(samples_event(xb, yb, data, step, epoch))
-                capture = every > 0 and step % every == 0
+                capture = every > 0 and step % every == 0 and (
+                    step == 0 or time.monotonic() - last_capture >= min_capture_gap)
+                if capture:
+                    last_capture = time.monotonic()
                 probe.armed = capture
                 logits = model(xb)
                 loss = F.cross_entropy(logits, yb)
@@ -238,8 +247,11 @@ class _Run:
                 if capture:
                     summaries.submit(probe.take(step))
 
-                # 5) the cheap events
-                if step % self.step_every == 0 or b == self.steps_per_epoch - 1:
+                # 5) the cheap events: loss points on a step schedule, thinned to STEP_EVENT_INTERVAL_S
+                now = time.monotonic()
+                if (step % self.step_every == 0 and now - last_step_event >= STEP_EVENT_INTERVAL_S) \
+                        or step == 0 or b == self.steps_per_epoch - 1:
+                    last_step_event = now
                     acc = float((logits.argmax(1) == yb).float().mean())
                     out({"type": "step", "step": step, "epoch": epoch, "loss": loss_value, "acc": acc,
                          "progress": round((step + 1) / self.total_steps, 4)})

@@ -27,7 +27,7 @@ class LiveServer:
         self.ws_url = f"ws://127.0.0.1:{self.port}"
         self.app = create_app(settings, executor)
         self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                    ws="websockets-sansio"))
+                                                    ws="websockets-sansio", ws_per_message_deflate=False))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> LiveServer:

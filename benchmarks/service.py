@@ -1,0 +1,152 @@
+"""Service figures on a real `deepscope serve` (2 local workers) on loopback, measured side by side:
+
+    python benchmarks/service.py [--viewers 100] [--submits 20]
+
+1. POST /api/runs -> first step event on a WebSocket, warm server (goal: median < 300 ms).
+2. One run watched by N WebSocket viewers: delivery latency p50/p99 of step events (event wall-clock
+   stamp -> received), and the run's training steps/s with the viewers against the same run with none
+   (goal: p99 < 100 ms, ratio >= 0.95).
+3. API latency p50/p99 of GET /api/runs/{id} and GET /api/runs while two runs train.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import httpx
+import websockets
+
+LONG = {"model": {"depth": 10, "width": 64}, "train": {"epochs": 60}}
+WATCHED = {"model": {"depth": 10, "width": 64}, "train": {"epochs": 400}}  # about 10 s of training
+QUICK = {"model": {"depth": 3, "width": 16}, "train": {"epochs": 1}}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+async def first_step_latency(base: str, ws_base: str, n: int) -> list[float]:
+    out = []
+    async with httpx.AsyncClient(base_url=base, timeout=30) as c:
+        for _ in range(n):
+            t0 = time.perf_counter()
+            run = (await c.post("/api/runs", json=QUICK)).json()
+            async with websockets.connect(f"{ws_base}/ws/runs/{run['id']}") as ws:
+                async for msg in ws:
+                    if json.loads(msg)["type"] == "step":
+                        out.append((time.perf_counter() - t0) * 1000)
+                        break
+            await wait_done(c, run["id"])
+    return out
+
+
+async def wait_done(c: httpx.AsyncClient, run_id: str) -> dict:
+    while True:
+        run = (await c.get(f"/api/runs/{run_id}")).json()
+        if run["status"] not in ("queued", "running"):
+            return run
+        await asyncio.sleep(0.1)
+
+
+async def viewer(ws_base: str, run_id: str, latencies: list[float], connected: list[float]) -> None:
+    async with websockets.connect(f"{ws_base}/ws/runs/{run_id}", max_size=None) as ws:
+        connected.append(time.time())
+        async for msg in ws:
+            now = time.time()
+            # Parse only step events: this client shares two cores with the server and the worker.
+            if msg.startswith('{"seq":') and '"type":"step"' in msg[:40]:
+                ts = json.loads(msg)["ts"]
+                latencies.append((ts, (now - ts) * 1000))
+
+
+async def watched_run(base: str, ws_base: str, n_viewers: int) -> tuple[float, list[float]]:
+    """Steps/s and delivery latencies once every viewer is connected (the connection storm is left out)."""
+    async with httpx.AsyncClient(base_url=base, timeout=60) as c:
+        run = (await c.post("/api/runs", json=WATCHED)).json()
+        stamped: list[tuple[float, float]] = []
+        connected: list[float] = []
+        tasks = [asyncio.create_task(viewer(ws_base, run["id"], stamped, connected)) for _ in range(n_viewers)]
+        await wait_done(c, run["id"])
+        await asyncio.gather(*tasks, return_exceptions=True)
+        settled = (max(connected) if connected else time.time()) + 0.5
+        steps = (await c.get(f"/api/runs/{run['id']}/events", params={"type": "step"})).json()["data"]
+        steps = [e for e in steps if e["ts"] >= settled] if n_viewers else steps[len(steps) // 4:]
+        speed = (steps[-1]["step"] - steps[0]["step"]) / (steps[-1]["ts"] - steps[0]["ts"])
+        return speed, [lat for ts, lat in stamped if ts >= settled]
+
+
+async def api_latency(base: str, seconds: float) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {"GET /api/runs/{id}": [], "GET /api/runs": []}
+    async with httpx.AsyncClient(base_url=base, timeout=30) as c:
+        runs = [(await c.post("/api/runs", json=LONG)).json() for _ in range(2)]
+        await asyncio.sleep(1.0)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            for label, path in (("GET /api/runs/{id}", f"/api/runs/{runs[0]['id']}"), ("GET /api/runs", "/api/runs")):
+                t0 = time.perf_counter()
+                (await c.get(path)).raise_for_status()
+                out[label].append((time.perf_counter() - t0) * 1000)
+        for r in runs:
+            await c.post(f"/api/runs/{r['id']}/cancel")
+    return out
+
+
+async def main_async(args: argparse.Namespace, base: str, ws_base: str) -> None:
+    lat = await first_step_latency(base, ws_base, args.submits)
+    print(f"1. POST -> first step event ({args.submits} runs): median {statistics.median(lat):.0f} ms, "
+          f"p90 {pct(lat, 0.9):.0f} ms, max {max(lat):.0f} ms")
+    bare, _ = await watched_run(base, ws_base, 0)
+    watched, latencies = await watched_run(base, ws_base, args.viewers)
+    print(f"2. {args.viewers} viewers of one run: delivery p50 {pct(latencies, 0.5):.1f} ms, "
+          f"p99 {pct(latencies, 0.99):.1f} ms over {len(latencies)} step deliveries; "
+          f"steps/s {watched:.0f} with viewers vs {bare:.0f} without: ratio {watched / bare:.3f}")
+    api = await api_latency(base, args.api_seconds)
+    for label, values in api.items():
+        print(f"3. {label} while two runs train: p50 {pct(values, 0.5):.1f} ms, p99 {pct(values, 0.99):.1f} ms "
+              f"({len(values)} requests)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--viewers", type=int, default=100)
+    parser.add_argument("--submits", type=int, default=20)
+    parser.add_argument("--api-seconds", type=float, default=8.0)
+    args = parser.parse_args()
+    port = free_port()
+    env = {**os.environ, "DEEPSCOPE_DATA_DIR": tempfile.mkdtemp(), "DEEPSCOPE_WORKERS": "2"}
+    server = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base, ws_base = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                h = httpx.get(base + "/healthz", timeout=1).json()
+                if h["executor"]["ready"] == h["executor"]["workers"]:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        asyncio.run(main_async(args, base, ws_base))
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
