@@ -40,15 +40,17 @@ def create_app(settings: Settings | None = None, executor: Executor | None = Non
     async def lifespan(app: FastAPI):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = Store(settings.db_url)
-        interrupted = store.mark_interrupted()
-        if interrupted:
-            log.warning("marked %d runs interrupted: they were in flight when the service stopped", len(interrupted))
+        ex = executor or make_executor(settings)
+        if getattr(ex, "interrupts_on_restart", True):
+            interrupted = store.mark_interrupted()
+            if interrupted:
+                log.warning("marked %d runs interrupted: they were in flight when the service stopped",
+                            len(interrupted))
         hub = Hub()
         hub.bind(asyncio.get_running_loop())
-        ex = executor or make_executor(settings)
         service = RunService(store, hub, ex, settings.max_queued, settings.max_active_per_client)
         app.state.service, app.state.settings = service, settings
-        ex.start(service.on_event)
+        ex.start(service)
         try:
             yield
         finally:

@@ -66,6 +66,15 @@ class RunService:
 
     # -- the sink ---------------------------------------------------------------------------
     def on_event(self, run_id: str, event: dict[str, Any], raw: str) -> None:
+        """Store then publish: the local executor's sink. The celery executor calls the two halves from
+        different readers (a consumer group persists; every replica publishes to its own viewers)."""
+        self.persist(run_id, event, raw)
+        self.publish(run_id, event, raw)
+
+    def publish(self, run_id: str, event: dict[str, Any], raw: str) -> None:
+        self.hub.publish_threadsafe(run_id, event["seq"], event["type"], raw)
+
+    def persist(self, run_id: str, event: dict[str, Any], raw: str) -> None:
         type_, seq = event["type"], event["seq"]
         self.store.writer.add_event(run_id, seq, type_, event.get("step"), raw)
         fields: dict[str, Any] = {"seq": seq}
@@ -96,7 +105,6 @@ class RunService:
             self.store.writer.flush()
             with self._lock:
                 self._live.pop(run_id, None)
-        self.hub.publish_threadsafe(run_id, seq, type_, raw)
 
     def is_active(self, run: dict[str, Any]) -> bool:
         return run["status"] in ACTIVE

@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite in data_dir/deepscope.db")
     executor: Literal["local", "celery"] = Field("local", description="local worker processes, or Celery over Redis")
     redis_url: str | None = Field(None, description="Redis for the celery executor, e.g. redis://127.0.0.1:6379/0")
+    replica_id: str | None = Field(None, description="this app replica's name in the Redis consumer group "
+                                                     "(default: the host name); keep it stable across restarts")
     workers: int = Field(default_factory=lambda: max(1, min(4, os.cpu_count() or 1)), ge=1, le=64,
                          description="local worker processes (one torch thread each)")
     run_time_limit_s: float = Field(900.0, gt=0, description="a run still training after this many seconds is stopped")

@@ -11,6 +11,11 @@ from app.settings import Settings
 class NullExecutor:
     """Accepts runs and never trains them: the schema tests exercise the API, not the engine."""
 
+    interrupts_on_restart = True
+
+    def replay_after(self, run_id, seq):
+        return []
+
     def start(self, sink):
         self.sink = sink
 

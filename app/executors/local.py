@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from app.executors import Sink
+from app.executors import EventSink
 
 log = logging.getLogger("deepscope.local")
 KILL_GRACE_S = 15.0  # a run that ignores its stop signal this long after it is due is killed
@@ -41,6 +41,8 @@ class _Slot:
 
 
 class LocalExecutor:
+    interrupts_on_restart = True
+
     def __init__(self, workers: int, data_dir: Path, time_limit_s: float) -> None:
         self.n_workers = workers
         self.data_dir = str(data_dir)
@@ -50,15 +52,15 @@ class LocalExecutor:
         self._queue: deque[tuple[str, dict[str, Any]]] = deque()
         self._slots: list[_Slot] = []
         self._lock = threading.RLock()
-        self._sink: Sink | None = None
+        self._sink: Any = None
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._wake_r, self._wake_w = self._ctx.Pipe(duplex=False)
         self.replaced = 0
 
     # -- interface --------------------------------------------------------------------------
-    def start(self, sink: Sink) -> None:
-        self._sink = sink
+    def start(self, sink: EventSink) -> None:
+        self._sink = sink.on_event
         with self._lock:
             self._slots = [self._spawn(i) for i in range(self.n_workers)]
         self._thread = threading.Thread(target=self._supervise, name="deepscope-local-executor", daemon=True)
@@ -82,6 +84,9 @@ class LocalExecutor:
                     slot.stop_due = slot.stop_due or time.monotonic()
                     return True
         return False
+
+    def replay_after(self, run_id: str, seq: int) -> list[tuple[int, str, str]]:
+        return []  # the store's flush barrier already covers everything published
 
     def shutdown(self) -> None:
         self._stopping = True

@@ -47,6 +47,13 @@ async def run_stream(websocket: WebSocket, run_id: str) -> None:
                 if _is_terminal(type_, raw):
                     await websocket.close(code=1000)
                     return
+        # Published but maybe not stored yet (another replica persists it): the executor has it.
+        for seq, type_, raw in await run_in_threadpool(service.executor.replay_after, run_id, last):
+            await websocket.send_text(raw)
+            last = seq
+            if _is_terminal(type_, raw):
+                await websocket.close(code=1000)
+                return
         run = await run_in_threadpool(service.store.get_run, run_id)
         if run is None or (run["status"] in TERMINAL and run["last_seq"] <= last):
             await websocket.close(code=1000)

@@ -1,0 +1,106 @@
+"""The Celery app and its one task. Workers (``deepscope worker``) import this module; so does the
+service, to send tasks. Events go onto one Redis Stream per run, not through Celery results.
+
+Delivery is at most once on purpose: a task is acknowledged when a worker takes it (no acks_late),
+because with acks_late a run longer than Redis's visibility timeout is started a second time on
+another worker (MEASURED.md). A worker that dies mid-run stops its heartbeat, and the service marks
+the run failed. A run is also claimed in Redis before it starts, so it never trains twice at once.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+import orjson
+import redis
+from celery import Celery
+from celery.signals import worker_process_init
+
+from app.executors import redis_keys as K
+
+QUEUES = ("runs", "gpu")
+
+
+def make_celery(redis_url: str) -> Celery:
+    app = Celery("deepscope", broker=redis_url)
+    app.conf.update(
+        task_acks_late=False,
+        worker_prefetch_multiplier=1,       # a busy worker leaves queued runs to idle ones
+        task_default_queue="runs",
+        task_ignore_result=True,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        broker_transport_options={"visibility_timeout": 24 * 3600},
+    )
+    app.task(name="deepscope.train_run", bind=True)(_train_task)
+    return app
+
+
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(os.environ["DEEPSCOPE_REDIS_URL"])
+
+
+@worker_process_init.connect
+def _one_thread(**_: Any) -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one process per core; OpenMP pools spinning side by side collapse
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:
+        pass
+
+
+def _train_task(task: Any, run_id: str, config: dict[str, Any], time_limit_s: float) -> str:
+    from engine import train
+    from engine.paths import default_data_dir
+
+    r = _redis()
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    # 1) claim the run: if a cancel (or another delivery) got there first, there is nothing to do
+    if not r.set(K.claim(run_id), f"{worker}|{time.time()}", nx=True, ex=7 * 24 * 3600):
+        return "skipped"
+    # 2) heartbeat and cancel flag, polled on a thread so a step costs no Redis round trip
+    stop = threading.Event()
+    cancelled = threading.Event()
+
+    def beat() -> None:
+        while not stop.is_set():
+            pipe = r.pipeline()
+            pipe.set(K.heartbeat(run_id), worker, ex=K.HEARTBEAT_TTL_S)
+            pipe.exists(K.cancel(run_id))
+            _, flag = pipe.execute()
+            if flag:
+                cancelled.set()
+            stop.wait(0.1 if not cancelled.is_set() else K.HEARTBEAT_EVERY_S)
+
+    r.set(K.heartbeat(run_id), worker, ex=K.HEARTBEAT_TTL_S)
+    thread = threading.Thread(target=beat, name="deepscope-heartbeat", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + time_limit_s
+    lock = threading.Lock()
+
+    def emit(event: dict[str, Any]) -> None:
+        with lock:
+            r.xadd(K.stream(run_id), {b"e": orjson.dumps(event)}, maxlen=K.STREAM_MAXLEN, approximate=True)
+
+    def should_stop() -> bool | str:
+        if cancelled.is_set():
+            return True
+        if time.monotonic() > deadline:
+            return f"stopped: the run reached the wall-clock limit of {time_limit_s:g} s"
+        return False
+
+    # 3) train; the engine reports failures as a status event, so this returns normally
+    try:
+        result = train(config, emit, should_stop, data_dir=default_data_dir())
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        r.delete(K.heartbeat(run_id))
+        r.expire(K.stream(run_id), K.STREAM_TTL_S)
+    return result["status"]

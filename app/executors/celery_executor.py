@@ -1,0 +1,259 @@
+"""Scale-out executor: runs go to Celery workers over Redis; events come back on one Redis Stream per run.
+
+The service side runs three threads:
+- the persister reads every active run's stream through the consumer group ``persist`` and stores
+  each event, acknowledging it only once it is committed: with several replicas each event is
+  handled by one of them, and after a restart a replica first re-reads what it had not acknowledged;
+- the live reader reads the same streams without a group and publishes to this replica's viewers;
+- the reaper (one replica at a time, by a Redis lock) fails runs whose worker stopped beating, and
+  kills (revoke, terminate) runs that ignore a cancel or their time limit.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from typing import Any
+
+import orjson
+import redis
+
+from app.executors import EventSink
+from app.executors import redis_keys as K
+from app.executors.celery_app import make_celery
+from app.settings import Settings
+
+log = logging.getLogger("deepscope.celery")
+KILL_GRACE_S = 15.0
+TERMINAL = ("completed", "failed", "cancelled", "diverged")
+
+
+def _run_id(stream: bytes | str) -> str:
+    name = stream.decode() if isinstance(stream, bytes) else stream
+    return name.rsplit(":", 1)[-1]
+
+
+class CeleryExecutor:
+    interrupts_on_restart = False  # runs live on in the workers while the service restarts
+
+    def __init__(self, settings: Settings) -> None:
+        assert settings.redis_url, "the celery executor needs DEEPSCOPE_REDIS_URL"
+        self.settings = settings
+        self.redis = redis.Redis.from_url(settings.redis_url)
+        self.celery = make_celery(settings.redis_url)
+        self.consumer = settings.replica_id or socket.gethostname()
+        self.time_limit_s = settings.run_time_limit_s
+        self._sink: EventSink | None = None
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.persisted = 0
+        self.published = 0
+
+    # -- interface --------------------------------------------------------------------------
+    def start(self, sink: EventSink) -> None:
+        self._sink = sink
+        self.redis.ping()  # fail at start-up, with Redis's own message, rather than on the first submit
+        for target, name in ((self._persist_loop, "persister"), (self._live_loop, "live-reader"),
+                             (self._reap_loop, "reaper")):
+            t = threading.Thread(target=target, name=f"deepscope-{name}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def submit(self, run_id: str, config: dict[str, Any]) -> None:
+        stream = K.stream(run_id)
+        try:
+            self.redis.xgroup_create(stream, K.GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self.redis.sadd(K.ACTIVE, run_id)
+        queue = "gpu" if config.get("train", {}).get("device") == "cuda" else "runs"
+        self.celery.send_task("deepscope.train_run", args=[run_id, config, self.time_limit_s],
+                              task_id=run_id, queue=queue)
+
+    def cancel(self, run_id: str) -> bool:
+        if self.redis.set(K.claim(run_id), f"cancelled|{time.time()}", nx=True, ex=7 * 24 * 3600):
+            # Still queued: no worker will start it now. Its one event says so.
+            self.celery.control.revoke(run_id)
+            self._append(run_id, {"seq": 0, "type": "status", "status": "cancelled",
+                                  "message": "cancelled while queued", "summary": {}})
+            return True
+        self.redis.set(K.cancel(run_id), str(time.time()), ex=7 * 24 * 3600)
+        return True
+
+    def replay_after(self, run_id: str, seq: int) -> list[tuple[int, str, str]]:
+        out: list[tuple[int, str, str]] = []
+        top = "+"
+        while True:
+            page = self.redis.xrevrange(K.stream(run_id), max=top, min="-", count=200)
+            for _, fields in page:
+                raw = fields[b"e"]
+                event = orjson.loads(raw)
+                if event["seq"] <= seq:
+                    return sorted(out)
+                out.append((event["seq"], event["type"], raw.decode()))
+            if len(page) < 200:
+                return sorted(out)
+            top = f"({page[-1][0].decode()}"
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=5)
+        self.redis.close()
+
+    def stats(self) -> dict[str, Any]:
+        try:
+            queued = {q: self.redis.llen(q) for q in ("runs", "gpu")}
+            active = self.redis.scard(K.ACTIVE)
+        except redis.RedisError as exc:
+            return {"executor": "celery", "redis": f"unreachable: {exc}"}
+        return {"executor": "celery", "replica": self.consumer, "queued": queued, "active_runs": active,
+                "persisted": self.persisted, "published": self.published}
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _append(self, run_id: str, event: dict[str, Any]) -> None:
+        self.redis.xadd(K.stream(run_id), {b"e": orjson.dumps(event)}, maxlen=K.STREAM_MAXLEN, approximate=True)
+
+    def _active_streams(self) -> list[str]:
+        return [K.stream(r.decode()) for r in self.redis.smembers(K.ACTIVE)]
+
+    def _loop(self, body, name: str) -> None:
+        while not self._stop.is_set():
+            try:
+                body()
+            except redis.RedisError as exc:  # Redis restarting: keep trying, never take the service down
+                log.warning("%s: %s; retrying", name, exc)
+                self._stop.wait(1.0)
+            except Exception:
+                log.exception("%s failed; retrying", name)
+                self._stop.wait(1.0)
+
+    # -- the persister ----------------------------------------------------------------------
+    def _persist_loop(self) -> None:
+        state = {"backlog_done": False, "last_claim": 0.0}
+        self._loop(lambda: self._persist_once(state), "persister")
+
+    def _persist_once(self, state: dict[str, Any]) -> None:
+        streams = self._active_streams()
+        if not streams:
+            self._stop.wait(0.2)
+            return
+        for s in streams:
+            try:
+                self.redis.xgroup_create(s, K.GROUP, id="0", mkstream=True)
+            except redis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+        if not state["backlog_done"]:
+            # First what this replica read but never acknowledged before it stopped.
+            pending = self.redis.xreadgroup(K.GROUP, self.consumer, {s: "0" for s in streams}, count=1000)
+            self._store(pending)
+            state["backlog_done"] = True
+        if time.monotonic() - state["last_claim"] > 5:
+            state["last_claim"] = time.monotonic()
+            for s in streams:  # what a vanished replica read and never acknowledged
+                _, claimed, *_ = self.redis.xautoclaim(s, K.GROUP, self.consumer, min_idle_time=30_000,
+                                                       start_id="0-0", count=1000)
+                if claimed:
+                    self._store([(s.encode(), claimed)])
+        batch = self.redis.xreadgroup(K.GROUP, self.consumer, {s: ">" for s in streams}, count=500, block=200)
+        self._store(batch)
+
+    def _store(self, batch: Any) -> None:
+        if not batch:
+            return
+        assert self._sink is not None
+        finished = []
+        for stream, entries in batch:
+            run_id = _run_id(stream)
+            ids = []
+            for entry_id, fields in entries:
+                if not fields:  # trimmed away before it was read: stored already by whoever read it
+                    ids.append(entry_id)
+                    continue
+                raw = fields[b"e"]
+                event = orjson.loads(raw)
+                self._sink.persist(run_id, event, raw.decode())
+                ids.append(entry_id)
+                self.persisted += 1
+                if event["type"] == "status" and event["status"] in TERMINAL:
+                    finished.append(run_id)
+            # Acknowledge only what is committed: a crash before this line means a re-read, not a loss.
+            self._flush()
+            if ids:
+                self.redis.xack(stream, K.GROUP, *ids)
+        for run_id in finished:
+            self.redis.srem(K.ACTIVE, run_id)
+            self.redis.expire(K.stream(run_id), K.STREAM_TTL_S)
+
+    def _flush(self) -> None:
+        store = getattr(self._sink, "store", None)
+        if store is not None:
+            store.writer.flush()
+
+    # -- the live reader --------------------------------------------------------------------
+    def _live_loop(self) -> None:
+        cursors: dict[str, str] = {}
+        self._loop(lambda: self._live_once(cursors), "live reader")
+
+    def _live_once(self, cursors: dict[str, str]) -> None:
+        streams = self._active_streams()
+        for s in streams:
+            if s not in cursors:
+                last = self.redis.xrevrange(s, count=1)
+                cursors[s] = last[0][0].decode() if last else "0-0"
+        for s in list(cursors):
+            if s not in streams:
+                del cursors[s]
+        if not cursors:
+            self._stop.wait(0.2)
+            return
+        assert self._sink is not None
+        for stream, entries in self.redis.xread(dict(cursors), count=500, block=200) or []:
+            name = stream.decode()
+            for entry_id, fields in entries:
+                cursors[name] = entry_id.decode()
+                raw = fields[b"e"]
+                self._sink.publish(_run_id(name), orjson.loads(raw), raw.decode())
+                self.published += 1
+
+    # -- the reaper -------------------------------------------------------------------------
+    def _reap_loop(self) -> None:
+        def once() -> None:
+            if self.redis.set(f"{K.PREFIX}:reaper", self.consumer, nx=True, ex=5):
+                self._reap()
+            self._stop.wait(2.0)
+
+        self._loop(once, "reaper")
+
+    def _reap(self) -> None:
+        now = time.time()
+        for raw_id in self.redis.smembers(K.ACTIVE):
+            run_id = raw_id.decode()
+            claim = self.redis.get(K.claim(run_id))
+            if claim is None or claim.startswith(b"cancelled|"):
+                continue  # still queued, or cancelled before it started
+            last = self.redis.xrevrange(K.stream(run_id), count=1)
+            last_event = orjson.loads(last[0][1][b"e"]) if last else None
+            if last_event and last_event["type"] == "status" and last_event["status"] in TERMINAL:
+                continue
+            cancel_at = self.redis.get(K.cancel(run_id))
+            started = float(claim.split(b"|")[-1]) if b"|" in claim else now
+            alive = self.redis.exists(K.heartbeat(run_id))
+            if alive:
+                overdue = (cancel_at and now - float(cancel_at) > KILL_GRACE_S) or \
+                    now - started > self.time_limit_s + KILL_GRACE_S
+                if overdue:  # it ignores its stop signal: kill the child process that runs it
+                    self.celery.control.revoke(run_id, terminate=True, signal="SIGKILL")
+                continue
+            # No heartbeat: the worker is gone. Say so in the run's own stream, after its last event.
+            seq = (last_event["seq"] + 1) if last_event else 0
+            status, message = ("cancelled", "cancelled; its worker was stopped") if cancel_at else (
+                "failed", f"the worker running this run stopped answering (no heartbeat for {K.HEARTBEAT_TTL_S} s)")
+            self.redis.set(K.cancel(run_id), str(now), ex=7 * 24 * 3600)  # a zombie that wakes up stops
+            self._append(run_id, {"seq": seq, "type": "status", "status": status, "message": message,
+                                  "summary": {}})
+            log.warning("run %s: %s", run_id, message)

@@ -1,0 +1,26 @@
+"""Where a run lives in Redis, in one place so the app and the workers agree."""
+
+PREFIX = "deepscope"
+ACTIVE = f"{PREFIX}:active"           # set of run ids whose streams the app reads
+GROUP = "persist"                     # the consumer group that stores every event once
+STREAM_MAXLEN = 50_000                # events kept per run stream (older ones are stored already)
+STREAM_TTL_S = 3600                   # a finished run's stream expires after this
+HEARTBEAT_TTL_S = 10                  # a running run whose heartbeat is this stale has lost its worker
+HEARTBEAT_EVERY_S = 2
+
+
+def stream(run_id: str) -> str:
+    return f"{PREFIX}:events:{run_id}"
+
+
+def claim(run_id: str) -> str:
+    """Set once, by whoever gets to a queued run first: a worker starting it, or a cancel."""
+    return f"{PREFIX}:claim:{run_id}"
+
+
+def cancel(run_id: str) -> str:
+    return f"{PREFIX}:cancel:{run_id}"
+
+
+def heartbeat(run_id: str) -> str:
+    return f"{PREFIX}:heartbeat:{run_id}"

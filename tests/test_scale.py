@@ -1,0 +1,145 @@
+"""Scale-out against the real Redis and PostgreSQL: Celery workers, Redis Streams, a consumer group."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import httpx
+import pytest
+import redis
+from websockets.sync.client import connect
+
+from app.executors import redis_keys as K
+from app.settings import Settings
+from tests.backends import REDIS_URL, Worker, drop_schema, flush_redis, pg_schema_url
+from tests.server import LiveServer, wait_for
+
+pytestmark = pytest.mark.scale
+QUICK = {"model": {"depth": 3, "width": 16}, "train": {"epochs": 3}}
+LONG = {"model": {"depth": 4, "width": 32}, "train": {"epochs": 400}}
+
+
+@pytest.fixture(scope="module")
+def backends(tmp_path_factory):
+    flush_redis()
+    schema, url = pg_schema_url()
+    data = tmp_path_factory.mktemp("data")
+    workers = [Worker(data) for _ in range(2)]
+    for w in workers:
+        w.wait_ready()
+    yield {"db": url, "data": data, "workers": workers}
+    for w in workers:
+        w.stop()
+    drop_schema(schema)
+
+
+def settings(backends, replica_id="test-app") -> Settings:
+    return Settings(executor="celery", redis_url=REDIS_URL, database_url=backends["db"], data_dir=backends["data"],
+                    replica_id=replica_id)
+
+
+def stored(client, run_id) -> list[dict]:
+    return client.get(f"/api/runs/{run_id}/events").json()["data"]
+
+
+def assert_whole(events: list[dict]) -> None:
+    assert [e["seq"] for e in events] == list(range(len(events))), "a gap or a duplicate"
+    assert sum(e["type"] == "status" and e["status"] == "running" for e in events) <= 1, "started twice"
+
+
+def test_two_workers_six_runs_all_complete_and_stream(backends):
+    with LiveServer(settings(backends)) as live, httpx.Client(base_url=live.url, timeout=30) as c:
+        runs = [c.post("/api/runs", json=QUICK).json() for _ in range(6)]
+        streamed = {}
+        for run in runs:
+            with connect(f"{live.ws_url}/ws/runs/{run['id']}", open_timeout=10) as ws:
+                events = []
+                while not (events and events[-1]["type"] == "status" and events[-1]["status"] != "running"):
+                    events.append(json.loads(ws.recv(timeout=60)))
+                streamed[run["id"]] = events
+        for run in runs:
+            done = wait_for(c, run["id"], timeout=60)
+            assert done["status"] == "completed", done
+            events = stored(c, run["id"])
+            assert_whole(events)
+            assert streamed[run["id"]][-1]["status"] == "completed"
+            assert {e["seq"] for e in streamed[run["id"]]} <= {e["seq"] for e in events}
+        r = redis.Redis.from_url(REDIS_URL)
+        assert not r.smembers(K.ACTIVE)  # every stream was persisted to the end
+        # Both workers took part.
+        hosts = {r.get(K.claim(run["id"])).split(b"|")[0] for run in runs}
+        assert len(hosts) == 2, hosts
+
+
+def test_cancel_queued_and_running(backends):
+    with LiveServer(settings(backends)) as live, httpx.Client(base_url=live.url, timeout=30) as c:
+        a, b, q = (c.post("/api/runs", json=LONG).json() for _ in range(3))
+        wait_for(c, a["id"], statuses=("running",))
+        wait_for(c, b["id"], statuses=("running",))
+        assert c.get(f"/api/runs/{q['id']}").json()["status"] == "queued"
+        for run in (q, a, b):
+            assert c.post(f"/api/runs/{run['id']}/cancel").status_code == 202
+        for run in (q, a, b):
+            assert wait_for(c, run["id"], timeout=30)["status"] == "cancelled"
+            assert_whole(stored(c, run["id"]))
+        assert [e["status"] for e in stored(c, q["id"])] == ["cancelled"]
+
+
+def test_killed_worker_fails_its_run_in_bounded_time_and_never_runs_it_twice(backends):
+    r = redis.Redis.from_url(REDIS_URL)
+    with LiveServer(settings(backends)) as live, httpx.Client(base_url=live.url, timeout=30) as c:
+        run = c.post("/api/runs", json=LONG).json()
+        wait_for(c, run["id"], statuses=("running",))
+        pid = int(r.get(K.heartbeat(run["id"])).decode().rsplit(":", 1)[-1].split("|")[0])
+        killed = time.monotonic()
+        os.kill(pid, signal.SIGKILL)
+        failed = wait_for(c, run["id"], timeout=K.HEARTBEAT_TTL_S + 15)
+        assert failed["status"] == "failed" and "heartbeat" in failed["error"]
+        assert time.monotonic() - killed < K.HEARTBEAT_TTL_S + 10
+        time.sleep(3)  # long enough for a redelivery to have started it again, if there were one
+        events = stored(c, run["id"])
+        assert_whole(events)
+        assert events[-1]["status"] == "failed"
+        after = c.post("/api/runs", json=QUICK).json()
+        assert wait_for(c, after["id"], timeout=60)["status"] == "completed"
+
+
+def test_app_restart_mid_run_loses_no_event(backends):
+    s = settings(backends)
+    run_cfg = {"model": {"depth": 4, "width": 32}, "train": {"epochs": 150}}
+    with LiveServer(s) as live, httpx.Client(base_url=live.url, timeout=30) as c:
+        run = c.post("/api/runs", json=run_cfg).json()
+        wait_for(c, run["id"], statuses=("running",))
+        time.sleep(0.5)
+    time.sleep(1.5)  # the run goes on training with no app reading its stream
+    with LiveServer(s) as live, httpx.Client(base_url=live.url, timeout=30) as c:
+        done = wait_for(c, run["id"], timeout=90)
+        assert done["status"] == "completed"
+        events = stored(c, run["id"])
+        assert_whole(events)
+        assert events[-1]["status"] == "completed"
+        with connect(f"{live.ws_url}/ws/runs/{run['id']}") as ws:
+            replay = []
+            while not replay or replay[-1]["type"] != "status" or replay[-1]["status"] == "running":
+                replay.append(json.loads(ws.recv(timeout=30)))
+        assert [e["seq"] for e in replay] == [e["seq"] for e in events]
+
+
+def test_two_replicas_store_every_event_once(backends):
+    a = settings(backends)
+    b = settings(backends, replica_id="test-app-2")
+    with LiveServer(a) as one, LiveServer(b) as two, httpx.Client(base_url=one.url, timeout=30) as c1, \
+            httpx.Client(base_url=two.url, timeout=30) as c2:
+        runs = [c1.post("/api/runs", json=QUICK).json() for _ in range(3)]
+        for run in runs:
+            wait_for(c2, run["id"], timeout=60)
+        for run in runs:
+            events = stored(c2, run["id"])
+            assert_whole(events)
+            assert events[-1]["status"] == "completed"
+        stats = [one.service.executor.stats()["persisted"], two.service.executor.stats()["persisted"]]
+        total = sum(len(stored(c1, run["id"])) for run in runs)
+        assert sum(stats) == total, (stats, total)  # each event handled by one replica
