@@ -30,7 +30,10 @@ class Settings(BaseSettings):
     run_time_limit_s: float = Field(900.0, gt=0, description="a run still training after this many seconds is stopped")
     max_queued: int = Field(200, ge=1, description="runs waiting for a worker, over everyone; more are refused (429)")
     max_active_per_client: int = Field(0, ge=0, description="queued + running runs one client may have (0: no limit)")
-    token: str | None = Field(None, description="if set, API and WebSocket need 'Authorization: Bearer <token>'")
+    token: str | None = Field(None, description="workshop mode: API and WebSocket need 'Authorization: Bearer "
+                                                "<token>', and a client may cancel or delete only its own runs")
+    instructor_token: str | None = Field(None, description="opens /instructor: every run with its owner, and "
+                                                           "cancel or delete any of them")
     allowed_origins: list[str] = Field(default_factory=list,
                                        description="extra origins allowed to open WebSockets (same origin always is)")
 

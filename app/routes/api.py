@@ -11,7 +11,7 @@ import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from fastapi.responses import HTMLResponse
 
-from app.deps import ClientDep, ServiceDep, SettingsDep, require_token
+from app.deps import CallerDep, ClientDep, ServiceDep, SettingsDep, require_instructor, require_token
 from app.options import options
 from app.presets import BY_ID, PRESETS, check
 from app.report import render_report
@@ -25,6 +25,7 @@ router = APIRouter(prefix="/api", dependencies=[Depends(require_token)])
 
 R400 = {400: {"model": Problem, "description": "the body is not valid JSON"}}
 R401 = {401: {"model": Problem, "description": "a token is required (workshop mode)"}}
+R403 = {403: {"model": Problem, "description": "workshop mode: not your run, or not the instructor"}}
 R404 = {404: {"model": Problem, "description": "no run with this id"}}
 R409 = {409: {"model": Problem, "description": "the run is in the wrong state for this"}}
 R422 = {422: {"model": Problem, "description": "invalid input: the detail names the field and the allowed values"}}
@@ -62,7 +63,7 @@ def get_presets() -> list[dict[str, Any]]:
                            for r in p["runs"]]} for p in PRESETS]
 
 
-@router.get("/presets/{preset_id}/outcome", responses=R401 | R404)
+@router.get("/presets/{preset_id}/outcome", responses=R401 | R404 | R422)
 def preset_outcome(preset_id: str, service: ServiceDep,
                    group: Annotated[str, Query(max_length=64, description="the group its runs were started in")],
                    ) -> dict[str, Any]:
@@ -108,11 +109,20 @@ def submit_run(config: RunConfig, service: ServiceDep, settings: SettingsDep, cl
 
 
 @router.get("/runs", responses=R401 | R422)
-def list_runs(service: ServiceDep, status: Status | None = None,
+def list_runs(service: ServiceDep, who: CallerDep, status: Status | None = None,
               group: Annotated[str | None, Query(max_length=64)] = None,
               limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> RunsPublic:
-    """Runs, newest first."""
-    runs = [public(r) for r in service.list(status=status, group=group, limit=limit)]
+    """Runs, newest first. In workshop mode a student sees their own runs; the instructor sees all."""
+    owner = who.client if who.sees_only_own() else None
+    runs = [public(r) for r in service.list(status=status, group=group, owner=owner, limit=limit)]
+    return RunsPublic(data=runs, count=len(runs))
+
+
+@router.get("/instructor/runs", responses=R401 | R403 | R422, dependencies=[Depends(require_instructor)])
+def instructor_runs(service: ServiceDep, status: Status | None = None,
+                    limit: Annotated[int, Query(ge=1, le=1000)] = 500) -> RunsPublic:
+    """Every run of every client, with its owner: the instructor's view of a workshop."""
+    runs = [public(r) for r in service.list(status=status, limit=limit)]
     return RunsPublic(data=runs, count=len(runs))
 
 
@@ -161,19 +171,27 @@ def get_report(run_id: str, service: ServiceDep) -> HTMLResponse:
                         headers={"Content-Disposition": f'inline; filename="deepscope-{run_id}.html"'})
 
 
-@router.post("/runs/{run_id}/cancel", status_code=202, responses=R401 | R404 | R409)
-def cancel_run(run_id: str, service: ServiceDep) -> RunPublic:
+def _mine(run: dict[str, Any], who: Any, verb: str) -> None:
+    if not who.may_change(run):
+        raise HTTPException(403, f"run {run['id']} belongs to another client; only its owner or the instructor "
+                                 f"may {verb} it")
+
+
+@router.post("/runs/{run_id}/cancel", status_code=202, responses=R401 | R403 | R404 | R409)
+def cancel_run(run_id: str, service: ServiceDep, who: CallerDep) -> RunPublic:
     """Stop a queued or running run; it lands within one training step."""
     run = _found(service.get(run_id), run_id)
+    _mine(run, who, "cancel")
     if run["status"] not in ACTIVE or not service.cancel(run_id):
         raise HTTPException(409, f"run {run_id} is {run['status']}; only queued or running runs can be cancelled")
     return public(_found(service.get(run_id), run_id))
 
 
-@router.delete("/runs/{run_id}", status_code=204, responses=R401 | R404 | R409)
-def delete_run(run_id: str, service: ServiceDep) -> Response:
+@router.delete("/runs/{run_id}", status_code=204, responses=R401 | R403 | R404 | R409)
+def delete_run(run_id: str, service: ServiceDep, who: CallerDep) -> Response:
     """Forget a finished run and its events."""
     run = _found(service.get(run_id), run_id)
+    _mine(run, who, "delete")
     if run["status"] in ACTIVE:
         raise HTTPException(409, f"run {run_id} is {run['status']}; cancel it before deleting it")
     service.store.delete_run(run_id)

@@ -23,6 +23,11 @@ def playground(request: Request) -> HTMLResponse:
     return templates.TemplateResponse(request, "index.html", {"needs_token": bool(settings.token)})
 
 
+@router.get("/instructor", response_class=HTMLResponse)
+def instructor(request: Request) -> HTMLResponse:
+    return templates.TemplateResponse(request, "instructor.html", {})
+
+
 @router.get("/vendor/plotly.min.js")
 def plotly_js() -> FileResponse:
     return FileResponse(PLOTLY_JS, media_type="text/javascript", headers={"Cache-Control": "max-age=86400"})

