@@ -202,9 +202,9 @@ class CeleryExecutor:
     def _live_once(self, cursors: dict[str, str]) -> None:
         streams = self._active_streams()
         for s in streams:
-            if s not in cursors:
-                last = self.redis.xrevrange(s, count=1)
-                cursors[s] = last[0][0].decode() if last else "0-0"
+            # From the start: events added before this reader noticed the stream still reach viewers
+            # who subscribed early (a viewer drops what it already has by seq).
+            cursors.setdefault(s, "0-0")
         for s in list(cursors):
             if s not in streams:
                 del cursors[s]
