@@ -209,7 +209,7 @@ class LayerProbe:
         act_grad, grads, w_before = cap.act_grad, cap.grads, cap.w_before
         dev = w_before[0].device
 
-        # 1) bounds of every tensor, and per-unit extremes of every activation, in one sync
+        # 1) bounds of every tensor, brought to Python in one sync
         tensors = [t for i in range(n) for t in (pre[i], act[i], grads[i], w_before[i])]
         flat = [t.reshape(-1) for t in tensors]
         mm = torch.stack([torch.stack(torch.aminmax(t)) for t in flat]).tolist()
@@ -285,7 +285,7 @@ class LayerProbe:
         ]
         table = torch.stack([torch.stack([c.reshape(()).float() for c in col]) for col in columns]).T.tolist()
 
-        # 4) plain numbers out; NaN/inf become None so the JSON stays valid
+        # 5) plain numbers out; NaN/inf become None so the JSON stays valid
         out = []
         for i, layer in enumerate(layers):
             stats = {k: (v if math.isfinite(v) else None) for k, v in zip(STAT_NAMES, table[i], strict=True)}

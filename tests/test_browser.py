@@ -183,3 +183,27 @@ def test_phone_width_and_keyboard(browser, server):
     assert page.evaluate("() => document.activeElement.tagName") in ("BUTTON", "INPUT", "SELECT")
     shot(page, "phone")
     context.close()
+
+
+def test_workshop_page_asks_for_the_token_and_instructor_sees_every_owner(browser, tmp_path):
+    settings = Settings(data_dir=tmp_path, workers=1, token="class-secret", instructor_token="teacher-secret")
+    with LiveServer(settings) as live:
+        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        page = context.new_page()
+        page.on("dialog", lambda d: d.accept("class-secret"))
+        page.goto(live.url + "/")
+        page.wait_for_selector("[name='model.activation']")  # options loaded: the token was taken
+        page.fill("[name='train.epochs']", "1")
+        page.click("[data-testid=start]")
+        page.wait_for_function("() => document.querySelector('[data-testid=run-status]').textContent"
+                               ".startsWith('completed')", timeout=60000)
+        teacher = browser.new_context()
+        instructor = teacher.new_page()
+        instructor.on("dialog", lambda d: d.accept("teacher-secret"))
+        instructor.goto(live.url + "/instructor")
+        instructor.wait_for_selector("#rows tr")
+        assert "completed" in instructor.inner_text("#rows")
+        assert "1 runs from 1 clients" in instructor.inner_text("[data-testid=instructor-summary]")
+        shot(instructor, "instructor")
+        teacher.close()
+        context.close()
