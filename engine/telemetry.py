@@ -29,6 +29,10 @@ from engine.models import Net
 STAT_NAMES = ("preact_mean", "preact_std", "act_mean", "act_std", "grad_norm", "act_grad_std",
               "weight_std", "update_ratio", "dead_frac", "saturated_frac", "duplicate_frac")
 HIST_NAMES = ("preact", "act", "grad", "weight")
+# Weights move by update_ratio (~1e-3) a step, so their histogram, std and duplicate check are taken on
+# every WEIGHT_EVERY-th capture and repeated in between, marked with the step they were taken at.
+# That is a quarter of the histogram work and all of the duplicate search on three captures in four.
+WEIGHT_EVERY = 4
 LANES = 4  # interleaved copies of the histogram counters; see _collect
 
 
@@ -43,6 +47,7 @@ class Capture:
     grads: list[torch.Tensor]
     w_before: list[torch.Tensor]
     update_norm: list[torch.Tensor]
+    fresh_weights: bool = True
 
 
 @dataclass
@@ -101,10 +106,12 @@ class LayerProbe:
         self.layers = [_Layer(names[i], b.kind, b.weights.weight, b.act) for i, b in enumerate(model.blocks)]
         self.layers.append(_Layer("output", "output", model.head.weight, model.head))
         self.armed = False
+        self.weight_every = WEIGHT_EVERY
+        self._captures = 0
+        self._weights: dict[str, Any] | None = None  # the last weight summary: step, hists, std, duplicates
         self._buf: torch.Tensor | None = None
         self._idx: torch.Tensor | None = None
-        self._offsets_key: Any = None
-        self._offsets_cache = torch.empty(0)
+        self._offsets_cache: dict[Any, torch.Tensor] = {}
         self._handles: list[Any] = []
         self._reset()
 
@@ -155,15 +162,17 @@ class LayerProbe:
         return self._buf[:total], self._idx[:total]
 
     def _offsets(self, sizes: tuple[int, ...], bins: int, dev: torch.device) -> torch.Tensor:
-        """Per value: its tensor's block of bins plus its lane; cached, since sizes repeat every capture."""
+        """Per value: its tensor's block of bins plus its lane; cached, since the same few layouts repeat
+        (with and without weights, and a smaller last batch)."""
         key = (sizes, bins, dev)
-        if self._offsets_key != key:
+        if key not in self._offsets_cache:
+            if len(self._offsets_cache) >= 4:
+                self._offsets_cache.pop(next(iter(self._offsets_cache)))
             block = torch.repeat_interleave(torch.arange(len(sizes), device=dev, dtype=torch.int32) * bins,
                                             torch.tensor(sizes, device=dev))
             lane = torch.arange(sum(sizes), device=dev, dtype=torch.int32) % LANES
-            self._offsets_cache = block + lane * (len(sizes) * bins)
-            self._offsets_key = key
-        return self._offsets_cache
+            self._offsets_cache[key] = block + lane * (len(sizes) * bins)
+        return self._offsets_cache[key]
 
     # -- a capture --------------------------------------------------------------------------
     def before_step(self) -> None:
@@ -188,7 +197,9 @@ class LayerProbe:
         capture = Capture(step, list(self._pre), list(self._act),  # type: ignore[arg-type]
                           [g if g is not None else torch.zeros_like(a)
                            for g, a in zip(self._act_grad, self._act, strict=True)],  # type: ignore[misc]
-                          grads, self._w_before, update_norm)
+                          grads, self._w_before, update_norm,
+                          fresh_weights=self._captures % self.weight_every == 0)
+        self._captures += 1
         self._reset()
         return capture
 
@@ -210,7 +221,10 @@ class LayerProbe:
         dev = w_before[0].device
 
         # 1) bounds of every tensor, brought to Python in one sync
-        tensors = [t for i in range(n) for t in (pre[i], act[i], grads[i], w_before[i])]
+        fresh = cap.fresh_weights or self._weights is None
+        kinds = HIST_NAMES if fresh else HIST_NAMES[:3]
+        per = len(kinds)
+        tensors = [t for i in range(n) for t in (pre[i], act[i], grads[i], w_before[i])[:per]]
         flat = [t.reshape(-1) for t in tensors]
         mm = torch.stack([torch.stack(torch.aminmax(t)) for t in flat]).tolist()
         ranges = [bounds(lo, hi) for lo, hi in mm]
@@ -249,9 +263,14 @@ class LayerProbe:
 
         largest = max(max(sizes), max(g.numel() for g in act_grad))
         scratch = buf[:largest] if buf.numel() >= largest else torch.empty(largest, device=dev)
-        pre_m = [moments(flat[4 * i], scratch[:flat[4 * i].numel()]) for i in range(n)]
-        act_m = [moments(flat[4 * i + 1], scratch[:flat[4 * i + 1].numel()]) for i in range(n)]
-        w_std = [moments(flat[4 * i + 3], scratch[:flat[4 * i + 3].numel()])[1] for i in range(n)]
+        pre_m = [moments(flat[per * i], scratch[:flat[per * i].numel()]) for i in range(n)]
+        act_m = [moments(flat[per * i + 1], scratch[:flat[per * i + 1].numel()]) for i in range(n)]
+        if fresh:
+            w_std = [moments(flat[per * i + 3], scratch[:flat[per * i + 3].numel()])[1] for i in range(n)]
+            duplicate = [duplicate_fraction(w) for w in w_before]
+        else:
+            w_std = [torch.tensor(v, device=dev) for v in self._weights["std"]]
+            duplicate = [torch.tensor(v, device=dev) for v in self._weights["duplicate"]]
         act_grad_std = [moments(g.reshape(-1).float(), scratch[:g.numel()])[1] for g in act_grad]
         grad_norm = torch._foreach_norm(grads)
         before_norm = torch._foreach_norm(w_before)
@@ -260,7 +279,7 @@ class LayerProbe:
 
         # 4) per-unit counts, exact: a unit is a feature (linear) or a channel (conv), and it is dead
         #    (or saturated) when every sample of the batch leaves it at 0 (or in one flat tail)
-        dead, saturated, duplicate = [], [], []
+        dead, saturated = [], []
         for i in range(n):
             if layers[i].kind == "output":
                 dead.append(zero)
@@ -275,7 +294,6 @@ class LayerProbe:
                     saturated.append(((bottom >= hi) | (top <= lo)).float().mean())
                 else:
                     saturated.append(zero)
-            duplicate.append(duplicate_fraction(w_before[i]))
 
         columns = [
             [m[0] for m in pre_m], [m[1] for m in pre_m], [m[0] for m in act_m], [m[1] for m in act_m],
@@ -286,12 +304,21 @@ class LayerProbe:
         table = torch.stack([torch.stack([c.reshape(()).float() for c in col]) for col in columns]).T.tolist()
 
         # 5) plain numbers out; NaN/inf become None so the JSON stays valid
+        if fresh:
+            w_col, d_col = STAT_NAMES.index("weight_std"), STAT_NAMES.index("duplicate_frac")
+            self._weights = {"step": step, "std": [row[w_col] for row in table],
+                             "duplicate": [row[d_col] for row in table],
+                             "hist": [{"lo": ranges[per * i + 3][0], "hi": ranges[per * i + 3][1],
+                                       "counts": counts[per * i + 3], "step": step} for i in range(n)]}
+        assert self._weights is not None
         out = []
         for i, layer in enumerate(layers):
             stats = {k: (v if math.isfinite(v) else None) for k, v in zip(STAT_NAMES, table[i], strict=True)}
             hist = {}
-            for j, name in enumerate(HIST_NAMES):
-                lo, hi = ranges[4 * i + j]
-                hist[name] = {"lo": lo, "hi": hi, "counts": counts[4 * i + j]}
-            out.append({"name": layer.name, "kind": layer.kind, "stats": stats, "hist": hist})
+            for j, name in enumerate(kinds):
+                lo, hi = ranges[per * i + j]
+                hist[name] = {"lo": lo, "hi": hi, "counts": counts[per * i + j], "step": step}
+            hist["weight"] = self._weights["hist"][i]
+            out.append({"name": layer.name, "kind": layer.kind, "stats": stats, "hist": hist,
+                        "weight_step": self._weights["step"]})
         return {"type": "layers", "step": step, "layers": out}

@@ -110,3 +110,25 @@ def test_probe_removes_its_hooks_twice_safely():
     probe.remove()
     assert sum(len(b.act._forward_hooks) for b in model.blocks) == 0
     assert len(model.head._forward_hooks) == 0
+
+
+def test_weight_summaries_refresh_every_fourth_capture_and_say_when():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(depth=2, width=8), (4,), 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    x, y = torch.randn(32, 4), torch.randint(0, 2, (32,))
+    events = []
+    with LayerProbe(model, bins=8) as probe:
+        for step in range(9):
+            probe.armed = True
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            probe.before_step()
+            opt.step()
+            events.append(probe.collect(step))
+    taken = [e["layers"][0]["hist"]["weight"]["step"] for e in events]
+    assert taken == [0, 0, 0, 0, 4, 4, 4, 4, 8]
+    assert all(e["layers"][0]["weight_step"] == t for e, t in zip(events, taken, strict=True))
+    assert events[4]["layers"][0]["hist"]["weight"] != events[0]["layers"][0]["hist"]["weight"]
+    assert all(e["layers"][0]["hist"]["act"]["step"] == i for i, e in enumerate(events))  # the rest every time
