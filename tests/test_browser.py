@@ -155,7 +155,11 @@ def test_hostile_run_name_is_shown_as_text(page, server):
     page.reload()
     page.wait_for_selector("#run-rows tr")
     page.wait_for_function(f"() => document.querySelector('#run-rows').textContent.includes({json.dumps(hostile)})")
-    assert page.locator("#run-rows img").count() == 0 and not dialogs
+    page.locator("#run-rows tr", has_text=hostile).first.locator("button.secondary").first.click()  # chart it
+    page.wait_for_function("() => (document.querySelector('[data-testid=loss-chart]').data || []).length > 0")
+    page.wait_for_timeout(500)
+    assert page.locator("#run-rows img, [data-testid=loss-chart] img").count() == 0 and not dialogs
+    assert hostile in page.inner_text("[data-testid=loss-chart]")  # the legend shows it as text
 
 
 def test_deleted_run_shows_a_clear_message(page, server):

@@ -9,7 +9,10 @@ function draw(id, traces, layout) {
   Plotly.react(id, traces, { ...BASE, ...layout }, CONFIG);
 }
 
-function label(run) { return run.name || run.id; }
+// Plotly reads a subset of HTML in names and hover text: a run's name is user input, so escape it.
+function label(run) {
+  return String(run.name || run.id).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+}
 
 export function lossChart(id, runs) {
   const traces = [];
@@ -82,7 +85,10 @@ export function histogramChart(id, runs, pick, kind) {
     ev.layers.forEach((layer, i) => {
       const h = layer.hist[kind];
       const peak = Math.max(1, ...h.counts);
-      traces.push({ x: centres(h), y: h.counts.map((c) => i + 0.9 * c / peak), name: `${label(run)}: ${layer.name}`,
+      const xs = centres(h);
+      // Closed on its own baseline, so the filled shape sits on the layer's row.
+      traces.push({ x: [h.lo, ...xs, h.hi], y: [i, ...h.counts.map((c) => i + 0.9 * c / peak), i],
+        name: `${label(run)}: ${layer.name}`,
         mode: "lines", fill: "toself", type: "scatter", showlegend: i === 0,
         legendgroup: run.id, line: { color: PALETTE[r % PALETTE.length], width: 1, shape: "hvh" },
         hovertemplate: `${layer.name}: %{x:.3g}<extra>${label(run)}</extra>` });
@@ -108,8 +114,11 @@ export function heatmapChart(id, run, layerIndex, kind) {
       z[row][col] += h.counts[k] / total;
     });
   });
-  draw(id, [{ z, x: evs.map((e) => e.step), y: Array.from({ length: bins }, (_, i) => lo + (i + 0.5) * width),
-    type: "heatmap", colorscale: "Viridis", colorbar: { title: { text: "share" } } }],
+  // Square root of the share: a spike (ReLU's zeros) would otherwise wash out the rest of the scale.
+  const zs = z.map((row) => row.map(Math.sqrt));
+  draw(id, [{ z: zs, x: evs.map((e) => e.step), y: Array.from({ length: bins }, (_, i) => lo + (i + 0.5) * width),
+    type: "heatmap", colorscale: "Viridis", colorbar: { title: { text: "√share" } },
+    hovertemplate: "step %{x}<br>value %{y:.3g}<br>√share %{z:.3f}<extra></extra>" }],
   { xaxis: { title: { text: "step" } }, yaxis: { title: { text: kind } } });
 }
 
