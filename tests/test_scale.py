@@ -88,6 +88,17 @@ def test_cancel_queued_and_running(backends):
         assert [e["status"] for e in stored(c, q["id"])] == ["cancelled"]
 
 
+def test_cuda_runs_go_to_the_gpu_queue(backends):
+    r = redis.Redis.from_url(REDIS_URL)
+    with LiveServer(settings(backends)) as live, httpx.Client(base_url=live.url, timeout=30) as c:
+        run = c.post("/api/runs", json={**QUICK, "train": {"device": "cuda", "epochs": 1}}).json()
+        time.sleep(1.0)
+        assert r.llen("gpu") == 1 and c.get(f"/api/runs/{run['id']}").json()["status"] == "queued"
+        assert c.post(f"/api/runs/{run['id']}/cancel").status_code == 202  # no GPU worker here: cancel it
+        assert wait_for(c, run["id"])["status"] == "cancelled"
+    r.delete("gpu")
+
+
 def test_killed_worker_fails_its_run_in_bounded_time_and_never_runs_it_twice(backends):
     r = redis.Redis.from_url(REDIS_URL)
     with LiveServer(settings(backends)) as live, httpx.Client(base_url=live.url, timeout=30) as c:
