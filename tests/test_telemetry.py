@@ -9,15 +9,16 @@ from engine.models import build_model
 from engine.telemetry import STAT_NAMES, LayerProbe, bounds, duplicate_fraction
 
 
-def armed_step(model, probe, x, y, lr=0.1):
-    opt = torch.optim.SGD(model.parameters(), lr=lr)
+def armed_step(model, probe, x, y, lr=0.1, opt=None, step=0):
+    """One training step with the probe armed; returns the capture and its layers event."""
+    opt = opt or torch.optim.SGD(model.parameters(), lr=lr)
     probe.armed = True
     loss = torch.nn.functional.cross_entropy(model(x), y)
     opt.zero_grad()
     loss.backward()
     probe.before_step()
     opt.step()
-    cap = probe.take(0)
+    cap = probe.take(step)
     return cap, probe.summarise(cap)
 
 
@@ -120,13 +121,7 @@ def test_weight_summaries_refresh_every_fourth_capture_and_say_when():
     events = []
     with LayerProbe(model, bins=8) as probe:
         for step in range(9):
-            probe.armed = True
-            loss = torch.nn.functional.cross_entropy(model(x), y)
-            opt.zero_grad()
-            loss.backward()
-            probe.before_step()
-            opt.step()
-            events.append(probe.collect(step))
+            events.append(armed_step(model, probe, x, y, opt=opt, step=step)[1])
     taken = [e["layers"][0]["hist"]["weight"]["step"] for e in events]
     assert taken == [0, 0, 0, 0, 4, 4, 4, 4, 8]
     assert all(e["layers"][0]["weight_step"] == t for e, t in zip(events, taken, strict=True))
