@@ -21,8 +21,8 @@ def free_port() -> int:
 
 
 class LiveServer:
-    def __init__(self, settings: Settings, executor=None) -> None:
-        self.port = free_port()
+    def __init__(self, settings: Settings, executor=None, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}"
         self.app = create_app(settings, executor)

@@ -211,3 +211,27 @@ def test_workshop_page_asks_for_the_token_and_instructor_sees_every_owner(browse
         shot(instructor, "instructor")
         teacher.close()
         context.close()
+
+
+def test_page_reconnects_after_a_server_restart(browser, tmp_path):
+    settings = Settings(data_dir=tmp_path, workers=1)
+    first = LiveServer(settings)
+    port = first.port
+    context = browser.new_context()
+    page = context.new_page()
+    with first:
+        page.goto(first.url + "/")
+        page.wait_for_selector("[name='model.activation']")
+        page.fill("[name='train.epochs']", "1")
+        page.click("[data-testid=start]")
+        page.wait_for_function("() => document.querySelector('[data-testid=run-status]').textContent"
+                               ".startsWith('completed')", timeout=60000)
+    page.wait_for_function("() => document.querySelector('#runs-message').textContent.includes('not answering')",
+                           timeout=15000)
+    with LiveServer(settings, port=port):
+        page.wait_for_function("() => document.querySelector('#runs-message').textContent === ''", timeout=15000)
+        assert "completed" in page.inner_text("#run-rows")
+        page.fill("[name='train.epochs']", "1")
+        page.click("[data-testid=start]")
+        page.wait_for_function("() => document.querySelectorAll('#run-rows tr').length === 2", timeout=30000)
+    context.close()
