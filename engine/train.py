@@ -140,8 +140,9 @@ def train(config: RunConfig | dict[str, Any], emit: Emit, should_stop: Callable[
     """Train one run, reporting through ``emit``. Returns the terminal status, summary and error.
 
     ``should_stop`` is asked before every step; a true value ends the run as cancelled, and a string
-    says why (for example a time limit). ``background_telemetry`` summarises layer captures on a second thread while training goes on
-    (see ``_Summaries``); turn it off to keep the whole run on the calling thread.
+    says why (for example a time limit). ``background_telemetry`` summarises layer captures on a
+    second thread while training goes on (see ``_Summaries``); turn it off to keep the whole run on
+    the calling thread.
     """
     out = _Emitter(emit)
     summary: dict[str, Any] = {}

@@ -20,6 +20,7 @@ import redis
 from celery import Celery
 from celery.signals import worker_process_init
 
+from app.executors import one_torch_thread, stop_check
 from app.executors import redis_keys as K
 
 QUEUES = ("runs", "gpu")
@@ -46,13 +47,7 @@ def _redis() -> redis.Redis:
 
 @worker_process_init.connect
 def _one_thread(**_: Any) -> None:
-    import torch
-
-    torch.set_num_threads(1)  # one process per core; OpenMP pools spinning side by side collapse
-    try:
-        torch.set_num_interop_threads(1)
-    except RuntimeError:
-        pass
+    one_torch_thread()
 
 
 def _train_task(task: Any, run_id: str, config: dict[str, Any], time_limit_s: float) -> str:
@@ -81,19 +76,13 @@ def _train_task(task: Any, run_id: str, config: dict[str, Any], time_limit_s: fl
     r.set(K.heartbeat(run_id), worker, ex=K.HEARTBEAT_TTL_S)
     thread = threading.Thread(target=beat, name="deepscope-heartbeat", daemon=True)
     thread.start()
-    deadline = time.monotonic() + time_limit_s
     lock = threading.Lock()
 
     def emit(event: dict[str, Any]) -> None:
         with lock:
             r.xadd(K.stream(run_id), {b"e": orjson.dumps(event)}, maxlen=K.STREAM_MAXLEN, approximate=True)
 
-    def should_stop() -> bool | str:
-        if cancelled.is_set():
-            return True
-        if time.monotonic() > deadline:
-            return f"stopped: the run reached the wall-clock limit of {time_limit_s:g} s"
-        return False
+    should_stop = stop_check(cancelled.is_set, time_limit_s)
 
     # 3) train; the engine reports failures as a status event, so this returns normally
     try:

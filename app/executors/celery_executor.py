@@ -24,10 +24,10 @@ from app.executors import EventSink
 from app.executors import redis_keys as K
 from app.executors.celery_app import make_celery
 from app.settings import Settings
+from engine.train import TERMINAL
 
 log = logging.getLogger("deepscope.celery")
 KILL_GRACE_S = 15.0
-TERMINAL = ("completed", "failed", "cancelled", "diverged")
 
 
 def _run_id(stream: bytes | str) -> str:

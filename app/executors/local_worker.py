@@ -8,7 +8,6 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # two OpenMP pools spinning on two cores collapse (MEASURED.md)
 
 import threading  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -16,22 +15,15 @@ import orjson  # noqa: E402
 import torch  # noqa: E402
 import torch._dynamo  # noqa: E402,F401 - the first optimizer imports it: 1 s, paid here instead
 
+from app.executors import one_torch_thread, stop_check  # noqa: E402
 from engine import train  # noqa: E402
 
 CANCELLED, RUNNING = 1, 0
 
 
-def _one_thread() -> None:
-    torch.set_num_threads(1)
-    try:
-        torch.set_num_interop_threads(1)
-    except RuntimeError:  # already set in this process
-        pass
-
-
 def worker_main(conn: Any, cancel_flag: Any, data_dir: str) -> None:
     """Serve runs from ``conn`` until it sends None: ('run', run_id, config, time_limit_s)."""
-    _one_thread()
+    one_torch_thread()
     send_lock = threading.Lock()
 
     def send(msg: tuple) -> None:
@@ -47,14 +39,7 @@ def worker_main(conn: Any, cancel_flag: Any, data_dir: str) -> None:
         if msg is None:
             return
         _, run_id, config, time_limit = msg
-        deadline = time.monotonic() + time_limit
-
-        def should_stop(limit: float = time_limit, deadline: float = deadline) -> bool | str:
-            if cancel_flag.value == CANCELLED:
-                return True
-            if time.monotonic() > deadline:
-                return f"stopped: the run reached the wall-clock limit of {limit:g} s"
-            return False
+        should_stop = stop_check(lambda: cancel_flag.value == CANCELLED, time_limit)
 
         def emit(event: dict[str, Any], run_id: str = run_id) -> None:
             send(("event", run_id, orjson.dumps(event)))
