@@ -73,9 +73,10 @@ def create_app(settings: Settings | None = None, executor: Executor | None = Non
             loc = tuple(e["loc"])
             where = loc[0] if loc and loc[0] in ("body", "query", "path") else None
             inner = loc[1:] if where else loc
-            field, msg = explain_error(inner, e["type"], e["msg"], e.get("input"), e.get("ctx"))
             if where in ("query", "path"):
                 field, msg = _query_message(inner, e)
+            else:  # the run config: its own limits and choices say what is allowed
+                field, msg = explain_error(inner, e["type"], e["msg"], e.get("input"), e.get("ctx"))
             detail.append({"loc": list(loc), "field": field, "msg": msg, "type": e["type"]})
         return JSONResponse({"detail": detail}, 422)
 
