@@ -18,8 +18,11 @@ WORKDIR /app
 RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
 
 COPY pyproject.toml README.md ./
+COPY deepscope ./deepscope
 COPY engine ./engine
 COPY app ./app
+COPY templates ./templates
+COPY static ./static
 # The project itself, not a registry package: its dependencies are pinned or bounded in pyproject.toml.
 # hadolint ignore=DL3013
 RUN pip install ".[scale]" \

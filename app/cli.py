@@ -9,12 +9,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from deepscope.engine.events import SCALARS, EventType, Status
+
 
 def _progress(event: dict[str, Any], state: dict[str, Any]) -> None:
     """A one-line progress bar on stderr, redrawn on step and eval events."""
-    if event["type"] == "status" and event["status"] == "running":
+    if event["type"] == EventType.STATUS and event["status"] == Status.RUNNING:
         state["total"] = event["total_steps"]
-    elif event["type"] in ("step", "eval"):
+    elif event["type"] in SCALARS:
         state.update({k: event[k] for k in ("step", "loss", "val_acc") if event.get(k) is not None})
         now = time.monotonic()
         if now - state.get("drawn", 0.0) < 0.2:  # a redraw per event would flood a log
@@ -32,7 +34,7 @@ def _progress(event: dict[str, Any], state: dict[str, Any]) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from engine.config import RunConfig, describe_errors
+    from deepscope.engine.config import RunConfig, describe_errors
 
     try:
         raw = json.loads(Path(args.config).read_text()) if args.config != "-" else json.load(sys.stdin)
@@ -46,8 +48,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"invalid config: {err['msg']}", file=sys.stderr)
         return 2
 
-    from engine import train
+    from deepscope.engine.threads import one_torch_thread, set_thread_env
 
+    set_thread_env()  # the workers' setup, so this run's numbers match the same run in the service
+    from deepscope.engine import train
+
+    one_torch_thread()
     sink = open(args.events, "w") if args.events else None  # noqa: SIM115 - closed below
     state: dict[str, Any] = {}
     import orjson
@@ -63,28 +69,28 @@ def cmd_run(args: argparse.Namespace) -> int:
         if sink:
             sink.close()
     state["drawn"] = 0.0
-    _progress({"type": "eval"}, state)
+    _progress({"type": EventType.EVAL}, state)
     sys.stderr.write("\n")
     print(json.dumps({"name": cfg.display_name(), "status": result["status"], "error": result["error"],
                       "summary": result["summary"]}, indent=2))
-    return {"completed": 0, "diverged": 0, "cancelled": 1, "failed": 1}[result["status"]]
+    return 0 if result["status"] in (Status.COMPLETED, Status.DIVERGED) else 1
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from app.settings import get_settings
+    from deepscope.app.settings import get_settings
 
     settings = get_settings()
     # No permessage-deflate: every event goes to every viewer, and compressing the same 10 KB layers event
     # once per viewer cost a quarter of the server's CPU with 100 viewers (benchmarks/service.py).
-    uvicorn.run("app.main:create_app", factory=True, host=args.host or settings.host,
+    uvicorn.run("deepscope.app.main:create_app", factory=True, host=args.host or settings.host,
                 port=args.port or settings.port, log_level="info", ws_per_message_deflate=False)
     return 0
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from app.executors.celery_worker import run_worker
+    from deepscope.app.executors.celery_worker import run_worker
 
     return run_worker(queues=args.queues, concurrency=args.concurrency)
 

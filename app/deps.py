@@ -6,17 +6,19 @@ import hmac
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, WebSocket
+from starlette.requests import HTTPConnection
 
-from app.service import RunService
-from app.settings import Settings
-
-
-def get_service(request: Request) -> RunService:
-    return request.app.state.service
+from deepscope.app.service import RunService
+from deepscope.app.settings import Settings
 
 
-def get_app_settings(request: Request) -> Settings:
-    return request.app.state.settings
+def get_service(conn: HTTPConnection) -> RunService:
+    """The run service, for HTTP routes and WebSockets alike."""
+    return conn.app.state.service
+
+
+def get_app_settings(conn: HTTPConnection) -> Settings:
+    return conn.app.state.settings
 
 
 def _token_ok(settings: Settings, header: str | None, cookie: str | None, query: str | None) -> bool:

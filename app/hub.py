@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 
-COALESCED = frozenset({"layers", "boundary", "samples"})
+from deepscope.engine.events import SNAPSHOTS
+
+COALESCED = SNAPSHOTS
 MAX_PENDING = 20000
 
 

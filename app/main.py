@@ -12,23 +12,24 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from app.executors import Executor
-from app.hub import Hub
-from app.service import RunService
-from app.settings import Settings, get_settings
-from app.store import Store
-from engine.config import explain_error
+from deepscope import __version__
+from deepscope.app.executors import Executor
+from deepscope.app.hub import Hub
+from deepscope.app.service import RunService
+from deepscope.app.settings import Settings, get_settings
+from deepscope.app.store import Store
+from deepscope.engine.config import explain_error
 
 log = logging.getLogger("deepscope")
-VERSION = "0.1.0"
+VERSION = __version__
 
 
 def make_executor(settings: Settings) -> Executor:
     if settings.executor == "celery":
-        from app.executors.celery_executor import CeleryExecutor
+        from deepscope.app.executors.celery_executor import CeleryExecutor
 
         return CeleryExecutor(settings)
-    from app.executors.local import LocalExecutor
+    from deepscope.app.executors.local import LocalExecutor
 
     return LocalExecutor(settings.workers, settings.data_dir, settings.run_time_limit_s)
 
@@ -82,7 +83,7 @@ def create_app(settings: Settings | None = None, executor: Executor | None = Non
 
     @app.exception_handler(ValidationError)
     async def invalid_model(request: Request, exc: ValidationError) -> JSONResponse:
-        from engine.config import describe_errors
+        from deepscope.engine.config import describe_errors
 
         return JSONResponse({"detail": describe_errors(exc)}, 422)
 
@@ -93,7 +94,7 @@ def create_app(settings: Settings | None = None, executor: Executor | None = Non
         return {"status": "ok", "version": VERSION,
                 "executor": service.executor.stats() if service else None}
 
-    from app.routes import api, pages, ws
+    from deepscope.app.routes import api, pages, ws
 
     app.include_router(api.router)
     app.include_router(ws.router)

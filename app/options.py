@@ -5,14 +5,29 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.activations import ACTIVATIONS
-from engine.config import SECTIONS, RunConfig, field_limits
-from engine.datasets import DATASETS
-from engine.inits import INITS
-from engine.optimizers import OPTIMIZERS
+from deepscope.app.statuses import ACTIVE_STATUSES, FINISHED, STATUSES
+from deepscope.engine.activations import ACTIVATIONS
+from deepscope.engine.config import SECTIONS, RunConfig, field_limits
+from deepscope.engine.datasets import DATASETS
+from deepscope.engine.events import EventType
+from deepscope.engine.inits import INITS
+from deepscope.engine.optimizers import OPTIMIZERS
 
 CHOICE_HELP = {"model.activation": ACTIVATIONS, "model.init": INITS, "data.dataset": DATASETS,
                "train.optimizer": OPTIMIZERS}
+
+
+def _registry_rules() -> dict[str, tuple[str, list[Any], str]]:
+    """Fields that only some registry entries read (meta ``takes``): they apply when one of those is chosen."""
+    rules: dict[str, tuple[str, list[Any], str]] = {}
+    for choice, registry in CHOICE_HELP.items():
+        section = choice.split(".")[0]
+        for entry in registry:
+            for param, why in entry.meta.get("takes", {}).items():
+                _, names, _ = rules.get(f"{section}.{param}", (choice, [], why))
+                rules[f"{section}.{param}"] = (choice, [*names, entry.name], why)
+    return rules
+
 
 _IMAGES = [e.name for e in DATASETS if e.meta["kind"] == "image"]
 _SYNTHETIC = [e.name for e in DATASETS if e.meta.get("synthetic")]
@@ -21,11 +36,9 @@ _SYNTHETIC = [e.name for e in DATASETS if e.meta.get("synthetic")]
 APPLIES_WHEN: dict[str, tuple[str, list[Any], str]] = {
     "data.n_samples": ("data.dataset", _SYNTHETIC, "only generated datasets have a sample count to choose"),
     "data.noise": ("data.dataset", _SYNTHETIC, "only generated datasets have noise to choose"),
-    "model.leaky_slope": ("model.activation", ["leaky_relu"], "the slope a belongs to leaky_relu"),
-    "model.init_std": ("model.init", ["small_normal"], "only small_normal takes a std; the others derive it from the layer size"),
+    **_registry_rules(),
     "model.bn_momentum": ("model.batchnorm", [True], "the moving averages exist only with batchnorm"),
     "model.dropout_mode": ("model.dropout", "positive", "there is nothing to scale without dropout"),
-    "train.momentum": ("train.optimizer", ["momentum"], "only the momentum optimizer keeps a velocity"),
     **{f"augment.{name}": ("data.dataset", _IMAGES, "augmentation applies to image datasets only")
        for name in ("hflip", "rotate_deg", "color_shift", "scale")},
 }
@@ -54,5 +67,8 @@ def options() -> dict[str, Any]:
         sections.append({"name": section, "fields": fields})
     name = RunConfig.model_fields["name"]
     return {"sections": sections,
+            "statuses": {"all": list(STATUSES), "active": sorted(ACTIVE_STATUSES), "finished": sorted(FINISHED)},
+            "event_types": [t.value for t in EventType],
+            "activations": {e.name: {k: v for k, v in e.meta.items() if k != "takes"} for e in ACTIVATIONS},
             "name": {"name": "name", "default": "", "help": name.description, **field_limits(None, "name")},
             "limits_note": "every field is checked on submit; a value out of range is refused with a 422 naming it"}

@@ -2,7 +2,7 @@
 
 An expectation compares a metric of one run's final ``summary`` with another run's or with a
 number: ``left op right + plus``. Metric paths are dotted into the summary, e.g. ``val_acc`` or
-``probe_start.grad_ratio`` (see ``engine.train.probe_summary``).
+``probe_start.grad_ratio`` (see ``deepscope.engine.telemetry.probe_summary``).
 """
 
 from __future__ import annotations

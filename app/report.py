@@ -4,26 +4,20 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Callable, Iterable
 from typing import Any
 
-import orjson
+from deepscope.engine.events import SCALARS, EventType
 
-from app.store import Store
-
-
-def _events(store: Store, run_id: str, types: tuple[str, ...]) -> list[dict[str, Any]]:
-    out, after = [], -1
-    while rows := store.events(run_id, after=after, limit=5000, types=types):
-        out.extend(orjson.loads(r[2]) for r in rows)
-        after = rows[-1][0]
-    return out
+# (run id, event types) -> the stored events, parsed, in seq order: RunService.all_events
+EventsReader = Callable[..., Iterable[dict[str, Any]]]
 
 
-def render_report(run: dict[str, Any], store: Store) -> str:
+def render_report(run: dict[str, Any], read_events: EventsReader) -> str:
     from plotly.offline import get_plotlyjs
 
-    scalars = _events(store, run["id"], ("step", "eval"))
-    layers = _events(store, run["id"], ("layers",))
+    scalars = list(read_events(run["id"], types=tuple(SCALARS)))
+    layers = list(read_events(run["id"], types=(EventType.LAYERS.value,)))
     steps = [e for e in scalars if e["type"] == "step"]
     evals = [e for e in scalars if e["type"] == "eval"]
     figures = [

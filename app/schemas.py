@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field
 
-Status = Literal["queued", "running", "completed", "failed", "cancelled", "diverged", "interrupted"]
+from deepscope.app.statuses import RunStatus
 
 
 class RunPublic(BaseModel):
@@ -14,7 +14,7 @@ class RunPublic(BaseModel):
     name: str
     group: str | None
     owner: str | None = None
-    status: Status
+    status: RunStatus
     created_at: str
     started_at: str | None
     finished_at: str | None

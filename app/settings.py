@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from engine.paths import default_data_dir
+from deepscope.engine.paths import default_data_dir
 
 
 class Settings(BaseSettings):

@@ -12,7 +12,6 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,8 +35,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 
-ACTIVE = ("queued", "running")
-TERMINAL = ("completed", "failed", "cancelled", "diverged", "interrupted")
+from deepscope.app.statuses import ACTIVE_STATUSES, INTERRUPTED
+from deepscope.engine.events import Status
 
 metadata = MetaData()
 runs = Table(
@@ -117,7 +116,7 @@ class Store:
         run_id = uuid.uuid4().hex[:12]
         with self.engine.begin() as conn:
             conn.execute(insert(runs).values(
-                id=run_id, name=name, group_id=group, owner=owner, status="queued", created_at=now_iso(),
+                id=run_id, name=name, group_id=group, owner=owner, status=Status.QUEUED.value, created_at=now_iso(),
                 progress=0.0, config=json.dumps(config), summary="{}", seq=-1))
         return self.get_run(run_id)  # type: ignore[return-value]
 
@@ -139,7 +138,7 @@ class Store:
             return [_run_dict(r) for r in conn.execute(q)]
 
     def count_active(self, owner: str | None = None) -> int:
-        q = select(func.count()).select_from(runs).where(runs.c.status.in_(ACTIVE))
+        q = select(func.count()).select_from(runs).where(runs.c.status.in_(ACTIVE_STATUSES))
         if owner is not None:
             q = q.where(runs.c.owner == owner)
         with self.engine.connect() as conn:
@@ -160,22 +159,15 @@ class Store:
     def mark_interrupted(self) -> list[str]:
         """Runs that were queued or running when the service stopped: they will never finish now."""
         with self.engine.begin() as conn:
-            ids = [r.id for r in conn.execute(select(runs.c.id).where(runs.c.status.in_(ACTIVE)))]
+            ids = [r.id for r in conn.execute(select(runs.c.id).where(runs.c.status.in_(ACTIVE_STATUSES)))]
             if ids:
                 conn.execute(update(runs).where(runs.c.id.in_(ids)).values(
-                    status="interrupted", finished_at=now_iso(),
+                    status=INTERRUPTED, finished_at=now_iso(),
                     error="the service stopped while this run was queued or running"))
         return ids
 
     # -- events -----------------------------------------------------------------------------
-    def insert_events(self, rows: Iterable[dict[str, Any]]) -> None:
-        rows = list(rows)
-        if not rows:
-            return
-        with self.engine.begin() as conn:
-            self._insert_ignoring_duplicates(conn, rows)
-
-    def _insert_ignoring_duplicates(self, conn: Any, rows: list[dict[str, Any]]) -> None:
+    def insert_ignoring_duplicates(self, conn: Any, rows: list[dict[str, Any]]) -> None:
         # Idempotent by (run_id, seq): a replayed stream or a second app replica writes nothing twice.
         dialect = self.engine.dialect.name
         if dialect == "sqlite":
@@ -261,7 +253,7 @@ class EventWriter:
             try:
                 with self.store.engine.begin() as conn:
                     if batch_events:
-                        self.store._insert_ignoring_duplicates(conn, batch_events)
+                        self.store.insert_ignoring_duplicates(conn, batch_events)
                     for run_id, fields in batch_runs.items():
                         if "summary" in fields and not isinstance(fields["summary"], str):
                             fields["summary"] = json.dumps(fields["summary"])

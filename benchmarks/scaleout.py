@@ -23,9 +23,9 @@ import redis
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from app.executors import redis_keys as K  # noqa: E402
-from tests.backends import REDIS_URL, Worker, drop_schema, flush_redis, pg_schema_url  # noqa: E402
-from tests.server import free_port  # noqa: E402
+from deepscope.app.executors import redis_keys as K  # noqa: E402
+from devtools.backends import REDIS_URL, Worker, drop_schema, flush_redis, pg_schema_url  # noqa: E402
+from devtools.server import free_port  # noqa: E402
 
 RUN = {"model": {"depth": 10, "width": 64}, "train": {"epochs": 30}}  # about 1.5 s of training each
 
@@ -34,7 +34,7 @@ def serve(db_url: str, data_dir: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, "DEEPSCOPE_EXECUTOR": "celery", "DEEPSCOPE_REDIS_URL": REDIS_URL,
            "DEEPSCOPE_DATABASE_URL": db_url, "DEEPSCOPE_DATA_DIR": data_dir, "DEEPSCOPE_MAX_QUEUED": "100000"}
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "deepscope.app.cli", "serve", "--port", str(port)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     for _ in range(300):

@@ -130,7 +130,7 @@ def main() -> None:
     args = parser.parse_args()
     port = free_port()
     env = {**os.environ, "DEEPSCOPE_DATA_DIR": tempfile.mkdtemp(), "DEEPSCOPE_WORKERS": "2"}
-    server = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)], env=env,
+    server = subprocess.Popen([sys.executable, "-m", "deepscope.app.cli", "serve", "--port", str(port)], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base, ws_base = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}"
     try:

@@ -20,8 +20,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import torch  # noqa: E402
 
-from engine import train  # noqa: E402
-from engine.telemetry import LayerProbe  # noqa: E402
+from deepscope.engine import train  # noqa: E402
+from deepscope.engine.telemetry import LayerProbe  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -49,10 +49,10 @@ def steps_per_second(config: dict, every: int, epochs: int) -> tuple[float, int]
 
 def capture_ms(config: dict) -> float:
     """Milliseconds that one capture of every layer adds (collect + before_step), timed directly."""
-    from engine.config import RunConfig
-    from engine.datasets import load_dataset
-    from engine.models import build_model
-    from engine.paths import default_data_dir
+    from deepscope.engine.config import RunConfig
+    from deepscope.engine.datasets import load_dataset
+    from deepscope.engine.models import build_model
+    from deepscope.engine.paths import default_data_dir
 
     cfg = RunConfig.model_validate(config)
     data = load_dataset(cfg.data, 0, default_data_dir())
@@ -87,9 +87,9 @@ def main() -> None:
           f"{'ratio':>6} {'ms/capture':>10}")
     for label, config in MODELS.items():
         probe_speed, _ = steps_per_second(config, 0, 1)
-        from engine.config import RunConfig
-        from engine.datasets import load_dataset
-        from engine.paths import default_data_dir
+        from deepscope.engine.config import RunConfig
+        from deepscope.engine.datasets import load_dataset
+        from deepscope.engine.paths import default_data_dir
         cfg = RunConfig.model_validate(config)
         n = len(load_dataset(cfg.data, 0, default_data_dir()).y_train)
         steps_per_epoch = max(1, n // cfg.train.batch_size)

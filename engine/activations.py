@@ -6,55 +6,53 @@ from collections.abc import Callable
 
 from torch import nn
 
-from engine.registry import Registry
+from deepscope.engine.registry import Registry
 
-# impl(leaky_slope) -> module. meta: saturates=(lo, hi) output band outside which the unit sits in
-# a flat tail; gain=the nn.init gain name used by Xavier/He for this nonlinearity.
+# impl(leaky_slope) -> module. meta: saturates=(lo, hi) output band outside which the unit sits in a
+# flat tail; takes={field: why it applies only here} for the model fields only this activation reads
+# (the form greys the rest). Init gains are computed from the function itself (engine/theory.py).
 ACTIVATIONS: Registry[Callable[[float], nn.Module]] = Registry("activation")
 
 
 @ACTIVATIONS.register("sigmoid", "1/(1+e^-x): outputs in (0,1), slope at most 1/4, so gradients shrink layer by layer",
-                      saturates=(0.01, 0.99), gain="sigmoid")
+                      saturates=(0.01, 0.99))
 def _sigmoid(slope: float) -> nn.Module:
     return nn.Sigmoid()
 
 
 @ACTIVATIONS.register("tanh", "zero-centred sigmoid in (-1,1): slope 1 at 0, flat tails for |x| > 2",
-                      saturates=(-0.99, 0.99), gain="tanh")
+                      saturates=(-0.99, 0.99))
 def _tanh(slope: float) -> nn.Module:
     return nn.Tanh()
 
 
-@ACTIVATIONS.register("relu", "max(0, x): no vanishing slope for x > 0, but a unit stuck below 0 is dead",
-                      gain="relu")
+@ACTIVATIONS.register("relu", "max(0, x): no vanishing slope for x > 0, but a unit stuck below 0 is dead")
 def _relu(slope: float) -> nn.Module:
     return nn.ReLU()
 
 
 @ACTIVATIONS.register("leaky_relu", "max(ax, x): keeps a small slope a for x < 0, so units cannot die",
-                      gain="leaky_relu")
+                      takes={"leaky_slope": "the slope a belongs to leaky_relu"})
 def _leaky_relu(slope: float) -> nn.Module:
     return nn.LeakyReLU(slope)
 
 
-@ACTIVATIONS.register("elu", "x for x > 0, e^x - 1 below: smooth, negative outputs pull the mean toward 0",
-                      gain="relu")
+@ACTIVATIONS.register("elu", "x for x > 0, e^x - 1 below: smooth, negative outputs pull the mean toward 0")
 def _elu(slope: float) -> nn.Module:
     return nn.ELU()
 
 
-@ACTIVATIONS.register("gelu", "x * Phi(x): a smooth ReLU used by transformers", gain="relu")
+@ACTIVATIONS.register("gelu", "x * Phi(x): a smooth ReLU used by transformers")
 def _gelu(slope: float) -> nn.Module:
     return nn.GELU()
 
 
-@ACTIVATIONS.register("selu", "scaled ELU that keeps mean 0 and variance 1 under LeCun init (self-normalising)",
-                      gain="selu")
+@ACTIVATIONS.register("selu", "scaled ELU that keeps mean 0 and variance 1 under LeCun init (self-normalising)")
 def _selu(slope: float) -> nn.Module:
     return nn.SELU()
 
 
-@ACTIVATIONS.register("linear", "identity: any depth collapses to one linear map", gain="linear")
+@ACTIVATIONS.register("linear", "identity: any depth collapses to one linear map")
 def _linear(slope: float) -> nn.Module:
     return nn.Identity()
 

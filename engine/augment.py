@@ -11,7 +11,7 @@ import math
 import torch
 from torch.nn import functional as F
 
-from engine.config import AugmentConfig
+from deepscope.engine.config import AugmentConfig
 
 
 def augment_batch(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:

@@ -11,10 +11,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from engine.activations import ACTIVATIONS
-from engine.datasets import DATASETS, is_image
-from engine.inits import INITS
-from engine.optimizers import OPTIMIZERS
+from deepscope.engine.activations import ACTIVATIONS
+from deepscope.engine.datasets import DATASETS, is_image
+from deepscope.engine.inits import INITS
+from deepscope.engine.optimizers import OPTIMIZERS
 
 
 def _choices(registry) -> Any:
@@ -179,15 +179,11 @@ def explain_error(loc: tuple[Any, ...], err_type: str, msg: str, value: Any, ctx
     return field, f"{field}: {msg}{got}"
 
 
-def describe_errors(exc: ValidationError, strip: int = 0) -> list[dict[str, Any]]:
-    """pydantic's errors with ``field`` and a ``msg`` that says what is allowed; ``strip`` drops loc prefixes."""
+def describe_errors(exc: ValidationError) -> list[dict[str, Any]]:
+    """pydantic's errors with ``field`` and a ``msg`` that says what is allowed."""
     out = []
     for e in exc.errors():
-        loc = tuple(e["loc"])[strip:]
+        loc = tuple(e["loc"])
         field, msg = explain_error(loc, e["type"], e["msg"], e.get("input"), e.get("ctx"))
         out.append({"loc": list(e["loc"]), "field": field, "msg": msg, "type": e["type"]})
     return out
-
-
-def parse_config(data: dict[str, Any]) -> RunConfig:
-    return RunConfig.model_validate(data)

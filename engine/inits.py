@@ -9,18 +9,17 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from engine.activations import ACTIVATIONS
-from engine.registry import Registry
+from deepscope.engine.registry import Registry
+from deepscope.engine.theory import init_gain
 
 if TYPE_CHECKING:
-    from engine.config import ModelConfig
+    from deepscope.engine.config import ModelConfig
 
 INITS: Registry[Callable[[torch.Tensor, ModelConfig], None]] = Registry("init")
 
 
-def _gain_args(cfg: ModelConfig) -> tuple[str, float | None]:
-    gain = ACTIVATIONS.entry(cfg.activation).meta["gain"]
-    return gain, (cfg.leaky_slope if gain == "leaky_relu" else None)
+def _gain(cfg: ModelConfig) -> float:
+    return init_gain(cfg.activation, cfg.leaky_slope)
 
 
 @INITS.register("zeros", "every weight 0: all units of a layer compute the same thing forever (symmetry)")
@@ -29,7 +28,7 @@ def _zeros(w: torch.Tensor, cfg: ModelConfig) -> None:
 
 
 @INITS.register("small_normal", "N(0,1) * init_std: tiny weights, so activations shrink geometrically with depth",
-                uses_std=True)
+                takes={"init_std": "only small_normal takes a std; the others derive it from the layer size"})
 def _small_normal(w: torch.Tensor, cfg: ModelConfig) -> None:
     nn.init.normal_(w, 0.0, cfg.init_std)
 
@@ -44,18 +43,16 @@ def _xavier_uniform(w: torch.Tensor, cfg: ModelConfig) -> None:
     nn.init.xavier_uniform_(w)
 
 
-@INITS.register("he_normal", "N(0, 2/fan_in): doubles Xavier's variance to make up for ReLU zeroing half the units")
+@INITS.register("he_normal", "N(0, g^2/fan_in) with the activation's own gain g^2 = 1/E[f(z)^2], z ~ N(0,1): "
+                "2 for ReLU (He), 2/(1+a^2) for leaky ReLU, 2.54 for tanh, 1 for SELU and linear")
 def _he_normal(w: torch.Tensor, cfg: ModelConfig) -> None:
-    gain, slope = _gain_args(cfg)
-    nonlinearity = gain if gain in ("relu", "leaky_relu") else "relu"
-    nn.init.kaiming_normal_(w, a=slope or 0.0, nonlinearity=nonlinearity)
+    nn.init.normal_(w, 0.0, _gain(cfg) / math.sqrt(w[0].numel()))
 
 
-@INITS.register("he_uniform", "U(-r, r), r = sqrt(6/fan_in): He's uniform form")
+@INITS.register("he_uniform", "U(-r, r), r = g sqrt(3/fan_in): He's uniform form, with the activation's gain g")
 def _he_uniform(w: torch.Tensor, cfg: ModelConfig) -> None:
-    gain, slope = _gain_args(cfg)
-    nonlinearity = gain if gain in ("relu", "leaky_relu") else "relu"
-    nn.init.kaiming_uniform_(w, a=slope or 0.0, nonlinearity=nonlinearity)
+    bound = _gain(cfg) * math.sqrt(3.0 / w[0].numel())
+    nn.init.uniform_(w, -bound, bound)
 
 
 @INITS.register("lecun_normal", "N(0, 1/fan_in): the init SELU's self-normalisation assumes")
@@ -66,8 +63,7 @@ def _lecun_normal(w: torch.Tensor, cfg: ModelConfig) -> None:
 
 @INITS.register("orthogonal", "a random orthogonal matrix scaled by the activation's gain: preserves norms exactly")
 def _orthogonal(w: torch.Tensor, cfg: ModelConfig) -> None:
-    gain, slope = _gain_args(cfg)
-    nn.init.orthogonal_(w, gain=nn.init.calculate_gain(gain, slope))
+    nn.init.orthogonal_(w, gain=_gain(cfg))
 
 
 def init_weights(w: torch.Tensor, cfg: ModelConfig) -> None:

@@ -12,9 +12,9 @@ import math
 import torch
 from torch import nn
 
-from engine.activations import make_activation
-from engine.config import ModelConfig
-from engine.inits import init_weights
+from deepscope.engine.activations import make_activation
+from deepscope.engine.config import ModelConfig
+from deepscope.engine.inits import init_weights
 
 
 class ClassicDropout(nn.Module):

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from engine.registry import Registry
+from deepscope.engine.registry import Registry
 
 if TYPE_CHECKING:
-    from engine.config import TrainConfig
+    from deepscope.engine.config import TrainConfig
 
 OPTIMIZERS: Registry[Callable[[Iterable[torch.nn.Parameter], TrainConfig, bool], torch.optim.Optimizer]] = \
     Registry("optimizer")
@@ -21,14 +21,15 @@ def _sgd(params, cfg: TrainConfig, fused: bool) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-@OPTIMIZERS.register("momentum", "v <- m v + grad; w <- w - lr * v")
+@OPTIMIZERS.register("momentum", "v <- m v + grad; w <- w - lr * v",
+                     takes={"momentum": "only the momentum optimizer keeps a velocity"})
 def _momentum(params, cfg: TrainConfig, fused: bool) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
 @OPTIMIZERS.register("adam", "per-weight steps from running means of the gradient and its square")
 def _adam(params, cfg: TrainConfig, fused: bool) -> torch.optim.Optimizer:
-    # fused=True is 1.6x the default on small MLPs on this CPU (MEASURED.md).
+    # fused=True is 1.6x the default on small MLPs on this CPU (docs/measured.md).
     return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
 
 

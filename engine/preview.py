@@ -9,7 +9,8 @@ import zlib
 import numpy as np
 import torch
 
-from engine.datasets import DataSplit
+from deepscope.engine.datasets import DataSplit
+from deepscope.engine.events import EventType
 
 GRID = 40
 POINTS = 300
@@ -47,7 +48,7 @@ def boundary_event(model: torch.nn.Module, data: DataSplit, step: int, epoch: in
     model.train(was_training)
     probs = probs.reshape(GRID, GRID, -1).permute(2, 0, 1)
     return {
-        "type": "boundary", "step": step, "epoch": epoch,
+        "type": EventType.BOUNDARY.value, "step": step, "epoch": epoch,
         "x": [round(v, 4) for v in xs.tolist()], "y": [round(v, 4) for v in ys.tolist()],
         # Percent steps are finer than a heatmap's colours and keep the event at about a third of the size.
         "probs": (probs * 100).round().to(torch.uint8).cpu().numpy().tolist(),
@@ -70,7 +71,7 @@ def samples_event(batch: torch.Tensor, labels: torch.Tensor, data: DataSplit, st
     imgs = imgs * data.std.reshape(1, c, 1, 1) + data.mean.reshape(1, c, 1, 1)
     pixels = (np.clip(imgs, 0, 1) * 255).round().astype(np.uint8).transpose(0, 2, 3, 1)
     return {
-        "type": "samples", "step": step, "epoch": epoch,
+        "type": EventType.SAMPLES.value, "step": step, "epoch": epoch,
         "images": [png_data_url(p if c == 3 else p[:, :, 0]) for p in pixels],
         "labels": [data.classes[i] for i in labels[:SAMPLES].tolist()],
     }

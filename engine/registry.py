@@ -49,6 +49,3 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[Entry[T]]:
         return iter(self._entries.values())
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._entries

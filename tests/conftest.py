@@ -12,7 +12,7 @@ def layers_events(events):
 @pytest.fixture
 def run_engine(tmp_path):
     """Train a config in this process and return (result, events)."""
-    from engine import train
+    from deepscope.engine import train
 
     def run(config, **kwargs):
         events = []

@@ -9,8 +9,8 @@ import pathlib
 import httpx
 import pytest
 
-from app.settings import Settings
-from tests.server import LiveServer, wait_for
+from deepscope.app.settings import Settings
+from devtools.server import LiveServer, wait_for
 
 pytestmark = pytest.mark.browser
 ARTIFACTS = pathlib.Path(__file__).resolve().parents[1] / "artifacts"

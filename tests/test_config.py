@@ -1,10 +1,10 @@
 import pytest
 from pydantic import ValidationError
 
-from engine.activations import ACTIVATIONS
-from engine.config import RunConfig, describe_errors, field_limits
-from engine.datasets import DATASETS
-from engine.inits import INITS
+from deepscope.engine.activations import ACTIVATIONS
+from deepscope.engine.config import RunConfig, describe_errors, field_limits
+from deepscope.engine.datasets import DATASETS
+from deepscope.engine.inits import INITS
 
 
 def errors(data):

@@ -5,8 +5,8 @@ import struct
 import numpy as np
 import pytest
 
-from engine.config import DataConfig
-from engine.datasets import DATASETS, DatasetUnavailable, check_available, load_dataset
+from deepscope.engine.config import DataConfig
+from deepscope.engine.datasets import DATASETS, DatasetUnavailable, check_available, load_dataset
 
 BUILTIN = ["spiral", "circles", "moons", "xor", "gaussians", "digits", "shapes", "mnist1d"]
 

@@ -15,8 +15,8 @@ import httpx
 import pytest
 import yaml
 
-from app.settings import Settings
-from tests.server import free_port
+from deepscope.app.settings import Settings
+from devtools.server import free_port
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -57,7 +57,7 @@ def test_compose_services_commands_and_settings_exist():
 def test_the_images_command_serves_and_its_healthcheck_passes(tmp_path):
     port = free_port()
     env = {**os.environ, "DEEPSCOPE_DATA_DIR": str(tmp_path), "DEEPSCOPE_WORKERS": "1", "DEEPSCOPE_PORT": str(port)}
-    server = subprocess.Popen([sys.executable, "-m", "app.cli", "serve"], env=env, stdout=subprocess.DEVNULL,
+    server = subprocess.Popen([sys.executable, "-m", "deepscope.app.cli", "serve"], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True)
     check = re.search(r'CMD \["python", "-c", "(.*)"\]', (ROOT / "Dockerfile").read_text()).group(1)
     check = check.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
@@ -84,12 +84,12 @@ def test_the_images_command_serves_and_its_healthcheck_passes(tmp_path):
 
 def test_worker_without_redis_says_what_it_needs():
     env = {k: v for k, v in os.environ.items() if k != "DEEPSCOPE_REDIS_URL"}
-    result = subprocess.run([sys.executable, "-m", "app.cli", "worker"], env=env, capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "deepscope.app.cli", "worker"], env=env, capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 2 and "DEEPSCOPE_REDIS_URL" in result.stderr
 
 
 @pytest.mark.parametrize("argv", [["serve", "--help"], ["run", "--help"], ["worker", "--help"]])
 def test_cli_documents_its_commands(argv):
-    result = subprocess.run([sys.executable, "-m", "app.cli", *argv], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, "-m", "deepscope.app.cli", *argv], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "usage: deepscope" in result.stdout

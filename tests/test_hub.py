@@ -2,7 +2,7 @@
 
 import asyncio
 
-from app.hub import MAX_PENDING, Hub
+from deepscope.app.hub import MAX_PENDING, Hub
 
 
 def test_slow_viewer_coalesces_heavy_events_but_keeps_every_light_one():

@@ -4,8 +4,8 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import checks as sc
 
-from app.main import create_app
-from app.settings import Settings
+from deepscope.app.main import create_app
+from deepscope.app.settings import Settings
 
 
 class NullExecutor:

@@ -2,8 +2,8 @@
 
 import pytest
 
-from app.presets import PRESETS, check
-from engine import RunConfig, train
+from deepscope.app.presets import PRESETS, check
+from deepscope.engine import RunConfig, train
 
 
 @pytest.mark.parametrize("preset", PRESETS, ids=[p["id"] for p in PRESETS])

@@ -12,10 +12,10 @@ import pytest
 import redis
 from websockets.sync.client import connect
 
-from app.executors import redis_keys as K
-from app.settings import Settings
-from tests.backends import REDIS_URL, Worker, drop_schema, flush_redis, pg_schema_url
-from tests.server import LiveServer, wait_for
+from deepscope.app.executors import redis_keys as K
+from deepscope.app.settings import Settings
+from devtools.backends import REDIS_URL, Worker, drop_schema, flush_redis, pg_schema_url
+from devtools.server import LiveServer, wait_for
 
 pytestmark = pytest.mark.scale
 QUICK = {"model": {"depth": 3, "width": 16}, "train": {"epochs": 3}}

@@ -11,8 +11,8 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
-from app.settings import Settings
-from tests.server import LiveServer, wait_for
+from deepscope.app.settings import Settings
+from devtools.server import LiveServer, wait_for
 
 QUICK = {"model": {"depth": 3, "width": 16}, "train": {"epochs": 2}}
 LONG = {"model": {"depth": 4, "width": 32}, "train": {"epochs": 500}}

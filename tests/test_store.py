@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from app.store import Store
-from tests.backends import drop_schema, pg_schema_url
+from deepscope.app.store import Store
+from devtools.backends import drop_schema, pg_schema_url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

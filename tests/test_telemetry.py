@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from engine.config import ModelConfig
-from engine.models import build_model
-from engine.telemetry import STAT_NAMES, LayerProbe, bounds, duplicate_fraction
+from deepscope.engine.config import ModelConfig
+from deepscope.engine.models import build_model
+from deepscope.engine.telemetry import STAT_NAMES, LayerProbe, bounds, duplicate_fraction
 
 
 def armed_step(model, probe, x, y, lr=0.1, opt=None, step=0):

@@ -2,8 +2,8 @@
 
 import torch
 
-from engine.augment import augment_batch
-from engine.config import AugmentConfig
+from deepscope.engine.augment import augment_batch
+from deepscope.engine.config import AugmentConfig
 from tests.conftest import layers_events
 
 

@@ -7,8 +7,8 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from app.settings import Settings
-from tests.server import LiveServer, wait_for
+from deepscope.app.settings import Settings
+from devtools.server import LiveServer, wait_for
 
 LONG = {"model": {"depth": 3, "width": 16}, "train": {"epochs": 500}}
 QUICK = {"model": {"depth": 2, "width": 8}, "train": {"epochs": 1}}

@@ -6,15 +6,20 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+KILL_GRACE_S = 15.0  # a run that ignores its stop signal this long after it is due is killed
+
 
 class EventSink(Protocol):
-    """The service: ``on_event`` = ``persist`` then ``publish``."""
+    """The service: ``on_event`` = ``persist`` then ``publish``; ``flush`` returns once everything
+    persisted before it is committed."""
 
     def on_event(self, run_id: str, event: dict[str, Any], raw: str) -> None: ...
 
     def persist(self, run_id: str, event: dict[str, Any], raw: str) -> None: ...
 
     def publish(self, run_id: str, event: dict[str, Any], raw: str) -> None: ...
+
+    def flush(self) -> None: ...
 
 
 class Executor(Protocol):
@@ -37,18 +42,6 @@ class Executor(Protocol):
     def shutdown(self) -> None: ...
 
     def stats(self) -> dict[str, Any]: ...
-
-
-def one_torch_thread() -> None:
-    """One torch thread per worker process: OpenMP pools of several processes spinning on the same
-    cores collapse (MEASURED.md: 1.6 steps/s in total against 364)."""
-    import torch
-
-    torch.set_num_threads(1)
-    try:
-        torch.set_num_interop_threads(1)
-    except RuntimeError:  # already set in this process
-        pass
 
 
 def stop_check(cancelled: Callable[[], bool], time_limit_s: float) -> Callable[[], bool | str]:

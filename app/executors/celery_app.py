@@ -3,7 +3,7 @@ service, to send tasks. Events go onto one Redis Stream per run, not through Cel
 
 Delivery is at most once on purpose: a task is acknowledged when a worker takes it (no acks_late),
 because with acks_late a run longer than Redis's visibility timeout is started a second time on
-another worker (MEASURED.md). A worker that dies mid-run stops its heartbeat, and the service marks
+another worker (docs/measured.md). A worker that dies mid-run stops its heartbeat, and the service marks
 the run failed. A run is also claimed in Redis before it starts, so it never trains twice at once.
 """
 
@@ -20,8 +20,9 @@ import redis
 from celery import Celery
 from celery.signals import worker_process_init
 
-from app.executors import one_torch_thread, stop_check
-from app.executors import redis_keys as K
+from deepscope.app.executors import redis_keys as K
+from deepscope.app.executors import stop_check
+from deepscope.engine.threads import one_torch_thread
 
 QUEUES = ("runs", "gpu")
 
@@ -51,13 +52,13 @@ def _one_thread(**_: Any) -> None:
 
 
 def _train_task(task: Any, run_id: str, config: dict[str, Any], time_limit_s: float) -> str:
-    from engine import train
-    from engine.paths import default_data_dir
+    from deepscope.engine import train
+    from deepscope.engine.paths import default_data_dir
 
     r = _redis()
     worker = f"{socket.gethostname()}:{os.getpid()}"
     # 1) claim the run: if a cancel (or another delivery) got there first, there is nothing to do
-    if not r.set(K.claim(run_id), f"{worker}|{time.time()}", nx=True, ex=7 * 24 * 3600):
+    if not r.set(K.claim(run_id), f"{worker}|{time.time()}", nx=True, ex=K.FLAG_TTL_S):
         return "skipped"
     # 2) heartbeat and cancel flag, polled on a thread so a step costs no Redis round trip
     stop = threading.Event()

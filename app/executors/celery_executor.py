@@ -20,14 +20,13 @@ from typing import Any
 import orjson
 import redis
 
-from app.executors import EventSink
-from app.executors import redis_keys as K
-from app.executors.celery_app import make_celery
-from app.settings import Settings
-from engine.train import TERMINAL
+from deepscope.app.executors import KILL_GRACE_S, EventSink
+from deepscope.app.executors import redis_keys as K
+from deepscope.app.executors.celery_app import make_celery
+from deepscope.app.settings import Settings
+from deepscope.engine.events import Status, is_terminal_status, status_event
 
 log = logging.getLogger("deepscope.celery")
-KILL_GRACE_S = 15.0
 
 
 def _run_id(stream: bytes | str) -> str:
@@ -74,13 +73,12 @@ class CeleryExecutor:
                               task_id=run_id, queue=queue)
 
     def cancel(self, run_id: str) -> bool:
-        if self.redis.set(K.claim(run_id), f"cancelled|{time.time()}", nx=True, ex=7 * 24 * 3600):
+        if self.redis.set(K.claim(run_id), f"cancelled|{time.time()}", nx=True, ex=K.FLAG_TTL_S):
             # Still queued: no worker will start it now. Its one event says so.
             self.celery.control.revoke(run_id)
-            self._append(run_id, {"seq": 0, "type": "status", "status": "cancelled",
-                                  "message": "cancelled while queued", "summary": {}})
+            self._append(run_id, {"seq": 0, **status_event(Status.CANCELLED, "cancelled while queued", summary={})})
             return True
-        self.redis.set(K.cancel(run_id), str(time.time()), ex=7 * 24 * 3600)
+        self.redis.set(K.cancel(run_id), str(time.time()), ex=K.FLAG_TTL_S)
         return True
 
     def replay_after(self, run_id: str, seq: int) -> list[tuple[int, str, str]]:
@@ -179,20 +177,15 @@ class CeleryExecutor:
                 self._sink.persist(run_id, event, raw.decode())
                 ids.append(entry_id)
                 self.persisted += 1
-                if event["type"] == "status" and event["status"] in TERMINAL:
+                if is_terminal_status(event):
                     finished.append(run_id)
             # Acknowledge only what is committed: a crash before this line means a re-read, not a loss.
-            self._flush()
+            self._sink.flush()
             if ids:
                 self.redis.xack(stream, K.GROUP, *ids)
         for run_id in finished:
             self.redis.srem(K.ACTIVE, run_id)
             self.redis.expire(K.stream(run_id), K.STREAM_TTL_S)
-
-    def _flush(self) -> None:
-        store = getattr(self._sink, "store", None)
-        if store is not None:
-            store.writer.flush()
 
     # -- the live reader --------------------------------------------------------------------
     def _live_loop(self) -> None:
@@ -238,7 +231,7 @@ class CeleryExecutor:
                 continue  # still queued, or cancelled before it started
             last = self.redis.xrevrange(K.stream(run_id), count=1)
             last_event = orjson.loads(last[0][1][b"e"]) if last else None
-            if last_event and last_event["type"] == "status" and last_event["status"] in TERMINAL:
+            if last_event and is_terminal_status(last_event):
                 continue
             cancel_at = self.redis.get(K.cancel(run_id))
             started = float(claim.split(b"|")[-1]) if b"|" in claim else now
@@ -251,9 +244,8 @@ class CeleryExecutor:
                 continue
             # No heartbeat: the worker is gone. Say so in the run's own stream, after its last event.
             seq = (last_event["seq"] + 1) if last_event else 0
-            status, message = ("cancelled", "cancelled; its worker was stopped") if cancel_at else (
-                "failed", f"the worker running this run stopped answering (no heartbeat for {K.HEARTBEAT_TTL_S} s)")
-            self.redis.set(K.cancel(run_id), str(now), ex=7 * 24 * 3600)  # a zombie that wakes up stops
-            self._append(run_id, {"seq": seq, "type": "status", "status": status, "message": message,
-                                  "summary": {}})
+            status, message = (Status.CANCELLED, "cancelled; its worker was stopped") if cancel_at else (
+                Status.FAILED, f"the worker running this run stopped answering (no heartbeat for {K.HEARTBEAT_TTL_S} s)")
+            self.redis.set(K.cancel(run_id), str(now), ex=K.FLAG_TTL_S)  # a zombie that wakes up stops
+            self._append(run_id, {"seq": seq, **status_event(status, message, summary={})})
             log.warning("run %s: %s", run_id, message)

@@ -7,20 +7,22 @@ import sys
 
 
 def run_worker(queues: str = "runs", concurrency: int | None = None) -> int:
-    from app.settings import get_settings
+    from deepscope.app.settings import get_settings
 
     settings = get_settings()
     if not settings.redis_url:
         print("deepscope worker needs DEEPSCOPE_REDIS_URL (e.g. redis://127.0.0.1:6379/0)", file=sys.stderr)
         return 2
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from deepscope.engine.threads import set_thread_env
+
+    set_thread_env()
     os.environ["DEEPSCOPE_REDIS_URL"] = settings.redis_url
     # Import torch and the engine in the parent, so every forked child starts with them loaded.
     import torch  # noqa: F401
     import torch._dynamo  # noqa: F401
 
-    import engine  # noqa: F401
-    from app.executors.celery_app import QUEUES, make_celery
+    import deepscope.engine  # noqa: F401
+    from deepscope.app.executors.celery_app import QUEUES, make_celery
 
     wanted = [q.strip() for q in queues.split(",") if q.strip()]
     unknown = [q for q in wanted if q not in QUEUES]

@@ -20,10 +20,11 @@ from typing import Any
 
 import orjson
 
-from app.executors import EventSink
+from deepscope.app.executors import KILL_GRACE_S, EventSink
+from deepscope.engine.events import Status, status_event
 
 log = logging.getLogger("deepscope.local")
-KILL_GRACE_S = 15.0  # a run that ignores its stop signal this long after it is due is killed
+CANCEL_CLEAR, CANCEL_SET = 0, 1  # the shared flag a worker polls every step
 
 
 @dataclass
@@ -48,7 +49,7 @@ class LocalExecutor:
         self.data_dir = str(data_dir)
         self.time_limit_s = time_limit_s
         self._ctx = mp.get_context("forkserver")
-        self._ctx.set_forkserver_preload(["app.executors.local_worker"])
+        self._ctx.set_forkserver_preload(["deepscope.app.executors.local_worker"])
         self._queue: deque[tuple[str, dict[str, Any]]] = deque()
         self._slots: list[_Slot] = []
         self._lock = threading.RLock()
@@ -76,11 +77,11 @@ class LocalExecutor:
             for item in self._queue:
                 if item[0] == run_id:
                     self._queue.remove(item)
-                    self._emit_status(run_id, 0, "cancelled", "cancelled while queued")
+                    self._emit_status(run_id, 0, Status.CANCELLED, "cancelled while queued")
                     return True
             for slot in self._slots:
                 if slot.run_id == run_id:
-                    slot.flag.value = 1
+                    slot.flag.value = CANCEL_SET
                     slot.stop_due = slot.stop_due or time.monotonic()
                     return True
         return False
@@ -118,10 +119,10 @@ class LocalExecutor:
 
     # -- inside -----------------------------------------------------------------------------
     def _spawn(self, index: int) -> _Slot:
-        from app.executors.local_worker import worker_main
+        from deepscope.app.executors.local_worker import worker_main
 
         parent, child = self._ctx.Pipe()
-        flag = self._ctx.Value("i", 0, lock=False)
+        flag = self._ctx.Value("i", CANCEL_CLEAR, lock=False)
         process = self._ctx.Process(target=worker_main, args=(child, flag, self.data_dir),
                                     name=f"deepscope-worker-{index}", daemon=True)
         process.start()
@@ -134,7 +135,7 @@ class LocalExecutor:
                 return
             if slot.ready and slot.run_id is None:
                 run_id, config = self._queue.popleft()
-                slot.flag.value = 0
+                slot.flag.value = CANCEL_CLEAR
                 slot.run_id, slot.last_seq, slot.stop_due = run_id, -1, None
                 slot.deadline = time.monotonic() + self.time_limit_s
                 try:
@@ -143,7 +144,7 @@ class LocalExecutor:
                     pass
 
     def _emit_status(self, run_id: str, seq: int, status: str, message: str) -> None:
-        event = {"seq": seq, "type": "status", "status": status, "message": message, "summary": {}}
+        event = {"seq": seq, **status_event(status, message, summary={})}
         assert self._sink is not None
         self._sink(run_id, event, orjson.dumps(event).decode())
 
@@ -199,7 +200,7 @@ class LocalExecutor:
             if slot not in self._slots or self._stopping:
                 return
             if slot.run_id is not None:
-                self._emit_status(slot.run_id, slot.last_seq + 1, "failed",
+                self._emit_status(slot.run_id, slot.last_seq + 1, Status.FAILED,
                                   f"{why} while training; a new worker took its place")
             slot.conn.close()
             slot.process.join(timeout=1)

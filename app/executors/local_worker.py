@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")  # two OpenMP pools spinning on two cores collapse (MEASURED.md)
+from deepscope.engine.threads import one_torch_thread, set_thread_env
+
+set_thread_env()
 
 import threading  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -15,10 +17,9 @@ import orjson  # noqa: E402
 import torch  # noqa: E402
 import torch._dynamo  # noqa: E402,F401 - the first optimizer imports it: 1 s, paid here instead
 
-from app.executors import one_torch_thread, stop_check  # noqa: E402
-from engine import train  # noqa: E402
-
-CANCELLED, RUNNING = 1, 0
+from deepscope.app.executors import stop_check  # noqa: E402
+from deepscope.app.executors.local import CANCEL_SET  # noqa: E402
+from deepscope.engine import train  # noqa: E402
 
 
 def worker_main(conn: Any, cancel_flag: Any, data_dir: str) -> None:
@@ -39,7 +40,7 @@ def worker_main(conn: Any, cancel_flag: Any, data_dir: str) -> None:
         if msg is None:
             return
         _, run_id, config, time_limit = msg
-        should_stop = stop_check(lambda: cancel_flag.value == CANCELLED, time_limit)
+        should_stop = stop_check(lambda: cancel_flag.value == CANCEL_SET, time_limit)
 
         def emit(event: dict[str, Any], run_id: str = run_id) -> None:
             send(("event", run_id, orjson.dumps(event)))

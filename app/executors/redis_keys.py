@@ -7,6 +7,7 @@ STREAM_MAXLEN = 50_000                # events kept per run stream (older ones a
 STREAM_TTL_S = 3600                   # a finished run's stream expires after this
 HEARTBEAT_TTL_S = 10                  # a running run whose heartbeat is this stale has lost its worker
 HEARTBEAT_EVERY_S = 2
+FLAG_TTL_S = 7 * 24 * 3600            # claims and cancel flags outlive any run, then clean themselves up
 
 
 def stream(run_id: str) -> str:

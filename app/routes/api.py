@@ -1,4 +1,4 @@
-"""The REST API of CONTRACT.md section 2. Routes stay thin: they call the service and the store."""
+"""The REST API (docs/api.md). Routes stay thin: they translate HTTP and call the run service."""
 
 from __future__ import annotations
 
@@ -7,19 +7,27 @@ import io
 import uuid
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from fastapi.responses import HTMLResponse
 
-from app.deps import CallerDep, ClientDep, ServiceDep, SettingsDep, require_instructor, require_token
-from app.options import options
-from app.presets import BY_ID, PRESETS, check
-from app.report import render_report
-from app.schemas import EventsPublic, Problem, RunPublic, RunsPublic, Status, public
-from app.service import QuotaExceeded
-from app.store import ACTIVE
-from engine.config import RunConfig
-from engine.datasets import DatasetUnavailable, check_available
+from deepscope.app.deps import (
+    CallerDep,
+    ClientDep,
+    ServiceDep,
+    SettingsDep,
+    require_instructor,
+    require_token,
+)
+from deepscope.app.options import options
+from deepscope.app.presets import BY_ID, PRESETS, check
+from deepscope.app.report import render_report
+from deepscope.app.schemas import EventsPublic, Problem, RunPublic, RunsPublic, public
+from deepscope.app.service import QuotaExceeded
+from deepscope.app.statuses import ACTIVE_STATUSES as ACTIVE
+from deepscope.app.statuses import RunStatus as Status
+from deepscope.engine.config import RunConfig
+from deepscope.engine.datasets import DatasetUnavailable, check_available
+from deepscope.engine.events import SCALARS, EventType
 
 router = APIRouter(prefix="/api", dependencies=[Depends(require_token)])
 
@@ -137,14 +145,13 @@ def get_run(run_id: str, service: ServiceDep) -> RunPublic:
 def get_events(run_id: str, service: ServiceDep,
                after: Annotated[int, Query(ge=-1, description="only events with a larger seq")] = -1,
                limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
-               type: Annotated[str | None, Query(pattern="^(status|step|eval|layers|boundary|samples)$",
-                                                 description="only events of this type")] = None,
+               type: Annotated[EventType | None, Query(description="only events of this type")] = None,
                format: Annotated[str, Query(pattern="^(json|csv)$")] = "json") -> Response:
     """Stored events in seq order; page with ``after`` = the last seq you have."""
-    _found(service.store.get_run(run_id), run_id)
+    _found(service.get(run_id), run_id)
     if format == "csv":
         return _csv(service, run_id)
-    rows = service.store.events(run_id, after=after, limit=limit, types=(type,) if type else None)
+    rows = service.events(run_id, after=after, limit=limit, types=(type,) if type else None)
     body = b'{"data":[' + b",".join(r[2].encode() for r in rows) + b'],"count":' + str(len(rows)).encode() + b"}"
     return Response(body, media_type="application/json")
 
@@ -154,11 +161,8 @@ def _csv(service: ServiceDep, run_id: str) -> Response:
     columns = ["seq", "type", "epoch", "step", "loss", "acc", "train_loss", "train_acc", "val_loss", "val_acc"]
     writer = csv.DictWriter(out, columns, extrasaction="ignore")
     writer.writeheader()
-    after = -1
-    while rows := service.store.events(run_id, after=after, limit=5000, types=("step", "eval")):
-        for _, _, raw in rows:
-            writer.writerow(orjson.loads(raw))
-        after = rows[-1][0]
+    for event in service.all_events(run_id, types=tuple(SCALARS)):
+        writer.writerow(event)
     return Response(out.getvalue(), media_type="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{run_id}-metrics.csv"'})
 
@@ -167,7 +171,7 @@ def _csv(service: ServiceDep, run_id: str) -> Response:
 def get_report(run_id: str, service: ServiceDep) -> HTMLResponse:
     """A self-contained HTML report of one run (Plotly inlined: it opens with no network)."""
     run = _found(service.get(run_id), run_id)
-    return HTMLResponse(render_report(run, service.store),
+    return HTMLResponse(render_report(run, service.all_events),
                         headers={"Content-Disposition": f'inline; filename="deepscope-{run_id}.html"'})
 
 
@@ -194,5 +198,5 @@ def delete_run(run_id: str, service: ServiceDep, who: CallerDep) -> Response:
     _mine(run, who, "delete")
     if run["status"] in ACTIVE:
         raise HTTPException(409, f"run {run_id} is {run['status']}; cancel it before deleting it")
-    service.store.delete_run(run_id)
+    service.delete(run_id)
     return Response(status_code=204)

@@ -9,10 +9,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-HERE = Path(__file__).resolve().parent.parent
-templates = Jinja2Templates(directory=str(HERE / "templates"))
+# templates/ and static/ sit beside app/: at the repository's top level in a checkout, inside the
+# deepscope package once installed (pyproject.toml maps them there).
+ROOT = Path(__file__).resolve().parents[2]
+templates = Jinja2Templates(directory=str(ROOT / "templates"))
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
-STATIC = HERE / "static"
+STATIC = ROOT / "static"
 
 router = APIRouter(include_in_schema=False)
 

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from engine.registry import Registry
+from deepscope.engine.registry import Registry
 
 if TYPE_CHECKING:
-    from engine.config import DataConfig
+    from deepscope.engine.config import DataConfig
 
 
 @dataclass(frozen=True)
@@ -68,10 +68,6 @@ def is_image(name: str) -> bool:
     return DATASETS.entry(name).meta["kind"] == "image"
 
 
-def is_points(name: str) -> bool:
-    return DATASETS.entry(name).meta["kind"] == "points"
-
-
 def load_dataset(cfg: DataConfig, seed: int, data_dir: Path) -> DataSplit:
     rng = np.random.default_rng(seed)
     raw = DATASETS.get(cfg.dataset)(cfg, rng, data_dir)
@@ -110,8 +106,8 @@ def check_available(name: str, data_dir: Path) -> None:
 
 # Registration happens on import of the loader modules, in the order the choices are listed.
 # isort: off
-from engine.datasets import synthetic  # noqa: E402,F401
-from engine.datasets import images  # noqa: E402,F401
-from engine.datasets import sequences  # noqa: E402,F401
-from engine.datasets import files  # noqa: E402,F401
+from deepscope.engine.datasets import synthetic  # noqa: E402,F401
+from deepscope.engine.datasets import images  # noqa: E402,F401
+from deepscope.engine.datasets import sequences  # noqa: E402,F401
+from deepscope.engine.datasets import files  # noqa: E402,F401
 # isort: on

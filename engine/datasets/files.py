@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.datasets import DATASETS, DatasetUnavailable, RawSet
+from deepscope.engine.datasets import DATASETS, DatasetUnavailable, RawSet
 
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")
 FASHION = ["T-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.datasets import DATASETS, RawSet
+from deepscope.engine.datasets import DATASETS, RawSet
 
 SHAPES = ["circle", "square", "triangle"]
 SIZE = 32

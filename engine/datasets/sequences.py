@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.datasets import DATASETS, RawSet
+from deepscope.engine.datasets import DATASETS, RawSet
 
 TEMPLATES = np.array([
     [5, 6, 6.5, 6.75, 7, 7, 7, 7, 6.75, 6.5, 6, 5],

@@ -10,8 +10,9 @@ import time
 import httpx
 import uvicorn
 
-from app.main import create_app
-from app.settings import Settings
+from deepscope.app.main import create_app
+from deepscope.app.settings import Settings
+from deepscope.app.statuses import FINISHED
 
 
 def free_port() -> int:
@@ -50,8 +51,7 @@ class LiveServer:
         return self.app.state.service
 
 
-def wait_for(client: httpx.Client, run_id: str, statuses=("completed", "failed", "cancelled", "diverged",
-                                                          "interrupted"), timeout: float = 60) -> dict:
+def wait_for(client: httpx.Client, run_id: str, statuses=FINISHED, timeout: float = 60) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         run = client.get(f"/api/runs/{run_id}").json()

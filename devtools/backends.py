@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 
 import psycopg
-import pytest
 
 PG_ADMIN = "postgresql://127.0.0.1:5432/test"
 REDIS_URL = "redis://127.0.0.1:6379/9"
@@ -18,7 +17,7 @@ def pg_schema_url() -> tuple[str, str]:
         with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3) as conn:
             conn.execute(f"CREATE SCHEMA {schema}")
     except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL does not answer on 127.0.0.1:5432 (database test): {exc}")
+        raise RuntimeError(f"PostgreSQL does not answer on 127.0.0.1:5432 (database test): {exc}") from exc
     return schema, f"postgresql+psycopg://127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
 
 
@@ -33,7 +32,7 @@ def flush_redis(url: str = REDIS_URL) -> None:
     try:
         redis.Redis.from_url(url, socket_connect_timeout=3).flushdb()
     except redis.RedisError as exc:
-        pytest.fail(f"Redis does not answer on 127.0.0.1:6379: {exc}")
+        raise RuntimeError(f"Redis does not answer on 127.0.0.1:6379: {exc}") from exc
 
 
 class Worker:
@@ -47,7 +46,7 @@ class Worker:
 
         env = {**os.environ, "DEEPSCOPE_REDIS_URL": redis_url, "DEEPSCOPE_DATA_DIR": str(data_dir),
                "OMP_NUM_THREADS": "1"}
-        self.proc = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--concurrency", str(concurrency)],
+        self.proc = subprocess.Popen([sys.executable, "-m", "deepscope.app.cli", "worker", "--concurrency", str(concurrency)],
                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.log: list[str] = []
         self.ready = threading.Event()

@@ -20,18 +20,19 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-from engine.activations import ACTIVATIONS
-from engine.augment import augment_batch
-from engine.config import RunConfig
-from engine.datasets import DataSplit, load_dataset
-from engine.models import build_model
-from engine.optimizers import make_optimizer
-from engine.paths import default_data_dir
-from engine.preview import boundary_event, samples_event, training_points
-from engine.telemetry import Capture, LayerProbe
+from deepscope.engine.activations import ACTIVATIONS
+from deepscope.engine.augment import augment_batch
+from deepscope.engine.config import RunConfig
+from deepscope.engine.datasets import DataSplit, load_dataset
+from deepscope.engine.events import EventType, Status, status_event
+from deepscope.engine.models import build_model
+from deepscope.engine.optimizers import make_optimizer
+from deepscope.engine.paths import default_data_dir
+from deepscope.engine.preview import boundary_event, samples_event, training_points
+from deepscope.engine.telemetry import Capture, LayerProbe, probe_summary
+from deepscope.engine.theory import predicted_preact_std
 
 Emit = Callable[[dict[str, Any]], None]
-TERMINAL = ("completed", "failed", "cancelled", "diverged")
 MAX_STEP_EVENTS = 2000      # loss points per run; more only cost storage and bandwidth
 STEP_EVENT_INTERVAL_S = 0.05  # and at most 20 a second: a page redraws a few times a second, and every
                               # step event goes to every viewer (100 viewers x 800 steps/s would be 80k sends/s)
@@ -91,6 +92,34 @@ class _Summaries:
                 self.pool.shutdown(wait=True)
 
 
+class _Pacing:
+    """When a step is captured (every ``every`` steps, at most ``max_per_second``; step 0 always) and when
+    it sends a loss point (every ``step_every`` steps, at most one per STEP_EVENT_INTERVAL_S; step 0 and
+    each epoch's last step always)."""
+
+    def __init__(self, every: int, max_per_second: float, step_every: int) -> None:
+        self.every, self.step_every = every, step_every
+        self.min_gap = 1.0 / max_per_second if max_per_second > 0 else 0.0
+        self.last_capture = self.last_step_event = -1.0
+
+    def capture(self, step: int) -> bool:
+        if self.every <= 0 or step % self.every:
+            return False
+        now = time.monotonic()
+        if step == 0 or now - self.last_capture >= self.min_gap:
+            self.last_capture = now
+            return True
+        return False
+
+    def step_event(self, step: int, last_of_epoch: bool) -> bool:
+        now = time.monotonic()
+        if (step % self.step_every == 0 and now - self.last_step_event >= STEP_EVENT_INTERVAL_S) \
+                or step == 0 or last_of_epoch:
+            self.last_step_event = now
+            return True
+        return False
+
+
 def pick_device(name: str) -> torch.device:
     if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
@@ -111,30 +140,6 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[
     return loss_sum / len(x), correct / len(x)
 
 
-def probe_summary(layers: list[dict[str, Any]]) -> dict[str, float | None]:
-    """A few numbers about one layers event that lessons compare across runs."""
-    hidden = [layer["stats"] for layer in layers if layer["kind"] != "output"]
-
-    def mean(key: str) -> float | None:
-        vals = [s[key] for s in hidden if s[key] is not None]
-        return sum(vals) / len(vals) if vals else None
-
-    def ratio(a: float | None, b: float | None) -> float | None:
-        return a / b if a is not None and b else None
-
-    first, last = hidden[0], hidden[-1]
-    return {
-        "dead_frac": mean("dead_frac"), "saturated_frac": mean("saturated_frac"),
-        "duplicate_frac": mean("duplicate_frac"),
-        "act_std_first": first["act_std"], "act_std_last": last["act_std"],
-        "grad_norm_first": first["grad_norm"], "grad_norm_last": last["grad_norm"],
-        # < 1: the signal shrinks from the first hidden layer to the last (forward) ...
-        "act_std_ratio": ratio(last["act_std"], first["act_std"]),
-        # ... and the gradient reaching the first layer is this fraction of the last one's (backward)
-        "grad_ratio": ratio(first["grad_norm"], last["grad_norm"]),
-    }
-
-
 def train(config: RunConfig | dict[str, Any], emit: Emit, should_stop: Callable[[], bool | str] = lambda: False,
           data_dir: Path | None = None, background_telemetry: bool = True) -> dict[str, Any]:
     """Train one run, reporting through ``emit``. Returns the terminal status, summary and error.
@@ -151,10 +156,10 @@ def train(config: RunConfig | dict[str, Any], emit: Emit, should_stop: Callable[
         run = _Run(cfg, out, summary, data_dir or default_data_dir())
         status, message, extra = run.execute(should_stop, background_telemetry)
     except Exception as exc:  # a run's failure is reported as an event, never raised into the worker
-        status, message, extra = "failed", f"{type(exc).__name__}: {exc}", {
+        status, message, extra = Status.FAILED, f"{type(exc).__name__}: {exc}", {
             "traceback": traceback.format_exc(limit=8)}
-    out({"type": "status", "status": status, "message": message, "summary": summary, **extra})
-    return {"status": status, "summary": summary, "error": message if status == "failed" else None}
+    out(status_event(status, message, summary=summary, **extra))
+    return {"status": status.value, "summary": summary, "error": message if status == Status.FAILED else None}
 
 
 class _Run:
@@ -184,13 +189,13 @@ class _Run:
 
     def execute(self, should_stop: Callable[[], bool | str], background: bool) -> tuple[str, str, dict[str, Any]]:
         cfg, data = self.cfg, self.data
-        self.out({"type": "status", "status": "running", "message": f"training on {self.device.type}",
+        self.out(status_event(Status.RUNNING, f"training on {self.device.type}", **{
                   "config": cfg.model_dump(), "total_steps": self.total_steps,
                   "steps_per_epoch": self.steps_per_epoch, "device": self.device.type,
                   "n_params": sum(p.numel() for p in self.model.parameters()),
                   "layers": self.model.layer_names(), "input_shape": list(data.input_shape),
                   "classes": data.classes, "n_train": self.n_train, "n_val": len(data.y_val),
-                  **({"points": training_points(data)} if data.kind == "points" else {})})
+                  **({"points": training_points(data)} if data.kind == "points" else {})}))
         saturates = ACTIVATIONS.entry(cfg.model.activation).meta.get("saturates")
         with LayerProbe(self.model, cfg.telemetry.bins, saturates) as probe:
             summaries = _Summaries(probe, self._on_layers, background)
@@ -200,72 +205,86 @@ class _Run:
                 summaries.close()
 
     def _on_layers(self, event: dict[str, Any]) -> None:
+        if event["step"] == 0:
+            event["theory_preact_std"] = self._theory_line(event["layers"])
         self.out(event)
         if event["step"] == 0:
             self.summary["probe_start"] = probe_summary(event["layers"])
         self.summary["probe_end"] = probe_summary(event["layers"])
 
+    def _theory_line(self, layers: list[dict[str, Any]]) -> list[float] | None:
+        """What Var(z') = n Var(w) E[f(z)^2] predicts for each hidden layer's pre-activation std at step 0,
+        from the layer before (engine/theory.py)."""
+        m = self.cfg.model
+        hidden = [layer["stats"] for layer in layers if layer["kind"] != "output"]
+        keys = ("preact_mean", "preact_std", "weight_std")
+        if m.arch != "mlp" or m.batchnorm or any(s[k] is None for s in hidden for k in keys):
+            return None
+        fan_ins = [int(math.prod(self.data.input_shape))] + [m.width] * (len(hidden) - 1)
+        return predicted_preact_std(m.activation, m.leaky_slope, m.dropout, m.dropout_mode,
+                                    *([s[k] for s in hidden] for k in keys), fan_ins)
+
     def _epochs(self, should_stop: Callable[[], bool | str], probe: LayerProbe,
                 summaries: _Summaries) -> tuple[str, str, dict[str, Any]]:
-        cfg, data, model, out = self.cfg, self.data, self.model, self.out
-        every, step = cfg.telemetry.every_steps, 0
-        last_step_event = last_capture = -1.0
-        rate = cfg.telemetry.max_per_second
-        min_capture_gap = 1.0 / rate if rate > 0 else 0.0
+        cfg, step = self.cfg, 0
+        pacing = _Pacing(cfg.telemetry.every_steps, cfg.telemetry.max_per_second, self.step_every)
         for epoch in range(cfg.train.epochs):
             order = torch.randperm(self.n_train, generator=self.gen).to(self.device)
             for b in range(self.steps_per_epoch):
-                # 3) cancel check, batch, forward, loss, divergence check
+                # 3) cancel check, then one step
                 stop = should_stop()
                 if stop:
                     self.summary.update(step=step, epoch=epoch)
                     reason = stop if isinstance(stop, str) else "cancelled"
-                    return "cancelled", f"{reason} at step {step}", {"step": step}
-                idx = order[b * self.bs:(b + 1) * self.bs]
-                xb = augment_batch(data.x_train[idx], cfg.augment, self.gen)
-                yb = data.y_train[idx]
-                if b == 0 and data.kind == "image":
-                    out(samples_event(xb, yb, data, step, epoch))
-                capture = every > 0 and step % every == 0 and (
-                    step == 0 or time.monotonic() - last_capture >= min_capture_gap)
-                if capture:
-                    last_capture = time.monotonic()
-                probe.armed = capture
-                logits = model(xb)
-                loss = F.cross_entropy(logits, yb)
-                loss_value = float(loss.detach())
-                if not math.isfinite(loss_value):
-                    probe.armed = False
-                    self.summary.update(diverged_step=step, step=step, epoch=epoch)
-                    return "diverged", f"loss became {loss_value} at step {step}", {"step": step}
-
-                # 4) backward, update, and for a capture: weights before, everything else after
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if capture:
-                    probe.before_step()
-                self.optimizer.step()
-                if capture:
-                    summaries.submit(probe.take(step))
-
-                # 5) the cheap events: loss points on a step schedule, thinned to STEP_EVENT_INTERVAL_S
-                now = time.monotonic()
-                if (step % self.step_every == 0 and now - last_step_event >= STEP_EVENT_INTERVAL_S) \
-                        or step == 0 or b == self.steps_per_epoch - 1:
-                    last_step_event = now
-                    acc = float((logits.argmax(1) == yb).float().mean())
-                    out({"type": "step", "step": step, "epoch": epoch, "loss": loss_value, "acc": acc,
-                         "progress": round((step + 1) / self.total_steps, 4)})
-                if self.boundary_every and step % self.boundary_every == 0:
-                    out(boundary_event(model, data, step, epoch))
+                    return Status.CANCELLED, f"{reason} at step {step}", {"step": step}
+                ended = self._step(step, epoch, order[b * self.bs:(b + 1) * self.bs], b, probe, summaries, pacing)
+                if ended:
+                    return ended
                 step += 1
 
             # 6) validation every epoch
             if not self._validate(epoch, step):
-                return "diverged", f"training loss became non-finite by step {step}", {"step": step}
+                return Status.DIVERGED, f"training loss became non-finite by step {step}", {"step": step}
         if self.boundary_every:
-            out(boundary_event(model, data, step, cfg.train.epochs - 1))
-        return "completed", f"completed {self.total_steps} steps", {}
+            self.out(boundary_event(self.model, self.data, step, cfg.train.epochs - 1))
+        return Status.COMPLETED, f"completed {self.total_steps} steps", {}
+
+    def _step(self, step: int, epoch: int, idx: torch.Tensor, b: int, probe: LayerProbe, summaries: _Summaries,
+              pacing: _Pacing) -> tuple[str, str, dict[str, Any]] | None:
+        """One training step and its events; a terminal (status, message, extra) if the loss diverged."""
+        cfg, data, model, out = self.cfg, self.data, self.model, self.out
+        # 4) batch, forward, loss, divergence check
+        xb = augment_batch(data.x_train[idx], cfg.augment, self.gen)
+        yb = data.y_train[idx]
+        if b == 0 and data.kind == "image":
+            out(samples_event(xb, yb, data, step, epoch))
+        capture = pacing.capture(step)
+        probe.armed = capture
+        logits = model(xb)
+        loss = F.cross_entropy(logits, yb)
+        loss_value = float(loss.detach())
+        if not math.isfinite(loss_value):
+            probe.armed = False
+            self.summary.update(diverged_step=step, step=step, epoch=epoch)
+            return Status.DIVERGED, f"loss became {loss_value} at step {step}", {"step": step}
+
+        # 5) backward, update, and for a capture: weights before, everything else after
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if capture:
+            probe.before_step()
+        self.optimizer.step()
+        if capture:
+            summaries.submit(probe.take(step))
+
+        # 6) the cheap events: loss points on a step schedule, thinned by time; the boundary
+        if pacing.step_event(step, last_of_epoch=b == self.steps_per_epoch - 1):
+            acc = float((logits.argmax(1) == yb).float().mean())
+            out({"type": EventType.STEP.value, "step": step, "epoch": epoch, "loss": loss_value, "acc": acc,
+                 "progress": round((step + 1) / self.total_steps, 4)})
+        if self.boundary_every and step % self.boundary_every == 0:
+            out(boundary_event(model, data, step, epoch))
+        return None
 
     def _validate(self, epoch: int, step: int) -> bool:
         data = self.data
@@ -273,7 +292,7 @@ class _Run:
         val_loss, val_acc = evaluate(self.model, data.x_val, data.y_val)
         metrics = {"train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss, "val_acc": val_acc}
         clean = {k: (v if math.isfinite(v) else None) for k, v in metrics.items()}
-        self.out({"type": "eval", "epoch": epoch, "step": step, **clean})
+        self.out({"type": EventType.EVAL.value, "epoch": epoch, "step": step, **clean})
         self.summary.update(clean, step=step, epoch=epoch)
         if clean["train_acc"] is not None and clean["val_acc"] is not None:
             self.summary["gap"] = clean["train_acc"] - clean["val_acc"]  # overfitting shows as large gaps

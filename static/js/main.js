@@ -1,9 +1,9 @@
 // The playground: wires the form, the lessons, the run list, the live streams and the charts.
-import { api, ApiError, ensureToken, streamRun } from "./api.js";
+import { api, ApiError, ensureToken, statuses, streamRun } from "./api.js";
 import { ConfigForm } from "./form.js";
 import * as charts from "./charts.js";
 
-const TERMINAL = new Set(["completed", "failed", "cancelled", "diverged", "interrupted"]);
+let TERMINAL = new Set();  // the finished statuses, from /api/options
 const $ = (id) => document.getElementById(id);
 
 const state = {
@@ -296,7 +296,8 @@ async function submit(event) {
 
 async function main() {
   ensureToken();
-  const [options, presets] = await Promise.all([api("/api/options"), api("/api/presets")]);
+  const [options, presets, known] = await Promise.all([api("/api/options"), api("/api/presets"), statuses()]);
+  TERMINAL = known.finished;
   state.presets = presets;
   state.form = new ConfigForm($("form-sections"), options, writeHash);
   const fromHash = configFromHash();

@@ -1,27 +1,29 @@
 // The instructor's view: every run with its owner; cancel or delete any. Asks once for the instructor
 // token and keeps it in a cookie.
-const $ = (id) => document.getElementById(id);
-const TERMINAL = new Set(["completed", "failed", "cancelled", "diverged", "interrupted"]);
+import { api, ApiError, cookie, setCookie, statuses } from "./api.js";
 
-function cookie(name) {
-  const hit = document.cookie.split("; ").find((c) => c.startsWith(name + "="));
-  return hit ? decodeURIComponent(hit.split("=")[1]) : null;
-}
+const $ = (id) => document.getElementById(id);
+let TERMINAL = new Set();
 
 function token(ask) {
   let t = cookie("deepscope_instructor");
   if (!t || ask) {
-    t = window.prompt("Instructor token (DEEPSCOPE_INSTRUCTOR_TOKEN):") || "";
-    document.cookie = `deepscope_instructor=${encodeURIComponent(t.trim())}; path=/; max-age=86400; SameSite=Strict`;
+    t = (window.prompt("Instructor token (DEEPSCOPE_INSTRUCTOR_TOKEN):") || "").trim();
+    setCookie("deepscope_instructor", t, 86400);
   }
   return t.trim();
 }
 
 async function call(path, method = "GET") {
-  const res = await fetch(path, { method, headers: { "X-DeepScope-Instructor": token(false) } });
-  if (res.status === 403) { token(true); throw new Error("the instructor token was refused; try again"); }
-  if (!res.ok && res.status !== 204) throw new Error((await res.json()).detail);
-  return res.status === 204 ? null : res.json();
+  try {
+    return await api(path, { method, headers: { "X-DeepScope-Instructor": token(false) } });
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 403) {
+      token(true);
+      throw new Error("the instructor token was refused; try again");
+    }
+    throw err;
+  }
 }
 
 function action(text, run, path, method) {
@@ -63,5 +65,6 @@ async function refresh() {
   }));
 }
 
-refresh();
-setInterval(refresh, 2000);
+token(false);  // the cookie it sets lets the options call below through on a token server
+statuses().then((known) => { TERMINAL = known.finished; refresh(); setInterval(refresh, 2000); })
+  .catch((err) => { $("message").textContent = err.message; });

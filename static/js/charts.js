@@ -122,8 +122,9 @@ export function heatmapChart(id, run, layerIndex, kind) {
   { xaxis: { title: { text: "step" } }, yaxis: { title: { text: kind } } });
 }
 
-// Step 0: the measured activation std per hidden layer, and what Var(out) = n Var(w) Var(in) predicts
-// from the layer before (ReLU family: E[f(z)^2] = Var(z) (1 + a^2) / 2; linear: Var(z)).
+// Step 0: the measured pre-activation std per hidden layer, and the engine's theory line: each layer's
+// std predicted from the measured layer before by Var(z') = n Var(w) E[f(z)^2] (the activation's own
+// second moment, with the bias and dropout; MLPs without batchnorm).
 export function signalChart(id, runs) {
   const traces = [];
   runs.forEach((run, r) => {
@@ -134,15 +135,8 @@ export function signalChart(id, runs) {
     const color = PALETTE[r % PALETTE.length];
     traces.push({ x: names, y: hidden.map((l) => l.stats.preact_std), name: `${label(run)}: measured pre-activation std`,
       mode: "lines+markers", type: "scatter", line: { color } });
-    const m = run.config?.model;
-    const gain = { relu: 0.5, leaky_relu: (1 + (m?.leaky_slope ?? 0) ** 2) / 2, linear: 1 }[m?.activation];
-    if (gain !== undefined && m.arch === "mlp" && !m.batchnorm) {
-      const predicted = [hidden[0].stats.preact_std];
-      for (let i = 1; i < hidden.length; i++) {
-        const n = m.width, varW = hidden[i].stats.weight_std ** 2;
-        predicted.push(Math.sqrt(n * varW * gain) * predicted[i - 1]);
-      }
-      traces.push({ x: names, y: predicted, name: `${label(run)}: theory`, mode: "lines", type: "scatter",
+    if (ev.theory_preact_std) {
+      traces.push({ x: names, y: ev.theory_preact_std, name: `${label(run)}: theory`, mode: "lines", type: "scatter",
         line: { color, dash: "dash" } });
     }
   });

@@ -3,13 +3,13 @@
 
 const CLIENT_KEY = "deepscope_client";
 
-function cookie(name) {
+export function cookie(name) {
   const hit = document.cookie.split("; ").find((c) => c.startsWith(name + "="));
   return hit ? decodeURIComponent(hit.split("=")[1]) : null;
 }
 
-function setCookie(name, value) {
-  document.cookie = `${name}=${encodeURIComponent(value)}; path=/; max-age=31536000; SameSite=Strict`;
+export function setCookie(name, value, maxAge = 31536000) {
+  document.cookie = `${name}=${encodeURIComponent(value)}; path=/; max-age=${maxAge}; SameSite=Strict`;
 }
 
 export function clientId() {
@@ -35,14 +35,22 @@ export class ApiError extends Error {
   }
 }
 
-export async function api(path, { method = "GET", body } = {}) {
-  const headers = { "X-DeepScope-Client": clientId() };
+export async function api(path, { method = "GET", body, headers: extra = {} } = {}) {
+  const headers = { "X-DeepScope-Client": clientId(), ...extra };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   if (res.status === 204) return null;
   const data = res.headers.get("content-type")?.includes("json") ? await res.json() : await res.text();
   if (!res.ok) throw new ApiError(res.status, data && data.detail !== undefined ? data.detail : data);
   return data;
+}
+
+// The run statuses, from GET /api/options (their one home is the engine): {all, active, finished} as Sets.
+let statusesPromise = null;
+export function statuses() {
+  statusesPromise ??= api("/api/options").then((o) => ({
+    all: new Set(o.statuses.all), active: new Set(o.statuses.active), finished: new Set(o.statuses.finished) }));
+  return statusesPromise;
 }
 
 // Opens /ws/runs/{id}; calls onEvent for each event, onEnd(reason) when the stream is over for good.

@@ -1,0 +1,183 @@
+"""``LayerProbe``: arms the hooks on a capture step, takes what the step saw, and summarises it.
+
+A capture is taken in three calls around the optimizer step (``engine/loop.py``): arm before the
+forward, ``before_step`` between backward and the update (the weights the update starts from), and
+``take`` after it. ``summarise`` may then run on another thread while training goes on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from deepscope.engine.models import Net
+from deepscope.engine.telemetry.event import HIST_NAMES, STAT_NAMES, histogram, layers_event
+from deepscope.engine.telemetry.hooks import ActivationHooks
+from deepscope.engine.telemetry.kernels import (
+    HistogramBuffers,
+    all_bounds,
+    batched_histograms,
+    duplicate_fraction,
+    moments,
+    unit_fractions,
+)
+
+# Weights move by update_ratio (~1e-3) a step, so their histogram, std and duplicate check are taken on
+# every WEIGHT_EVERY-th capture and repeated in between, marked with the step they were taken at.
+# That is a quarter of the histogram work and all of the duplicate search on three captures in four.
+WEIGHT_EVERY = 4
+_W_STD, _DUP = STAT_NAMES.index("weight_std"), STAT_NAMES.index("duplicate_frac")
+
+
+@dataclass
+class Capture:
+    """What one armed step saw, per layer, input to output."""
+
+    step: int
+    pre: list[torch.Tensor]
+    act: list[torch.Tensor]
+    act_grad: list[torch.Tensor]
+    grads: list[torch.Tensor]
+    w_before: list[torch.Tensor]
+    update_norm: list[torch.Tensor]
+    fresh_weights: bool = True
+
+
+@dataclass
+class _WeightSnapshot:
+    step: int
+    std: list[float] = field(default_factory=list)
+    duplicate: list[float] = field(default_factory=list)
+    hist: list[dict[str, Any]] = field(default_factory=list)
+
+
+class LayerProbe:
+    """Watches every hidden block and the classifier of a ``Net``. Use as a context manager, or call
+    ``remove`` (safe to call twice)."""
+
+    def __init__(self, model: Net, bins: int, saturates: tuple[float, float] | None = None) -> None:
+        self.bins = bins
+        self.saturates = saturates
+        self.names = model.layer_names()
+        self.kinds = [b.kind for b in model.blocks] + ["output"]
+        self.weights = [b.weights.weight for b in model.blocks] + [model.head.weight]
+        self.hooks = ActivationHooks([b.act for b in model.blocks] + [model.head],
+                                     output_is_preact={len(model.blocks)})
+        self.weight_every = WEIGHT_EVERY
+        self._captures = 0
+        self._weights: _WeightSnapshot | None = None
+        self._w_before: list[torch.Tensor] | None = None
+        self._buffers = HistogramBuffers()
+
+    # -- arming -----------------------------------------------------------------------------
+    @property
+    def armed(self) -> bool:
+        return self.hooks.armed
+
+    @armed.setter
+    def armed(self, value: bool) -> None:
+        self.hooks.armed = value
+
+    def attach(self) -> LayerProbe:
+        self.hooks.attach()
+        return self
+
+    def remove(self) -> None:
+        self.hooks.remove()
+        self._w_before = None
+
+    def __enter__(self) -> LayerProbe:
+        return self.attach()
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+    # -- a capture --------------------------------------------------------------------------
+    def before_step(self) -> None:
+        """Call between backward and the optimizer step: remembers the weights the update starts from."""
+        with torch.no_grad():
+            self._w_before = torch._foreach_mul(self.weights, 1.0)
+
+    def take(self, step: int) -> Capture:
+        """Call after the optimizer step: hands over what the armed step saw and disarms the probe.
+
+        Only the update's size needs the live weights, so it is measured here; everything else in
+        the capture is a tensor no later step writes to, and ``summarise`` may run on another thread.
+        """
+        hooks = self.hooks
+        hooks.armed = False
+        if not hooks.complete or self._w_before is None:
+            raise RuntimeError("take() needs an armed forward, a backward and before_step() first")
+        with torch.no_grad():
+            w_after = [w.detach() for w in self.weights]
+            update_norm = torch._foreach_norm(torch._foreach_sub(w_after, self._w_before))
+            grads = [w.grad if w.grad is not None else torch.zeros_like(w) for w in self.weights]
+        capture = Capture(step, list(hooks.pre), list(hooks.act),  # type: ignore[arg-type]
+                          [g if g is not None else torch.zeros_like(a)
+                           for g, a in zip(hooks.act_grad, hooks.act, strict=True)],  # type: ignore[misc]
+                          grads, self._w_before, update_norm,
+                          fresh_weights=self._captures % self.weight_every == 0)
+        self._captures += 1
+        hooks.clear()
+        self._w_before = None
+        return capture
+
+    def collect(self, step: int) -> dict[str, Any]:
+        """``take`` and ``summarise`` in one call, on this thread: returns the ``layers`` event."""
+        return self.summarise(self.take(step))
+
+    def summarise(self, cap: Capture) -> dict[str, Any]:
+        with torch.no_grad():
+            n = len(self.names)
+            fresh = cap.fresh_weights or self._weights is None
+            kinds = HIST_NAMES if fresh else HIST_NAMES[:3]
+            per = len(kinds)
+            # 1) bounds and every histogram, each in one pass over all layers
+            flat = [t.reshape(-1) for i in range(n)
+                    for t in (cap.pre[i].float(), cap.act[i].float(), cap.grads[i], cap.w_before[i])[:per]]
+            ranges = all_bounds(flat)
+            counts = batched_histograms(flat, ranges, self.bins, self._buffers)
+            hists = [{name: histogram(*ranges[per * i + j], counts[per * i + j], cap.step)
+                      for j, name in enumerate(kinds)} for i in range(n)]
+            # 2) the stats, one table brought to Python in one sync
+            table = self._stat_table(cap, flat, per, fresh)
+            # 3) weights: a fresh snapshot, or the last one repeated with the step it was taken at
+            if fresh:
+                self._weights = _WeightSnapshot(cap.step, [row[_W_STD] for row in table],
+                                                [row[_DUP] for row in table], [h["weight"] for h in hists])
+            snap = self._weights
+            assert snap is not None
+            for i in range(n):
+                table[i][_W_STD], table[i][_DUP] = snap.std[i], snap.duplicate[i]
+                hists[i]["weight"] = snap.hist[i]
+            return layers_event(cap.step, self.names, self.kinds, table, hists, snap.step)
+
+    def _stat_table(self, cap: Capture, flat: list[torch.Tensor], per: int, fresh: bool) -> list[list[float]]:
+        """Rows of STAT_NAMES per layer. Without fresh weights, weight_std and duplicate_frac are left
+        at 0 for the caller to fill from the last snapshot."""
+        n, dev = len(self.names), flat[0].device
+        largest = max(max(t.numel() for t in flat), max(g.numel() for g in cap.act_grad))
+        scratch = self._buffers.scratch(largest, dev)
+        zero = torch.zeros((), device=dev)
+
+        def m(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return moments(t, scratch[:t.numel()])
+
+        pre_m = [m(flat[per * i]) for i in range(n)]
+        act_m = [m(flat[per * i + 1]) for i in range(n)]
+        w_std = [m(flat[per * i + 3])[1] for i in range(n)] if fresh else [zero] * n
+        duplicate = [duplicate_fraction(w) for w in cap.w_before] if fresh else [zero] * n
+        act_grad_std = [m(g.reshape(-1).float())[1] for g in cap.act_grad]
+        grad_norm = torch._foreach_norm(cap.grads)
+        before_norm = torch._foreach_norm(cap.w_before)
+        units = [(zero, zero) if kind == "output" else unit_fractions(a.float(), self.saturates)
+                 for kind, a in zip(self.kinds, cap.act, strict=True)]
+        columns = [
+            [p[0] for p in pre_m], [p[1] for p in pre_m], [a[0] for a in act_m], [a[1] for a in act_m],
+            grad_norm, act_grad_std, w_std,
+            [u / b.clamp_min(1e-30) for u, b in zip(cap.update_norm, before_norm, strict=True)],
+            [u[0] for u in units], [u[1] for u in units], duplicate,
+        ]
+        return torch.stack([torch.stack([c.reshape(()).float() for c in col]) for col in columns]).T.tolist()

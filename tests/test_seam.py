@@ -1,0 +1,72 @@
+"""The replay-then-live hand-over (``RunService.stream``), forced deterministically: an event is
+published after the viewer subscribed and before the replay reads the store. It must arrive once."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import pytest
+
+from deepscope.app.hub import Hub
+from deepscope.app.service import RunService
+from deepscope.app.store import Store
+
+
+class NoExecutor:
+    interrupts_on_restart = True
+
+    def replay_after(self, run_id: str, seq: int) -> list:
+        return []
+
+
+def step(seq: int) -> tuple[dict, str]:
+    event = {"seq": seq, "type": "step", "step": seq, "epoch": 0, "loss": 1.0, "acc": 0.5, "progress": 0.5}
+    return event, orjson.dumps(event).decode()
+
+
+def done(seq: int) -> tuple[dict, str]:
+    event = {"seq": seq, "type": "status", "status": "completed", "message": "done", "summary": {}}
+    return event, orjson.dumps(event).decode()
+
+
+@pytest.mark.parametrize("stored_before_the_read", [True, False], ids=["stored-and-live", "live-only"])
+def test_an_event_in_the_seam_arrives_exactly_once(tmp_path, stored_before_the_read):
+    async def scenario() -> list[int]:
+        store = Store(f"sqlite:///{tmp_path / 'seam.db'}")
+        hub = Hub()
+        hub.bind(asyncio.get_running_loop())
+        service = RunService(store, hub, NoExecutor())
+        run_id = store.create_run("seam", {})["id"]
+        for seq in range(3):
+            service.on_event(run_id, *step(seq))
+        real_events, injected = service.events, []
+
+        def events_with_a_seam(rid, after=-1, limit=1000, types=None):
+            if not injected:  # the viewer has subscribed; the replay is about to read the store
+                injected.append(3)
+                event, raw = step(3)
+                if stored_before_the_read:
+                    service.persist(rid, event, raw)
+                    service.flush()
+                service.publish(rid, event, raw)
+            return real_events(rid, after, limit, types)
+
+        service.events = events_with_a_seam
+        received: list[int] = []
+
+        async def watch() -> None:
+            async for raw in service.stream(run_id):
+                received.append(orjson.loads(raw)["seq"])
+
+        viewer = asyncio.create_task(watch())
+        for _ in range(500):
+            if 3 in received or viewer.done():
+                break
+            await asyncio.sleep(0.01)
+        service.on_event(run_id, *done(4))
+        await asyncio.wait_for(viewer, 10)
+        store.close()
+        return received
+
+    assert asyncio.run(scenario()) == [0, 1, 2, 3, 4]
