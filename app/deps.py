@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hmac
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, WebSocket
 from starlette.requests import HTTPConnection
 
+from deepscope.app.security import same_origin, tokens_equal
 from deepscope.app.service import RunService
 from deepscope.app.settings import Settings
 
@@ -21,54 +21,48 @@ def get_app_settings(conn: HTTPConnection) -> Settings:
     return conn.app.state.settings
 
 
-def _token_ok(settings: Settings, header: str | None, cookie: str | None, query: str | None) -> bool:
+def _cookies(conn: HTTPConnection) -> dict[str, str]:
+    return conn.scope.get("state", {}).get("cookies") or {}
+
+
+def _has_class_token(conn: HTTPConnection) -> bool:
+    settings: Settings = conn.app.state.settings
     if not settings.token:
         return True
-    offered = None
-    if header and header.lower().startswith("bearer "):
-        offered = header[7:].strip()
-    offered = offered or cookie or query
-    return offered is not None and hmac.compare_digest(offered, settings.token)
+    header = conn.headers.get("authorization") or ""
+    offered = header[7:].strip() if header.lower().startswith("bearer ") else None
+    offered = offered or _cookies(conn).get("deepscope_token") or conn.query_params.get("token")
+    return tokens_equal(offered, settings.token)
 
 
-def client_id(request: Request) -> str:
-    """Who is asking: the page's own id (header or cookie), else the address. Quotas and ownership use it."""
-    return (request.headers.get("x-deepscope-client") or request.cookies.get("deepscope_client")
-            or (request.client.host if request.client else "unknown"))[:64]
+def client_id(conn: HTTPConnection) -> str | None:
+    """Who is asking: the identity the server issued and signed (app/security.py), never what a header says."""
+    return conn.scope.get("state", {}).get("client")
 
 
-def is_instructor(request: Request) -> bool:
-    settings: Settings = request.app.state.settings
-    offered = request.headers.get("x-deepscope-instructor") or request.cookies.get("deepscope_instructor")
-    return bool(settings.instructor_token and offered and hmac.compare_digest(offered, settings.instructor_token))
+def is_instructor(conn: HTTPConnection) -> bool:
+    settings: Settings = conn.app.state.settings
+    offered = conn.headers.get("x-deepscope-instructor") or _cookies(conn).get("deepscope_instructor")
+    return tokens_equal(offered, settings.instructor_token)
 
 
 def require_token(request: Request) -> None:
-    settings: Settings = request.app.state.settings
-    if is_instructor(request):
-        return
-    if not _token_ok(settings, request.headers.get("authorization"), request.cookies.get("deepscope_token"),
-                     request.query_params.get("token")):
+    if not is_instructor(request) and not _has_class_token(request):
         raise HTTPException(401, "this server needs a token: send 'Authorization: Bearer <token>' "
                                  "(the page asks for it once)", headers={"WWW-Authenticate": "Bearer"})
 
 
 def ws_allowed(websocket: WebSocket) -> str | None:
-    """None if the socket may connect, else why not (bad token, foreign origin)."""
+    """None if the socket may connect, else why not (bad token, foreign origin, no identity)."""
     settings: Settings = websocket.app.state.settings
-    instructor = websocket.cookies.get("deepscope_instructor")
-    is_instructor = bool(settings.instructor_token and instructor
-                         and hmac.compare_digest(instructor, settings.instructor_token))
-    if not is_instructor and not _token_ok(settings, websocket.headers.get("authorization"),
-                                           websocket.cookies.get("deepscope_token"),
-                                           websocket.query_params.get("token")):
+    instructor = is_instructor(websocket)
+    if not instructor and not _has_class_token(websocket):
         return "this server needs a token"
     origin = websocket.headers.get("origin")
-    if origin:
-        host = websocket.headers.get("host", "")
-        same = origin.split("://", 1)[-1] == host
-        if not same and origin not in settings.allowed_origins:
-            return f"origin {origin} is not allowed"
+    if origin and not same_origin(origin, websocket.scope) and origin not in settings.allowed_origins:
+        return f"origin {origin[:100]} is not allowed"
+    if settings.token and not instructor and client_id(websocket) is None:
+        return "no identity: load the page or POST /api/session first"
     return None
 
 
@@ -79,25 +73,30 @@ def require_instructor(request: Request) -> None:
 
 
 class Caller:
-    """Who asks, and whether they may touch runs that are not theirs."""
+    """Who asks, and which runs they may see and change."""
 
-    def __init__(self, client: str, instructor: bool, workshop: bool) -> None:
+    def __init__(self, client: str | None, instructor: bool, workshop: bool) -> None:
         self.client, self.instructor, self.workshop = client, instructor, workshop
 
-    def may_change(self, run: dict) -> bool:
+    def may_change(self, run: dict[str, Any]) -> bool:
         # Outside workshop mode there is one user (or a trusted few): everyone may change every run.
-        return not self.workshop or self.instructor or run.get("owner") == self.client
+        return not self.workshop or self.instructor or (self.client is not None and run.get("owner") == self.client)
+
+    may_read = may_change  # in a workshop, a student's runs are theirs alone, to read as to change
 
     def sees_only_own(self) -> bool:
         return self.workshop and not self.instructor
 
+    def sees_owners(self) -> bool:
+        return not self.workshop or self.instructor
 
-def caller(request: Request) -> Caller:
-    settings: Settings = request.app.state.settings
-    return Caller(client_id(request), is_instructor(request), bool(settings.token))
+
+def caller(conn: HTTPConnection) -> Caller:
+    settings: Settings = conn.app.state.settings
+    return Caller(client_id(conn), is_instructor(conn), bool(settings.token))
 
 
 ServiceDep = Annotated[RunService, Depends(get_service)]
 CallerDep = Annotated[Caller, Depends(caller)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
-ClientDep = Annotated[str, Depends(client_id)]
+ClientDep = Annotated[str | None, Depends(client_id)]

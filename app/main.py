@@ -15,10 +15,11 @@ from pydantic import ValidationError
 from deepscope import __version__
 from deepscope.app.executors import Executor
 from deepscope.app.hub import Hub
+from deepscope.app.security import SecurityMiddleware, Signer, load_secret
 from deepscope.app.service import RunService
 from deepscope.app.settings import Settings, get_settings
 from deepscope.app.store import Store
-from deepscope.engine.config import explain_error
+from deepscope.engine.config import _short, explain_error
 
 log = logging.getLogger("deepscope")
 VERSION = __version__
@@ -31,7 +32,7 @@ def make_executor(settings: Settings) -> Executor:
         return CeleryExecutor(settings)
     from deepscope.app.executors.local import LocalExecutor
 
-    return LocalExecutor(settings.workers, settings.data_dir, settings.run_time_limit_s)
+    return LocalExecutor(settings.workers, settings.data_dir, settings.run_time_limit_s, settings.max_run_memory_mb)
 
 
 def create_app(settings: Settings | None = None, executor: Executor | None = None) -> FastAPI:
@@ -49,7 +50,8 @@ def create_app(settings: Settings | None = None, executor: Executor | None = Non
                             len(interrupted))
         hub = Hub()
         hub.bind(asyncio.get_running_loop())
-        service = RunService(store, hub, ex, settings.max_queued, settings.max_active_per_client)
+        service = RunService(store, hub, ex, settings.max_queued, settings.max_active_per_client or 0,
+                             settings.max_active_per_address or 0)
         app.state.service, app.state.settings = service, settings
         ex.start(service)
         try:
@@ -62,6 +64,9 @@ def create_app(settings: Settings | None = None, executor: Executor | None = Non
                   description="See why very deep networks train or fail to train. The run config is the "
                               "RunConfig schema below; every field has a default, so {} is a valid run.")
     app.state.settings = settings
+    signer = app.state.signer = Signer(load_secret(settings.secret_key, settings.data_dir))
+    app.add_middleware(SecurityMiddleware, signer_for=lambda: signer,
+                       allowed_origins_for=lambda: settings.allowed_origins)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_input(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -107,4 +112,4 @@ def _query_message(loc: tuple[Any, ...], err: dict[str, Any]) -> tuple[str, str]
     ctx = err.get("ctx") or {}
     limits = ", ".join(f"{k} {v}" for k, v in ctx.items() if k in ("ge", "le", "gt", "lt", "pattern", "expected"))
     return name, f"{name}: {err['msg']}" + (f" ({limits})" if limits and limits not in err["msg"] else "") + \
-        (f" (got {err.get('input')!r})" if err.get("input") is not None else "")
+        (f" (got {_short(err.get('input'))})" if err.get("input") is not None else "")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+import secrets
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -13,11 +14,33 @@ from deepscope.engine.events import SCALARS, EventType
 EventsReader = Callable[..., Iterable[dict[str, Any]]]
 
 
-def render_report(run: dict[str, Any], read_events: EventsReader) -> str:
+def report_csp(nonce: str) -> str:
+    """The report's inline scripts (plotly.js itself, and the figures) run by this answer's nonce alone."""
+    return (f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; img-src data:; "
+            "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+
+def _first_and_last(events: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """The first and the last of a stream of events, and how many there were: memory stays bounded
+    whatever the run's length."""
+    first = last = None
+    count = 0
+    for event in events:
+        first = first or event
+        last = event
+        count += 1
+    if count == 0:
+        return [], 0
+    return ([first] if count == 1 else [first, last]), count
+
+
+def render_report(run: dict[str, Any], read_events: EventsReader) -> tuple[str, str]:
+    """(the page, the nonce its scripts carry)."""
     from plotly.offline import get_plotlyjs
 
-    scalars = list(read_events(run["id"], types=tuple(SCALARS)))
-    layers = list(read_events(run["id"], types=(EventType.LAYERS.value,)))
+    nonce = secrets.token_urlsafe(16)
+    scalars = list(read_events(run["id"], types=tuple(SCALARS)))  # at most 2000 step and 500 eval events
+    layers, n_captures = _first_and_last(read_events(run["id"], types=(EventType.LAYERS.value,), page=20))
     steps = [e for e in scalars if e["type"] == "step"]
     evals = [e for e in scalars if e["type"] == "eval"]
     figures = [
@@ -32,9 +55,9 @@ def render_report(run: dict[str, Any], read_events: EventsReader) -> str:
             {"x": [e["step"] for e in evals], "y": [e["val_acc"] for e in evals], "name": "validation",
              "type": "scatter"}], "layout": {"xaxis": {"title": {"text": "step"}}}},
     ]
-    for label, event in (("step 0", layers[0] if layers else None), ("last capture", layers[-1] if layers else None)):
-        if event is None:
-            continue
+    shown = (("step 0", layers[0]), ("the last capture", layers[-1])) if len(layers) == 2 else \
+        (("step 0", layers[0]),) if layers else ()
+    for label, event in shown:
         names = [layer["name"] for layer in event["layers"]]
         figures.append({"title": f"Per-layer statistics at {label} (step {event['step']})", "data": [
             {"x": names, "y": [layer["stats"]["act_std"] for layer in event["layers"]], "name": "activation std",
@@ -52,12 +75,14 @@ def render_report(run: dict[str, Any], read_events: EventsReader) -> str:
 <html lang="en"><head><meta charset="utf-8"><title>DeepScope report: {html.escape(run['name'])}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em}}
 .fig{{height:360px}} pre{{background:#f4f4f4;padding:1em;overflow:auto}}</style>
-<script>{get_plotlyjs()}</script></head><body>
+<script nonce="{nonce}">{get_plotlyjs()}</script></head><body>
 <h1>{html.escape(run['name'])}</h1>
 <p>Run <code>{run['id']}</code>: <strong>{html.escape(run['status'])}</strong>
 {html.escape(run.get('error') or '')}</p>
+<p>{n_captures} captures of every layer are stored with this run; the report shows {len(layers)} of them
+(the first and the last); the playground shows them all.</p>
 {divs}
 <h2>Summary</h2><pre>{summary}</pre><h2>Config</h2><pre>{config}</pre>
-<script>const figs = {data};
+<script nonce="{nonce}">const figs = {data};
 figs.forEach((f, i) => Plotly.newPlot('fig' + i, f.data, f.layout || {{}}, {{responsive: true}}));</script>
-</body></html>"""
+</body></html>""", nonce

@@ -9,18 +9,20 @@ WebSocket viewer gets (docs/architecture.md, "The seam").
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import orjson
 
+from deepscope import __version__
 from deepscope.app.executors import Executor
 from deepscope.app.hub import Hub
 from deepscope.app.statuses import FINISHED
-from deepscope.app.store import Store, now_iso
+from deepscope.app.store import QuotaError, Store, now_iso
 from deepscope.engine.config import RunConfig
-from deepscope.engine.events import EventType, Status
+from deepscope.engine.events import EventType, Status, status_event
 
 REPLAY_PAGE = 1000  # events per store read while replaying: bounds what a socket holds at once
 
@@ -33,50 +35,101 @@ class QuotaExceeded(Exception):
 
 class RunService:
     def __init__(self, store: Store, hub: Hub, executor: Executor, max_queued: int = 200,
-                 max_active_per_client: int = 0) -> None:
+                 max_active_per_client: int = 0, max_active_per_address: int = 0) -> None:
         self.store, self.hub, self.executor = store, hub, executor
         self.max_queued = max_queued
         self.max_active_per_client = max_active_per_client
+        self.max_active_per_address = max_active_per_address
         self._live: dict[str, dict[str, Any]] = {}  # active runs' newest state, ahead of the writer
         self._lock = threading.Lock()
 
     # -- commands ---------------------------------------------------------------------------
-    def submit(self, config: RunConfig, group: str | None = None, owner: str | None = None) -> dict[str, Any]:
-        self.check_quota(1, owner)
-        run = self.store.create_run(config.display_name(), config.model_dump(), group=group, owner=owner)
-        self.executor.submit(run["id"], run["config"])
-        return run
+    def submit(self, config: RunConfig, group: str | None = None, owner: str | None = None,
+               address: str | None = None) -> dict[str, Any]:
+        return self.submit_many([config], group=group, owner=owner, address=address)[0]
 
-    def check_quota(self, n: int, owner: str | None) -> None:
-        if self.store.count_active() + n > self.max_queued:
-            raise QuotaExceeded(f"the server already has {self.max_queued} runs queued or running; "
-                                "try again when some finish", retry_after=30)
-        if self.max_active_per_client and owner is not None:
-            active = self.store.count_active(owner)
-            if active + n > self.max_active_per_client:
-                raise QuotaExceeded(f"you have {active} runs queued or running and may have at most "
-                                    f"{self.max_active_per_client}; cancel one or wait for it to finish")
+    def submit_many(self, configs: list[RunConfig], group: str | None = None,
+                    owner: str | None = None, address: str | None = None) -> list[dict[str, Any]]:
+        """Create the runs, all or none, within the quotas (checked atomically in the store), then train
+        each one, or, where an identical training exists or runs already, share it (docs/workshop.md)."""
+        sources = [None if c.train.fresh else self.store.find_shareable(share_key(c)) for c in configs]
+        extra = [{"share_key": share_key(c), **(_mirror(src) if src else {})} for c, src in zip(configs, sources, strict=True)]
+        try:
+            runs = self.store.create_runs([(c.display_name(), c.model_dump()) for c in configs], group=group,
+                                          owner=owner, max_active=self.max_queued,
+                                          max_active_per_owner=self.max_active_per_client, extra=extra,
+                                          address=address, max_active_per_address=self.max_active_per_address)
+        except QuotaError as exc:
+            raise _quota_message(exc) from None
+        for run, src in zip(runs, sources, strict=True):
+            if src is None:
+                self.executor.submit(run["id"], run["config"], owner)
+            else:
+                self._catch_up(run["id"], src["id"])
+        return [self.get(run["id"]) or run for run in runs]
 
-    def cancel(self, run_id: str) -> bool:
+    def _catch_up(self, share_id: str, source_id: str) -> None:
+        """A source that finished between the lookup and the insert: mirror its final state now (the
+        writer's own mirroring, in the same transaction as the source's row, covers every later change)."""
+        source = self.store.get_run(source_id)
+        if source and source["status"] in FINISHED:
+            self.store.update_run(share_id, **_mirror(source))
+
+    def cancel(self, run_id: str, force: bool = False) -> bool:
+        """Stop a queued or running run. A share stops only itself (it ends at the event it had reached);
+        a training that other runs share stops only with ``force`` (the instructor), else ``SharedTraining``."""
+        run = self.store.get_run(run_id)
+        if run and run["shared_from"]:
+            source = self.store.get_run(run["shared_from"])
+            self.store.update_run(run_id, status=Status.CANCELLED.value, finished_at=now_iso(), error="cancelled",
+                                  share_seq=source["last_seq"] if source else -1)
+            return True
+        watchers = [s for s in self.store.shares_of(run_id, attached_only=True) if s["owner"] != (run or {}).get("owner")]
+        if watchers and not force:
+            raise SharedTraining(len(watchers))
         return self.executor.cancel(run_id)
 
     def delete(self, run_id: str) -> None:
-        self.store.delete_run(run_id)
+        """Forget a run. A training that other runs share keeps its events for them; the last share of a
+        forgotten training takes the events with it."""
+        run = self.store.get_run(run_id)
+        if run is None:
+            return
+        if run["shared_from"]:
+            self.store.delete_run(run_id, keep_events=True)
+            source = run["shared_from"]
+            if self.store.get_run(source) is None and not self.store.shares_of(source):
+                self.store.delete_events(source)
+            return
+        self.store.delete_run(run_id, keep_events=bool(self.store.shares_of(run_id)))
 
     # -- reads ------------------------------------------------------------------------------
     def get(self, run_id: str) -> dict[str, Any] | None:
         run = self.store.get_run(run_id)
         return self._overlay(run) if run else None
 
+    def _events_of(self, run_id: str) -> tuple[str, int | None]:
+        """Whose events a run shows, and the last seq it shows (a cancelled share stops where it was)."""
+        run = self.store.get_run(run_id)
+        if run is None or not run["shared_from"]:
+            return run_id, None
+        return run["shared_from"], run["share_seq"]
+
     def list(self, **filters: Any) -> list[dict[str, Any]]:
         return [self._overlay(r) for r in self.store.list_runs(**filters)]
 
     def events(self, run_id: str, after: int = -1, limit: int = 1000,
                types: tuple[str, ...] | None = None) -> list[tuple[int, str, str]]:
-        """Stored (seq, type, json) after ``after``, in seq order."""
-        return self.store.events(run_id, after=after, limit=limit, types=types)
+        """Stored (seq, type, json) after ``after``, in seq order (a share's are its training's)."""
+        source, until = self._events_of(run_id)
+        rows = self.store.events(source, after=after, limit=limit, types=types)
+        if until is not None:
+            rows = [r for r in rows if r[0] <= until]
+            if (types is None or EventType.STATUS in types) and after <= until and len(rows) < limit:
+                rows.append(_share_ended(until))
+        return rows
 
-    def all_events(self, run_id: str, types: tuple[str, ...] | None = None, page: int = 5000) -> Iterator[dict]:
+    def all_events(self, run_id: str, types: tuple[str, ...] | None = None, page: int = 1000) -> Iterator[dict]:
         """Every stored event of the given types, parsed, page by page."""
         after = -1
         while rows := self.events(run_id, after=after, limit=page, types=types):
@@ -85,10 +138,23 @@ class RunService:
             after = rows[-1][0]
 
     def _overlay(self, run: dict[str, Any]) -> dict[str, Any]:
+        """The row, with the newest state the writer has not stored yet (a share: its training's progress)."""
+        attached = run["shared_from"] and run["share_seq"] is None
+        key = run["shared_from"] if attached else run["id"]
         with self._lock:
-            live = self._live.get(run["id"])
+            if run["status"] in FINISHED:
+                # Stored as finished: final. (With several replicas, another one may have stored the end,
+                # and this replica's live state would otherwise go stale at "running".)
+                if not attached:
+                    self._live.pop(key, None)
+                live = None
+            else:
+                live = self._live.get(key)
             if live:
-                run = {**run, **{k: v for k, v in live.items() if k != "seq"}}
+                run = {**run, **{k: v for k, v in live.items() if k in ("status", "progress", "started_at")
+                                 or not attached and k != "seq"}}
+        if run["shared_from"]:
+            run["summary"] = {**run["summary"], "shared_from": run["shared_from"]}
         return run
 
     # -- the seam: replay, then live --------------------------------------------------------
@@ -100,6 +166,12 @@ class RunService:
         wait for the writer to commit what was published before (the store holds everything
         older), replay from the store, then forward live events whose seq is beyond the last sent.
         """
+        source, until = await asyncio.to_thread(self._events_of, run_id)
+        if until is not None:  # a cancelled share: what it had reached, then its end
+            for _, _, raw in await asyncio.to_thread(self.events, run_id, -1, until + 2):
+                yield raw
+            return
+        run_id = source  # a share streams its training's events, live or replayed
         viewer = self.hub.subscribe(run_id)
         try:
             await asyncio.to_thread(self.flush)
@@ -159,6 +231,47 @@ class RunService:
             self.flush()
             with self._lock:
                 self._live.pop(run_id, None)
+
+
+class SharedTraining(Exception):
+    """The run is a training that other clients' runs share: only the instructor may stop it."""
+
+    def __init__(self, watchers: int) -> None:
+        super().__init__(f"{watchers} other run(s) share this training, so it goes on for them; your run ends "
+                         "when it does (delete it then), or ask the instructor to stop it")
+
+
+def share_key(config: RunConfig) -> str:
+    """Identical trainings get one key: the config without its name, the engine's version and the device
+    kind. Same key, same seed: same numbers (docs/workshop.md), so one training can serve them all."""
+    body = config.model_dump(exclude={"name": True, "train": {"fresh"}})
+    text = orjson.dumps({"config": body, "engine": __version__}, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(text).hexdigest()[:40]
+
+
+def _mirror(source: dict[str, Any]) -> dict[str, Any]:
+    """What a share copies of its training when it starts watching, or when the training finishes."""
+    return {"shared_from": source["id"], "status": source["status"], "started_at": source["started_at"],
+            "finished_at": source["finished_at"], "progress": source["progress"], "error": source["error"],
+            "summary": orjson.dumps({**source["summary"], "shared_from": source["id"]}).decode()}
+
+
+def _share_ended(seq: int) -> tuple[int, str, str]:
+    event = {"seq": seq + 1, **status_event(Status.CANCELLED, "cancelled: this run stopped watching the "
+                                                               "training it shared")}
+    return seq + 1, EventType.STATUS.value, orjson.dumps(event).decode()
+
+
+def _quota_message(exc: QuotaError) -> QuotaExceeded:
+    if exc.scope == "server":
+        return QuotaExceeded(f"the server already has {exc.limit} runs queued or running; "
+                             "try again when some finish", retry_after=30)
+    if exc.scope == "address":
+        return QuotaExceeded(f"{exc.active} runs from your network address are queued or running, and this "
+                             f"server takes at most {exc.limit} from one address; try again when some finish",
+                             retry_after=30)
+    return QuotaExceeded(f"you have {exc.active} runs queued or running and may have at most {exc.limit}; "
+                         "cancel one or wait for it to finish")
 
 
 class ViewerOverflow(Exception):

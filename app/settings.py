@@ -29,16 +29,31 @@ class Settings(BaseSettings):
                          description="local worker processes (one torch thread each)")
     run_time_limit_s: float = Field(900.0, gt=0, description="a run still training after this many seconds is stopped")
     max_queued: int = Field(200, ge=1, description="runs waiting for a worker, over everyone; more are refused (429)")
-    max_active_per_client: int = Field(0, ge=0, description="queued + running runs one client may have (0: no limit)")
+    max_active_per_client: int | None = Field(None, ge=0, description="queued + running runs one client may have "
+                                                                      "(0: no limit; default 3 with a token, else 0)")
+    max_active_per_address: int | None = Field(None, ge=0, description="trainings queued or running from one network "
+                                                                       "address (0: no limit; default half of "
+                                                                       "max_queued with a token, else 0)")
     token: str | None = Field(None, description="workshop mode: API and WebSocket need 'Authorization: Bearer "
                                                 "<token>', and a client may cancel or delete only its own runs")
     instructor_token: str | None = Field(None, description="opens /instructor: every run with its owner, and "
                                                            "cancel or delete any of them")
     allowed_origins: list[str] = Field(default_factory=list,
-                                       description="extra origins allowed to open WebSockets (same origin always is)")
+                                       description="extra origins allowed to open WebSockets and send changes "
+                                                   "(the server's own origin always is)")
+    secret_key: str | None = Field(None, description="signs client identities; default: generated once and kept "
+                                                     "in data_dir/secret_key (replicas without a shared data dir "
+                                                     "must share one)")
+    max_run_memory_mb: int = Field(2048, ge=256, description="a run whose estimated memory exceeds this is refused "
+                                                            "(422); one that grows past it while training fails")
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
+        # A workshop shares its workers: one client, or one machine rotating identities, never fills the server.
+        if self.max_active_per_client is None:
+            self.max_active_per_client = 3 if self.token else 0
+        if self.max_active_per_address is None:
+            self.max_active_per_address = max(1, self.max_queued // 2) if self.token else 0
         if self.executor == "celery" and not self.redis_url:
             raise ValueError("DEEPSCOPE_EXECUTOR=celery needs DEEPSCOPE_REDIS_URL (e.g. redis://127.0.0.1:6379/0)")
         return self

@@ -30,6 +30,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    inspect,
     select,
     update,
 )
@@ -37,6 +38,9 @@ from sqlalchemy.engine import Engine
 
 from deepscope.app.statuses import ACTIVE_STATUSES, INTERRUPTED
 from deepscope.engine.events import Status
+
+SHAREABLE = (*sorted(ACTIVE_STATUSES), Status.COMPLETED.value, Status.DIVERGED.value)  # trainings another request may watch
+MIRRORED = ("status", "started_at", "finished_at", "summary", "error", "progress")
 
 metadata = MetaData()
 runs = Table(
@@ -54,7 +58,15 @@ runs = Table(
     Column("summary", Text, nullable=False, default="{}"),
     Column("error", Text),
     Column("seq", Integer, nullable=False, default=-1),  # the last event's seq
+    # Shared runs (docs/workshop.md): a run with shared_from trains nothing; it shows the events of that
+    # run. share_key identifies identical trainings; share_seq ends a share that was cancelled at that seq.
+    Column("shared_from", String(32), index=True),
+    Column("share_key", String(64), index=True),
+    Column("share_seq", Integer),
+    Column("address", String(64), index=True),  # where the request came from: a per-address cap
 )
+ADDED_COLUMNS = {"shared_from": "VARCHAR(32)", "share_key": "VARCHAR(64)", "share_seq": "INTEGER",
+                 "address": "VARCHAR(64)"}
 events = Table(
     "events", metadata,
     Column("run_id", String(32), primary_key=True),
@@ -96,15 +108,34 @@ def _run_dict(row: Any) -> dict[str, Any]:
         "id": row.id, "name": row.name, "group": row.group_id, "owner": row.owner, "status": row.status,
         "created_at": row.created_at, "started_at": row.started_at, "finished_at": row.finished_at,
         "progress": row.progress, "config": json.loads(row.config), "summary": json.loads(row.summary),
-        "error": row.error, "last_seq": row.seq,
+        "error": row.error, "last_seq": row.seq, "shared_from": row.shared_from, "share_key": row.share_key,
+        "share_seq": row.share_seq,
     }
+
+
+class QuotaError(Exception):
+    """Creating the runs would pass a limit: ``scope`` is "server" or "client"."""
+
+    def __init__(self, scope: str, active: int, limit: int) -> None:
+        super().__init__(f"{scope} quota: {active} active, limit {limit}")
+        self.scope, self.active, self.limit = scope, active, limit
 
 
 class Store:
     def __init__(self, url: str) -> None:
+        self._create_lock = threading.Lock()
         self.engine = make_engine(url)
         metadata.create_all(self.engine)
+        self._add_missing_columns()
         self.writer = EventWriter(self)
+
+    def _add_missing_columns(self) -> None:
+        """A database made by an older DeepScope gets the columns added since (nothing is rewritten)."""
+        with self.engine.begin() as conn:
+            have = {c["name"] for c in inspect(conn).get_columns("runs")}
+            for name, sql_type in ADDED_COLUMNS.items():
+                if name not in have:
+                    conn.exec_driver_sql(f"ALTER TABLE runs ADD COLUMN {name} {sql_type}")
 
     def close(self) -> None:
         self.writer.stop()
@@ -113,12 +144,42 @@ class Store:
     # -- runs -------------------------------------------------------------------------------
     def create_run(self, name: str, config: dict[str, Any], group: str | None = None,
                    owner: str | None = None) -> dict[str, Any]:
-        run_id = uuid.uuid4().hex[:12]
-        with self.engine.begin() as conn:
-            conn.execute(insert(runs).values(
-                id=run_id, name=name, group_id=group, owner=owner, status=Status.QUEUED.value, created_at=now_iso(),
-                progress=0.0, config=json.dumps(config), summary="{}", seq=-1))
-        return self.get_run(run_id)  # type: ignore[return-value]
+        return self.create_runs([(name, config)], group=group, owner=owner)[0]
+
+    def create_runs(self, specs: list[tuple[str, dict[str, Any]]], group: str | None = None,
+                    owner: str | None = None, max_active: int = 0, max_active_per_owner: int = 0,
+                    extra: list[dict[str, Any]] | None = None, address: str | None = None,
+                    max_active_per_address: int = 0) -> list[dict[str, Any]]:
+        """Create queued runs, all or none, after checking the quotas in the same transaction: two requests
+        at once cannot both pass a check that only one of them fits (``QuotaError`` says which limit).
+
+        SQLite serialises through a lock here (one service process writes it); PostgreSQL through a
+        transaction-scoped advisory lock, which also holds across several app replicas."""
+        ids = [uuid.uuid4().hex[:12] for _ in specs]
+        with self._create_lock, self.engine.begin() as conn:
+            if self.engine.dialect.name == "postgresql":
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7243)")
+            if max_active:
+                active = self._count_active(conn, None)
+                if active + len(specs) > max_active:
+                    raise QuotaError("server", active, max_active)
+            if max_active_per_owner and owner is not None:
+                mine = self._count_active(conn, owner)
+                if mine + len(specs) > max_active_per_owner:
+                    raise QuotaError("client", mine, max_active_per_owner)
+            trainings = sum(1 for e in (extra or [{}] * len(specs)) if not e.get("shared_from"))
+            if max_active_per_address and address is not None and trainings:
+                here = self._count_active(conn, None, address)
+                if here + trainings > max_active_per_address:
+                    raise QuotaError("address", here, max_active_per_address)
+            now = now_iso()
+            conn.execute(insert(runs), [
+                {"id": run_id, "name": name, "group_id": group, "owner": owner, "address": address,
+                 "status": Status.QUEUED.value,
+                 "created_at": now, "progress": 0.0, "config": json.dumps(config), "summary": "{}", "seq": -1,
+                 **(extra[i] if extra else {})}
+                for i, (run_id, (name, config)) in enumerate(zip(ids, specs, strict=True))])
+        return [self.get_run(run_id) for run_id in ids]  # type: ignore[misc]
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
@@ -138,11 +199,55 @@ class Store:
             return [_run_dict(r) for r in conn.execute(q)]
 
     def count_active(self, owner: str | None = None) -> int:
+        with self.engine.connect() as conn:
+            return self._count_active(conn, owner)
+
+    @staticmethod
+    def _count_active(conn: Any, owner: str | None, address: str | None = None) -> int:
+        """Active runs of one owner (shares included: to a student they are runs), or trainings on the whole
+        server or from one address (shares left out: they take no worker)."""
         q = select(func.count()).select_from(runs).where(runs.c.status.in_(ACTIVE_STATUSES))
         if owner is not None:
             q = q.where(runs.c.owner == owner)
+        else:
+            q = q.where(runs.c.shared_from.is_(None))
+            if address is not None:
+                q = q.where(runs.c.address == address)
+        return int(conn.execute(q).scalar_one())
+
+    def find_shareable(self, key: str) -> dict[str, Any] | None:
+        """The newest run that trains (or trained) this exact config and can be watched again."""
+        q = (select(runs).where(runs.c.share_key == key, runs.c.shared_from.is_(None),
+                                runs.c.status.in_(SHAREABLE)).order_by(runs.c.created_at.desc()).limit(1))
         with self.engine.connect() as conn:
-            return int(conn.execute(q).scalar_one())
+            row = conn.execute(q).first()
+        return _run_dict(row) if row else None
+
+    def shares_of(self, run_id: str, attached_only: bool = False) -> list[dict[str, Any]]:
+        q = select(runs).where(runs.c.shared_from == run_id)
+        if attached_only:
+            q = q.where(runs.c.share_seq.is_(None))
+        with self.engine.connect() as conn:
+            return [_run_dict(r) for r in conn.execute(q)]
+
+    def delete_events(self, run_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(events).where(events.c.run_id == run_id))
+
+    def update_shares(self, run_id: str, **fields: Any) -> None:
+        """Mirror a run's new state onto the attached runs that share it."""
+        with self.engine.begin() as conn:
+            self._update_shares(conn, run_id, fields)
+
+    @staticmethod
+    def _update_shares(conn: Any, run_id: str, fields: dict[str, Any]) -> None:
+        mirrored = {k: v for k, v in fields.items() if k in MIRRORED}
+        if "summary" in mirrored:
+            summary = mirrored["summary"] if isinstance(mirrored["summary"], dict) else json.loads(mirrored["summary"])
+            mirrored["summary"] = json.dumps({**summary, "shared_from": run_id})
+        if mirrored:
+            conn.execute(update(runs).where(runs.c.shared_from == run_id, runs.c.share_seq.is_(None))
+                         .values(**mirrored))
 
     def update_run(self, run_id: str, **fields: Any) -> None:
         for key in ("summary", "config"):
@@ -151,9 +256,10 @@ class Store:
         with self.engine.begin() as conn:
             conn.execute(update(runs).where(runs.c.id == run_id).values(**fields))
 
-    def delete_run(self, run_id: str) -> None:
+    def delete_run(self, run_id: str, keep_events: bool = False) -> None:
         with self.engine.begin() as conn:
-            conn.execute(delete(events).where(events.c.run_id == run_id))
+            if not keep_events:
+                conn.execute(delete(events).where(events.c.run_id == run_id))
             conn.execute(delete(runs).where(runs.c.id == run_id))
 
     def mark_interrupted(self) -> list[str]:
@@ -205,6 +311,21 @@ class EventWriter:
     def add_event(self, run_id: str, seq: int, type_: str, step: int | None, data: str) -> None:
         self._queue.put(("event", {"run_id": run_id, "seq": seq, "type": type_, "step": step, "data": data}))
 
+    def update_shares(self, run_id: str, **fields: Any) -> None:
+        """Mirror a run's new state onto the attached runs that share it."""
+        with self.engine.begin() as conn:
+            self._update_shares(conn, run_id, fields)
+
+    @staticmethod
+    def _update_shares(conn: Any, run_id: str, fields: dict[str, Any]) -> None:
+        mirrored = {k: v for k, v in fields.items() if k in MIRRORED}
+        if "summary" in mirrored:
+            summary = mirrored["summary"] if isinstance(mirrored["summary"], dict) else json.loads(mirrored["summary"])
+            mirrored["summary"] = json.dumps({**summary, "shared_from": run_id})
+        if mirrored:
+            conn.execute(update(runs).where(runs.c.shared_from == run_id, runs.c.share_seq.is_(None))
+                         .values(**mirrored))
+
     def update_run(self, run_id: str, **fields: Any) -> None:
         self._queue.put(("run", (run_id, fields)))
 
@@ -255,6 +376,8 @@ class EventWriter:
                     if batch_events:
                         self.store.insert_ignoring_duplicates(conn, batch_events)
                     for run_id, fields in batch_runs.items():
+                        if "status" in fields:  # the runs that share this one follow its status
+                            self.store._update_shares(conn, run_id, fields)
                         if "summary" in fields and not isinstance(fields["summary"], str):
                             fields["summary"] = json.dumps(fields["summary"])
                         conn.execute(update(runs).where(runs.c.id == run_id).values(**fields))

@@ -27,7 +27,7 @@ from deepscope.app.executors import redis_keys as K  # noqa: E402
 from devtools.backends import REDIS_URL, Worker, drop_schema, flush_redis, pg_schema_url  # noqa: E402
 from devtools.server import free_port  # noqa: E402
 
-RUN = {"model": {"depth": 10, "width": 64}, "train": {"epochs": 30}}  # about 1.5 s of training each
+RUN = {"model": {"depth": 10, "width": 64}, "train": {"epochs": 30, "fresh": True}}  # about 1.5 s of training each
 
 
 def serve(db_url: str, data_dir: str) -> tuple[subprocess.Popen, str]:

@@ -25,9 +25,9 @@ import time
 import httpx
 import websockets
 
-LONG = {"model": {"depth": 10, "width": 64}, "train": {"epochs": 60}}
-WATCHED = {"model": {"depth": 10, "width": 64}, "train": {"epochs": 400}}  # about 10 s of training
-QUICK = {"model": {"depth": 3, "width": 16}, "train": {"epochs": 1}}
+LONG = {"model": {"depth": 10, "width": 64}, "train": {"epochs": 60, "fresh": True}}
+WATCHED = {"model": {"depth": 10, "width": 64}, "train": {"epochs": 400, "fresh": True}}  # about 10 s of training
+QUICK = {"model": {"depth": 3, "width": 16}, "train": {"epochs": 1, "fresh": True}}
 
 
 def free_port() -> int:

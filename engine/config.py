@@ -30,7 +30,8 @@ class ConfigRuleError(ValueError):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # strict: "10" is not a depth, true is not a number, "yes" is not a bool (an int is a float, though)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True)
 
 
 class DataConfig(_Section):
@@ -75,6 +76,8 @@ class TrainConfig(_Section):
     batch_size: int = Field(64, ge=1, le=4096, description="samples per step; batchnorm needs more than 1")
     seed: int = Field(0, ge=0, le=2**31 - 1, description="same seed and config give the same numbers on the same machine")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when available, else CPU")
+    fresh: bool = Field(False, description="train even if an identical run (same config and seed) exists; "
+                                           "by default such a request shares that run's training and events")
 
 
 class TelemetryConfig(_Section):
@@ -150,6 +153,12 @@ def _range_text(lim: dict[str, Any]) -> str:
     return " and ".join(parts)
 
 
+def _short(value: Any, limit: int = 60) -> str:
+    """A value as the error echoes it: never more than ``limit`` characters of what the client sent."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
+
+
 def explain_error(loc: tuple[Any, ...], err_type: str, msg: str, value: Any, ctx: dict | None) -> tuple[str, str]:
     """(dotted field, message naming the field and the allowed values) for one pydantic error."""
     field = ".".join(str(p) for p in loc) or "config"
@@ -165,7 +174,7 @@ def explain_error(loc: tuple[Any, ...], err_type: str, msg: str, value: Any, ctx
         model = RunConfig if section is None else SECTIONS.get(section, RunConfig)
         where = f"of {section} " if section else ""
         return field, f"{field} is not a field; the fields {where}are {', '.join(model.model_fields)}"
-    got = f" (got {value!r})" if value is not None and not isinstance(value, dict) else ""
+    got = f" (got {_short(value)})" if value is not None and not isinstance(value, dict) else ""
     if "choices" in lim:
         return field, f"{field} must be one of {', '.join(map(str, lim['choices']))}{got}"
     if err_type == "string_too_long":
@@ -176,7 +185,7 @@ def explain_error(loc: tuple[Any, ...], err_type: str, msg: str, value: Any, ctx
         return field, f"{field} must be {kind} {bounds}{got}"
     if kind:
         return field, f"{field} must be {kind}{got}"
-    return field, f"{field}: {msg}{got}"
+    return field, f"{field}: {msg[:200]}{got}"
 
 
 def describe_errors(exc: ValidationError) -> list[dict[str, Any]]:

@@ -8,10 +8,10 @@ a result, not a crash), cancelled (``should_stop()`` said so) or failed (an exce
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -24,6 +24,7 @@ from deepscope.engine.activations import ACTIVATIONS
 from deepscope.engine.augment import augment_batch
 from deepscope.engine.config import RunConfig
 from deepscope.engine.datasets import DataSplit, load_dataset
+from deepscope.engine.devices import pick_device
 from deepscope.engine.events import EventType, Status, status_event
 from deepscope.engine.models import build_model
 from deepscope.engine.optimizers import make_optimizer
@@ -33,6 +34,7 @@ from deepscope.engine.telemetry import Capture, LayerProbe, probe_summary
 from deepscope.engine.theory import predicted_preact_std
 
 Emit = Callable[[dict[str, Any]], None]
+log = logging.getLogger("deepscope.engine")
 MAX_STEP_EVENTS = 2000      # loss points per run; more only cost storage and bandwidth
 STEP_EVENT_INTERVAL_S = 0.05  # and at most 20 a second: a page redraws a few times a second, and every
                               # step event goes to every viewer (100 viewers x 800 steps/s would be 80k sends/s)
@@ -120,14 +122,6 @@ class _Pacing:
         return False
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise RuntimeError("train.device is 'cuda' but no CUDA device is available")
-        return torch.device("cuda")
-    return torch.device("cpu")
-
-
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     model.eval()
@@ -156,8 +150,9 @@ def train(config: RunConfig | dict[str, Any], emit: Emit, should_stop: Callable[
         run = _Run(cfg, out, summary, data_dir or default_data_dir())
         status, message, extra = run.execute(should_stop, background_telemetry)
     except Exception as exc:  # a run's failure is reported as an event, never raised into the worker
-        status, message, extra = Status.FAILED, f"{type(exc).__name__}: {exc}", {
-            "traceback": traceback.format_exc(limit=8)}
+        # The event is public (every viewer gets it): one line. The traceback goes to the worker's log.
+        log.exception("run failed")
+        status, message, extra = Status.FAILED, f"{type(exc).__name__}: {exc}".splitlines()[0][:300], {}
     out(status_event(status, message, summary=summary, **extra))
     return {"status": status.value, "summary": summary, "error": message if status == Status.FAILED else None}
 

@@ -18,8 +18,8 @@ from devtools.backends import REDIS_URL, Worker, drop_schema, flush_redis, pg_sc
 from devtools.server import LiveServer, wait_for
 
 pytestmark = pytest.mark.scale
-QUICK = {"model": {"depth": 3, "width": 16}, "train": {"epochs": 3}}
-LONG = {"model": {"depth": 4, "width": 32}, "train": {"epochs": 400}}
+QUICK = {"model": {"depth": 3, "width": 16}, "train": {"epochs": 3, "fresh": True}}
+LONG = {"model": {"depth": 4, "width": 32}, "train": {"epochs": 400, "fresh": True}}
 
 
 @pytest.fixture(scope="module")

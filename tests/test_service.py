@@ -14,8 +14,8 @@ from websockets.sync.client import connect
 from deepscope.app.settings import Settings
 from devtools.server import LiveServer, wait_for
 
-QUICK = {"model": {"depth": 3, "width": 16}, "train": {"epochs": 2}}
-LONG = {"model": {"depth": 4, "width": 32}, "train": {"epochs": 500}}
+QUICK = {"model": {"depth": 3, "width": 16}, "train": {"epochs": 2, "fresh": True}}
+LONG = {"model": {"depth": 4, "width": 32}, "train": {"epochs": 500, "fresh": True}}
 
 
 @pytest.fixture(scope="module")

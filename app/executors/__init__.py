@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -29,7 +30,9 @@ class Executor(Protocol):
 
     def start(self, sink: EventSink) -> None: ...
 
-    def submit(self, run_id: str, config: dict[str, Any]) -> None: ...
+    def submit(self, run_id: str, config: dict[str, Any], owner: str | None = None) -> None:
+        """Queue a run; runs of different owners are served round-robin (a class shares the workers fairly)."""
+        ...
 
     def cancel(self, run_id: str) -> bool:
         """Stop a queued or running run; False if this executor does not have it."""
@@ -44,15 +47,40 @@ class Executor(Protocol):
     def stats(self) -> dict[str, Any]: ...
 
 
-def stop_check(cancelled: Callable[[], bool], time_limit_s: float) -> Callable[[], bool | str]:
-    """The ``should_stop`` a worker hands the engine: a cancel, or the run's wall-clock limit, with why."""
+class MemoryLimitExceeded(RuntimeError):
+    """A run grew past DEEPSCOPE_MAX_RUN_MEMORY_MB while training; it ends as failed with this message."""
+
+
+def rss_mb() -> float:
+    """This process's resident memory now (Linux /proc; 0 where there is none)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def stop_check(cancelled: Callable[[], bool], time_limit_s: float,
+               memory_limit_mb: float | None = None) -> Callable[[], bool | str]:
+    """The ``should_stop`` a worker hands the engine: a cancel, or the run's wall-clock limit, with why.
+    Over ``memory_limit_mb`` of resident memory it raises ``MemoryLimitExceeded``, which the engine
+    reports as a failed run (read twice a second: a step costs no system call)."""
     deadline = time.monotonic() + time_limit_s
+    next_memory_check = 0.0
 
     def should_stop() -> bool | str:
+        nonlocal next_memory_check
         if cancelled():
             return True
-        if time.monotonic() > deadline:
+        now = time.monotonic()
+        if now > deadline:
             return f"stopped: the run reached the wall-clock limit of {time_limit_s:g} s"
+        if memory_limit_mb and now >= next_memory_check:
+            next_memory_check = now + 0.5
+            used = rss_mb()
+            if used > memory_limit_mb:
+                raise MemoryLimitExceeded(f"the run used {used:.0f} MB, over this server's limit of "
+                                          f"{memory_limit_mb:.0f} MB per run (DEEPSCOPE_MAX_RUN_MEMORY_MB)")
         return False
 
     return should_stop

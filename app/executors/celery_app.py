@@ -51,7 +51,8 @@ def _one_thread(**_: Any) -> None:
     one_torch_thread()
 
 
-def _train_task(task: Any, run_id: str, config: dict[str, Any], time_limit_s: float) -> str:
+def _train_task(task: Any, run_id: str, config: dict[str, Any], time_limit_s: float,
+                memory_limit_mb: float | None = None) -> str:
     from deepscope.engine import train
     from deepscope.engine.paths import default_data_dir
 
@@ -83,7 +84,7 @@ def _train_task(task: Any, run_id: str, config: dict[str, Any], time_limit_s: fl
         with lock:
             r.xadd(K.stream(run_id), {b"e": orjson.dumps(event)}, maxlen=K.STREAM_MAXLEN, approximate=True)
 
-    should_stop = stop_check(cancelled.is_set, time_limit_s)
+    should_stop = stop_check(cancelled.is_set, time_limit_s, memory_limit_mb)
 
     # 3) train; the engine reports failures as a status event, so this returns normally
     try:

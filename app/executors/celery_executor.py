@@ -22,7 +22,7 @@ import redis
 
 from deepscope.app.executors import KILL_GRACE_S, EventSink
 from deepscope.app.executors import redis_keys as K
-from deepscope.app.executors.celery_app import make_celery
+from deepscope.app.executors.celery_app import QUEUES, make_celery
 from deepscope.app.settings import Settings
 from deepscope.engine.events import Status, is_terminal_status, status_event
 
@@ -60,7 +60,7 @@ class CeleryExecutor:
             t.start()
             self._threads.append(t)
 
-    def submit(self, run_id: str, config: dict[str, Any]) -> None:
+    def submit(self, run_id: str, config: dict[str, Any], owner: str | None = None) -> None:
         stream = K.stream(run_id)
         try:
             self.redis.xgroup_create(stream, K.GROUP, id="0", mkstream=True)
@@ -69,8 +69,37 @@ class CeleryExecutor:
                 raise
         self.redis.sadd(K.ACTIVE, run_id)
         queue = "gpu" if config.get("train", {}).get("device") == "cuda" else "runs"
-        self.celery.send_task("deepscope.train_run", args=[run_id, config, self.time_limit_s],
-                              task_id=run_id, queue=queue)
+        # Into the fair queue (in Redis, so it survives a restart); the dispatcher feeds Celery from it.
+        who = owner or "-"
+        pipe = self.redis.pipeline()
+        pipe.rpush(K.fair_runs(queue, who), orjson.dumps([run_id, config]))
+        pipe.lrem(K.fair_owners(queue), 0, who)
+        pipe.rpush(K.fair_owners(queue), who)
+        pipe.execute()
+        self._dispatch(queue)
+
+    def _dispatch(self, queue: str) -> None:
+        """Move runs from the fair queue into Celery's, round-robin across owners, while Celery's queue
+        is short: a student with ten runs waiting gets one in turn, like everyone else. One replica at a
+        time (a Redis lock)."""
+        if not self.redis.set(f"{K.PREFIX}:dispatch:{queue}", self.consumer, nx=True, px=2000):
+            return
+        try:
+            while self.redis.llen(queue) < K.DISPATCH_AHEAD:
+                who = self.redis.lpop(K.fair_owners(queue))
+                if who is None:
+                    return
+                who = who.decode()
+                item = self.redis.lpop(K.fair_runs(queue, who))
+                if self.redis.llen(K.fair_runs(queue, who)):
+                    self.redis.rpush(K.fair_owners(queue), who)  # back of the rotation
+                if item is None:
+                    continue
+                run_id, config = orjson.loads(item)
+                self.celery.send_task("deepscope.train_run", task_id=run_id, queue=queue, args=[
+                    run_id, config, self.time_limit_s, self.settings.max_run_memory_mb])
+        finally:
+            self.redis.delete(f"{K.PREFIX}:dispatch:{queue}")
 
     def cancel(self, run_id: str) -> bool:
         if self.redis.set(K.claim(run_id), f"cancelled|{time.time()}", nx=True, ex=K.FLAG_TTL_S):
@@ -216,9 +245,11 @@ class CeleryExecutor:
     # -- the reaper -------------------------------------------------------------------------
     def _reap_loop(self) -> None:
         def once() -> None:
+            for queue in QUEUES:
+                self._dispatch(queue)
             if self.redis.set(f"{K.PREFIX}:reaper", self.consumer, nx=True, ex=5):
                 self._reap()
-            self._stop.wait(2.0)
+            self._stop.wait(0.25)
 
         self._loop(once, "reaper")
 

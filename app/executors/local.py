@@ -12,7 +12,6 @@ import logging
 import multiprocessing as mp
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 import orjson
 
 from deepscope.app.executors import KILL_GRACE_S, EventSink
+from deepscope.app.executors.fair_queue import FairQueue
 from deepscope.engine.events import Status, status_event
 
 log = logging.getLogger("deepscope.local")
@@ -44,13 +44,15 @@ class _Slot:
 class LocalExecutor:
     interrupts_on_restart = True
 
-    def __init__(self, workers: int, data_dir: Path, time_limit_s: float) -> None:
+    def __init__(self, workers: int, data_dir: Path, time_limit_s: float,
+                 memory_limit_mb: float | None = None) -> None:
         self.n_workers = workers
         self.data_dir = str(data_dir)
         self.time_limit_s = time_limit_s
+        self.memory_limit_mb = memory_limit_mb
         self._ctx = mp.get_context("forkserver")
         self._ctx.set_forkserver_preload(["deepscope.app.executors.local_worker"])
-        self._queue: deque[tuple[str, dict[str, Any]]] = deque()
+        self._queue = FairQueue()
         self._slots: list[_Slot] = []
         self._lock = threading.RLock()
         self._sink: Any = None
@@ -67,18 +69,16 @@ class LocalExecutor:
         self._thread = threading.Thread(target=self._supervise, name="deepscope-local-executor", daemon=True)
         self._thread.start()
 
-    def submit(self, run_id: str, config: dict[str, Any]) -> None:
+    def submit(self, run_id: str, config: dict[str, Any], owner: str | None = None) -> None:
         with self._lock:
-            self._queue.append((run_id, config))
+            self._queue.put(owner, run_id, config)
             self._dispatch()
 
     def cancel(self, run_id: str) -> bool:
         with self._lock:
-            for item in self._queue:
-                if item[0] == run_id:
-                    self._queue.remove(item)
-                    self._emit_status(run_id, 0, Status.CANCELLED, "cancelled while queued")
-                    return True
+            if self._queue.remove(run_id):
+                self._emit_status(run_id, 0, Status.CANCELLED, "cancelled while queued")
+                return True
             for slot in self._slots:
                 if slot.run_id == run_id:
                     slot.flag.value = CANCEL_SET
@@ -110,8 +110,7 @@ class LocalExecutor:
         with self._lock:
             return {"executor": "local", "workers": len(self._slots),
                     "ready": sum(s.ready for s in self._slots), "busy": sum(s.run_id is not None for s in self._slots),
-                    "queued": len(self._queue), "replaced": self.replaced,
-                    "worker_pids": [s.process.pid for s in self._slots]}
+                    "queued": len(self._queue), "replaced": self.replaced}
 
     def worker_pid(self, run_id: str) -> int | None:
         with self._lock:
@@ -134,12 +133,12 @@ class LocalExecutor:
             if not self._queue:
                 return
             if slot.ready and slot.run_id is None:
-                run_id, config = self._queue.popleft()
+                run_id, config = self._queue.pop()
                 slot.flag.value = CANCEL_CLEAR
                 slot.run_id, slot.last_seq, slot.stop_due = run_id, -1, None
                 slot.deadline = time.monotonic() + self.time_limit_s
                 try:
-                    slot.conn.send(("run", run_id, config, self.time_limit_s))
+                    slot.conn.send(("run", run_id, config, self.time_limit_s, self.memory_limit_mb))
                 except OSError:  # died just now: the supervisor replaces it and fails the run
                     pass
 

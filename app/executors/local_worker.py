@@ -23,7 +23,7 @@ from deepscope.engine import train  # noqa: E402
 
 
 def worker_main(conn: Any, cancel_flag: Any, data_dir: str) -> None:
-    """Serve runs from ``conn`` until it sends None: ('run', run_id, config, time_limit_s)."""
+    """Serve runs from ``conn`` until it sends None: ('run', run_id, config, time_limit_s, memory_limit_mb)."""
     one_torch_thread()
     send_lock = threading.Lock()
 
@@ -39,8 +39,8 @@ def worker_main(conn: Any, cancel_flag: Any, data_dir: str) -> None:
             return
         if msg is None:
             return
-        _, run_id, config, time_limit = msg
-        should_stop = stop_check(lambda: cancel_flag.value == CANCEL_SET, time_limit)
+        _, run_id, config, time_limit, memory_limit = msg
+        should_stop = stop_check(lambda: cancel_flag.value == CANCEL_SET, time_limit, memory_limit)
 
         def emit(event: dict[str, Any], run_id: str = run_id) -> None:
             send(("event", run_id, orjson.dumps(event)))

@@ -10,6 +10,18 @@ HEARTBEAT_EVERY_S = 2
 FLAG_TTL_S = 7 * 24 * 3600            # claims and cancel flags outlive any run, then clean themselves up
 
 
+DISPATCH_AHEAD = 2                    # runs waiting in a Celery queue; the rest wait in the fair queue
+
+
+def fair_owners(queue: str) -> str:
+    """The rotation: owners with runs waiting for ``queue``, each once, in turn order."""
+    return f"{PREFIX}:fair:{queue}:owners"
+
+
+def fair_runs(queue: str, owner: str) -> str:
+    return f"{PREFIX}:fair:{queue}:runs:{owner}"
+
+
 def stream(run_id: str) -> str:
     return f"{PREFIX}:events:{run_id}"
 

@@ -7,10 +7,11 @@ import io
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Response
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi.responses import HTMLResponse, StreamingResponse
 
 from deepscope.app.deps import (
+    Caller,
     CallerDep,
     ClientDep,
     ServiceDep,
@@ -20,14 +21,17 @@ from deepscope.app.deps import (
 )
 from deepscope.app.options import options
 from deepscope.app.presets import BY_ID, PRESETS, check
-from deepscope.app.report import render_report
+from deepscope.app.report import render_report, report_csp
 from deepscope.app.schemas import EventsPublic, Problem, RunPublic, RunsPublic, public
-from deepscope.app.service import QuotaExceeded
+from deepscope.app.service import QuotaExceeded, SharedTraining
+from deepscope.app.settings import Settings
 from deepscope.app.statuses import ACTIVE_STATUSES as ACTIVE
 from deepscope.app.statuses import RunStatus as Status
 from deepscope.engine.config import RunConfig
 from deepscope.engine.datasets import DatasetUnavailable, check_available
+from deepscope.engine.devices import cuda_available
 from deepscope.engine.events import SCALARS, EventType
+from deepscope.engine.memory import estimate_mb
 
 router = APIRouter(prefix="/api", dependencies=[Depends(require_token)])
 
@@ -40,9 +44,13 @@ R422 = {422: {"model": Problem, "description": "invalid input: the detail names 
 R429 = {429: {"model": Problem, "description": "over a quota; see Retry-After"}}
 
 
-def _found(run: dict[str, Any] | None, run_id: str) -> dict[str, Any]:
-    if run is None:
-        raise HTTPException(404, f"no run with id {run_id!r}; it may have been deleted")
+MAX_EVENTS_BYTES = 4 * 2**20  # one page of events answers at most this much; page on with ?after=
+
+
+def _found(run: dict[str, Any] | None, run_id: str, who: Caller | None = None) -> dict[str, Any]:
+    # A student asking for another student's run learns nothing of it, not even that it exists.
+    if run is None or (who is not None and not who.may_read(run)):
+        raise HTTPException(404, f"no run with id {run_id[:40]!r}; it may have been deleted")
     return run
 
 
@@ -50,12 +58,43 @@ def _quota(exc: QuotaExceeded) -> HTTPException:
     return HTTPException(429, str(exc), headers={"Retry-After": str(exc.retry_after)})
 
 
-def _check_files(cfg: RunConfig, settings: Any) -> None:
+def _field_error(field: str, msg: str, type_: str) -> HTTPException:
+    return HTTPException(422, [{"loc": ["body", *field.split(".")], "field": field, "msg": msg, "type": type_}])
+
+
+def _admissible(cfg: RunConfig, settings: Settings, executor_kind: str) -> None:
+    """What the config schema cannot know: the files on this server, its memory limit, its devices."""
     try:
         check_available(cfg.data.dataset, settings.data_dir)
     except DatasetUnavailable as exc:
-        raise HTTPException(422, [{"loc": ["body", "data", "dataset"], "field": "data.dataset",
-                                   "msg": str(exc), "type": "dataset_unavailable"}]) from None
+        raise _field_error("data.dataset", str(exc), "dataset_unavailable") from None
+    need = estimate_mb(cfg)
+    if need["total"] > settings.max_run_memory_mb:
+        big = ", ".join(f"{k} {v:.0f} MB" for k, v in sorted(need.items(), key=lambda kv: -kv[1])
+                        if k not in ("total", "runtime"))[:200]
+        raise _field_error("model", f"this run needs about {need['total']:.0f} MB ({big}), over this server's "
+                           f"limit of {settings.max_run_memory_mb} MB per run (DEEPSCOPE_MAX_RUN_MEMORY_MB): "
+                           "make model.depth, model.width, train.batch_size or data.n_samples smaller",
+                           "memory_limit")
+    if cfg.train.device == "cuda" and executor_kind == "local" and not cuda_available():
+        raise _field_error("train.device", "train.device is 'cuda' but this server has no CUDA device; "
+                           "use auto or cpu", "no_cuda")
+
+
+def _address(request: Request) -> str | None:
+    return request.client.host[:64] if request.client else None
+
+
+def _public(run: dict[str, Any], who: Caller) -> RunPublic:
+    return public(run if who.sees_owners() else {**run, "owner": None})
+
+
+@router.post("/session", responses=R401)
+def session(client: ClientDep, service: ServiceDep, request: Request) -> dict[str, Any]:
+    """This client's identity, issued and signed by the server. The answer also sets it as a cookie; a
+    script that keeps no cookies sends ``identity`` back as the X-DeepScope-Identity header."""
+    signer = request.app.state.signer
+    return {"identity": signer.sign(client), "active_runs": service.store.count_active(client) if client else 0}
 
 
 @router.get("/options", responses=R401)
@@ -72,14 +111,14 @@ def get_presets() -> list[dict[str, Any]]:
 
 
 @router.get("/presets/{preset_id}/outcome", responses=R401 | R404 | R422)
-def preset_outcome(preset_id: str, service: ServiceDep,
+def preset_outcome(preset_id: str, service: ServiceDep, who: CallerDep,
                    group: Annotated[str, Query(max_length=64, description="the group its runs were started in")],
                    ) -> dict[str, Any]:
     """Whether each expected outcome of a lesson held, once its group's runs have ended."""
     preset = BY_ID.get(preset_id)
     if preset is None:
-        raise HTTPException(404, f"no lesson {preset_id!r}; GET /api/presets lists them")
-    runs = service.list(group=group, limit=1000)
+        raise HTTPException(404, f"no lesson {preset_id[:40]!r}; GET /api/presets lists them")
+    runs = [r for r in service.list(group=group, limit=1000) if who.may_read(r)]
     if not runs:
         raise HTTPException(404, f"no runs in group {group!r}")
     by_label = {r["config"].get("name") or r["name"]: r for r in runs}
@@ -90,28 +129,29 @@ def preset_outcome(preset_id: str, service: ServiceDep,
 
 
 @router.post("/presets/{preset_id}/runs", status_code=201, responses=R401 | R404 | R429)
-def start_preset(preset_id: str, service: ServiceDep, client: ClientDep) -> list[RunPublic]:
-    """Start every run of a lesson as one comparison group."""
+def start_preset(preset_id: str, service: ServiceDep, client: ClientDep, who: CallerDep,
+                 request: Request) -> list[RunPublic]:
+    """Start every run of a lesson as one comparison group (identical trainings are shared)."""
     preset = BY_ID.get(preset_id)
     if preset is None:
-        raise HTTPException(404, f"no lesson {preset_id!r}; GET /api/presets lists them")
+        raise HTTPException(404, f"no lesson {preset_id[:40]!r}; GET /api/presets lists them")
     group = f"{preset_id}-{uuid.uuid4().hex[:6]}"
+    configs = [RunConfig.model_validate(r["config"]) for r in preset["runs"]]
     try:
-        service.check_quota(len(preset["runs"]), client)
+        return [_public(r, who) for r in service.submit_many(configs, group=group, owner=client,
+                                                             address=_address(request))]
     except QuotaExceeded as exc:
         raise _quota(exc) from None
-    runs = [service.submit(RunConfig.model_validate(r["config"]), group=group, owner=client) for r in preset["runs"]]
-    return [public(r) for r in runs]
 
 
 @router.post("/runs", status_code=201, responses=R400 | R401 | R422 | R429)
-def submit_run(config: RunConfig, service: ServiceDep, settings: SettingsDep, client: ClientDep,
-               group: Annotated[str | None, Query(max_length=64, description="a comparison group")] = None,
+def submit_run(config: RunConfig, service: ServiceDep, settings: SettingsDep, client: ClientDep, who: CallerDep,
+               request: Request, group: Annotated[str | None, Query(max_length=64, description="a comparison group")] = None,
                ) -> RunPublic:
     """Submit one config. Every field has a default, so {} is a valid run."""
-    _check_files(config, settings)
+    _admissible(config, settings, settings.executor)
     try:
-        return public(service.submit(config, group=group, owner=client))
+        return _public(service.submit(config, group=group, owner=client, address=_address(request)), who)
     except QuotaExceeded as exc:
         raise _quota(exc) from None
 
@@ -121,8 +161,10 @@ def list_runs(service: ServiceDep, who: CallerDep, status: Status | None = None,
               group: Annotated[str | None, Query(max_length=64)] = None,
               limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> RunsPublic:
     """Runs, newest first. In workshop mode a student sees their own runs; the instructor sees all."""
+    if who.sees_only_own() and who.client is None:
+        return RunsPublic(data=[], count=0)
     owner = who.client if who.sees_only_own() else None
-    runs = [public(r) for r in service.list(status=status, group=group, owner=owner, limit=limit)]
+    runs = [_public(r, who) for r in service.list(status=status, group=group, owner=owner, limit=limit)]
     return RunsPublic(data=runs, count=len(runs))
 
 
@@ -135,47 +177,62 @@ def instructor_runs(service: ServiceDep, status: Status | None = None,
 
 
 @router.get("/runs/{run_id}", responses=R401 | R404)
-def get_run(run_id: str, service: ServiceDep) -> RunPublic:
-    return public(_found(service.get(run_id), run_id))
+def get_run(run_id: str, service: ServiceDep, who: CallerDep) -> RunPublic:
+    return _public(_found(service.get(run_id), run_id, who), who)
 
 
 @router.get("/runs/{run_id}/events", response_model=EventsPublic, responses=R401 | R404 | R422 | {
     200: {"content": {"application/json": {}, "text/csv": {}},
           "description": "events in seq order; with format=csv, the scalar metrics"}})
-def get_events(run_id: str, service: ServiceDep,
-               after: Annotated[int, Query(ge=-1, description="only events with a larger seq")] = -1,
+def get_events(run_id: str, service: ServiceDep, who: CallerDep,
+               after: Annotated[int, Query(ge=-1, le=2**31, description="only events with a larger seq")] = -1,
                limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
                type: Annotated[EventType | None, Query(description="only events of this type")] = None,
                format: Annotated[str, Query(pattern="^(json|csv)$")] = "json") -> Response:
-    """Stored events in seq order; page with ``after`` = the last seq you have."""
-    _found(service.get(run_id), run_id)
+    """Stored events in seq order; page with ``after`` = the last seq you have. A page stops early, at
+    about 4 MB, so ``count`` may be less than ``limit`` while more events follow."""
+    _found(service.get(run_id), run_id, who)
     if format == "csv":
         return _csv(service, run_id)
-    rows = service.events(run_id, after=after, limit=limit, types=(type,) if type else None)
-    body = b'{"data":[' + b",".join(r[2].encode() for r in rows) + b'],"count":' + str(len(rows)).encode() + b"}"
+    parts, size = [], 0
+    for _, _, raw in service.events(run_id, after=after, limit=limit, types=(type,) if type else None):
+        if parts and size + len(raw) > MAX_EVENTS_BYTES:
+            break
+        parts.append(raw.encode())
+        size += len(raw)
+    body = b'{"data":[' + b",".join(parts) + b'],"count":' + str(len(parts)).encode() + b"}"
     return Response(body, media_type="application/json")
 
 
-def _csv(service: ServiceDep, run_id: str) -> Response:
-    out = io.StringIO()
+def _csv(service: ServiceDep, run_id: str) -> StreamingResponse:
     columns = ["seq", "type", "epoch", "step", "loss", "acc", "train_loss", "train_acc", "val_loss", "val_acc"]
-    writer = csv.DictWriter(out, columns, extrasaction="ignore")
-    writer.writeheader()
-    for event in service.all_events(run_id, types=tuple(SCALARS)):
-        writer.writerow(event)
-    return Response(out.getvalue(), media_type="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{run_id}-metrics.csv"'})
+
+    def rows():  # streamed: a long run's metrics never sit in memory whole
+        out = io.StringIO()
+        writer = csv.DictWriter(out, columns, extrasaction="ignore")
+        writer.writeheader()
+        for event in service.all_events(run_id, types=tuple(SCALARS)):
+            writer.writerow(event)
+            if out.tell() > 65536:
+                yield out.getvalue()
+                out.seek(0)
+                out.truncate()
+        yield out.getvalue()
+
+    return StreamingResponse(rows(), media_type="text/csv",
+                             headers={"Content-Disposition": f'attachment; filename="{run_id}-metrics.csv"'})
 
 
 @router.get("/runs/{run_id}/report", response_class=HTMLResponse, responses=R401 | R404)
-def get_report(run_id: str, service: ServiceDep) -> HTMLResponse:
+def get_report(run_id: str, service: ServiceDep, who: CallerDep) -> HTMLResponse:
     """A self-contained HTML report of one run (Plotly inlined: it opens with no network)."""
-    run = _found(service.get(run_id), run_id)
-    return HTMLResponse(render_report(run, service.all_events),
-                        headers={"Content-Disposition": f'inline; filename="deepscope-{run_id}.html"'})
+    run = _found(service.get(run_id), run_id, who)
+    page, nonce = render_report(run, service.all_events)
+    return HTMLResponse(page, headers={"Content-Disposition": f'inline; filename="deepscope-{run_id}.html"',
+                                       "Content-Security-Policy": report_csp(nonce)})
 
 
-def _mine(run: dict[str, Any], who: Any, verb: str) -> None:
+def _mine(run: dict[str, Any], who: Caller, verb: str) -> None:
     if not who.may_change(run):
         raise HTTPException(403, f"run {run['id']} belongs to another client; only its owner or the instructor "
                                  f"may {verb} it")
@@ -184,17 +241,21 @@ def _mine(run: dict[str, Any], who: Any, verb: str) -> None:
 @router.post("/runs/{run_id}/cancel", status_code=202, responses=R401 | R403 | R404 | R409)
 def cancel_run(run_id: str, service: ServiceDep, who: CallerDep) -> RunPublic:
     """Stop a queued or running run; it lands within one training step."""
-    run = _found(service.get(run_id), run_id)
+    run = _found(service.get(run_id), run_id, who)
     _mine(run, who, "cancel")
-    if run["status"] not in ACTIVE or not service.cancel(run_id):
+    try:
+        cancelled = run["status"] in ACTIVE and service.cancel(run_id, force=who.instructor)
+    except SharedTraining as exc:
+        raise HTTPException(409, str(exc)) from None
+    if not cancelled:
         raise HTTPException(409, f"run {run_id} is {run['status']}; only queued or running runs can be cancelled")
-    return public(_found(service.get(run_id), run_id))
+    return _public(_found(service.get(run_id), run_id), who)
 
 
 @router.delete("/runs/{run_id}", status_code=204, responses=R401 | R403 | R404 | R409)
 def delete_run(run_id: str, service: ServiceDep, who: CallerDep) -> Response:
     """Forget a finished run and its events."""
-    run = _found(service.get(run_id), run_id)
+    run = _found(service.get(run_id), run_id, who)
     _mine(run, who, "delete")
     if run["status"] in ACTIVE:
         raise HTTPException(409, f"run {run_id} is {run['status']}; cancel it before deleting it")

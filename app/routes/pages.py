@@ -9,6 +9,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from deepscope.app.security import PAGE_CSP
+
 # templates/ and static/ sit beside app/: at the repository's top level in a checkout, inside the
 # deepscope package once installed (pyproject.toml maps them there).
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,12 +24,13 @@ router = APIRouter(include_in_schema=False)
 @router.get("/", response_class=HTMLResponse)
 def playground(request: Request) -> HTMLResponse:
     settings = request.app.state.settings
-    return templates.TemplateResponse(request, "index.html", {"needs_token": bool(settings.token)})
+    return templates.TemplateResponse(request, "index.html", {"needs_token": bool(settings.token)},
+                                      headers={"Content-Security-Policy": PAGE_CSP})
 
 
 @router.get("/instructor", response_class=HTMLResponse)
 def instructor(request: Request) -> HTMLResponse:
-    return templates.TemplateResponse(request, "instructor.html", {})
+    return templates.TemplateResponse(request, "instructor.html", {}, headers={"Content-Security-Policy": PAGE_CSP})
 
 
 @router.get("/vendor/plotly.min.js")

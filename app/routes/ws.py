@@ -6,7 +6,7 @@ import asyncio
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from deepscope.app.deps import ServiceDep, ws_allowed
+from deepscope.app.deps import ServiceDep, caller, ws_allowed
 from deepscope.app.service import ViewerOverflow
 
 router = APIRouter()
@@ -20,7 +20,7 @@ async def run_stream(websocket: WebSocket, run_id: str, service: ServiceDep) -> 
         return
     run = await asyncio.to_thread(service.get, run_id)
     await websocket.accept()
-    if run is None:
+    if run is None or not caller(websocket).may_read(run):  # another student's run does not exist for you
         await websocket.close(code=4404, reason=f"no run with id {run_id}")
         return
     try:

@@ -34,6 +34,7 @@ class DatasetUnavailable(ValueError):
 Loader = Callable[["DataConfig", np.random.Generator, Path], RawSet]
 
 # meta: kind = points (2-D, decision boundary) | sequence | image; synthetic = honours n_samples/noise;
+# shape = one input's shape; size = how many samples a fixed set has;
 # files = what a file-backed set needs in DATA_DIR/<name>/.
 DATASETS: Registry[Loader] = Registry("dataset")
 

@@ -29,7 +29,8 @@ def _find_idx(folder: Path, name: str) -> list[Path]:
         hit = next((p for p in candidates if p.is_file()), None)
         if hit is None:
             raise DatasetUnavailable(
-                f"dataset {name!r} needs the files {', '.join(IDX_FILES)} (optionally .gz) in {folder}; "
+                f"dataset {name!r} needs the files {', '.join(IDX_FILES)} (optionally .gz) in the folder {name}/ of "
+                "the data directory (DEEPSCOPE_DATA_DIR); "
                 "put them there, nothing is downloaded"
             )
         found.append(hit)
@@ -42,7 +43,7 @@ def read_idx(path: Path) -> np.ndarray:
         data = f.read()
     zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
     if zero != 0 or dtype_code != 0x08:
-        raise DatasetUnavailable(f"{path} is not an unsigned-byte IDX file")
+        raise DatasetUnavailable(f"{path.parent.name}/{path.name} in the data directory is not an unsigned-byte IDX file")
     shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
@@ -55,7 +56,8 @@ def _idx_set(name: str, classes: list[str]):
         images_path, labels_path = finder(data_dir)
         images, labels = read_idx(images_path), read_idx(labels_path)
         if len(images) != len(labels):
-            raise DatasetUnavailable(f"{images_path} holds {len(images)} images but {labels_path} {len(labels)} labels")
+            raise DatasetUnavailable(f"{name}/{images_path.name} holds {len(images)} images but {name}/{labels_path.name} "
+                                     f"{len(labels)} labels")
         x = images.astype(np.float32)[:, None] / 255.0
         return RawSet(x, labels.astype(np.int64), classes)
 
@@ -68,7 +70,8 @@ def _cifar_finder(data_dir: Path) -> list[Path]:
         if batches:
             return batches
     raise DatasetUnavailable(
-        f"dataset 'cifar10' needs the python batches data_batch_1 .. data_batch_5 in {data_dir / 'cifar10'}; "
+        "dataset 'cifar10' needs the python batches data_batch_1 .. data_batch_5 in the folder cifar10/ of the "
+        "data directory (DEEPSCOPE_DATA_DIR); "
         "put them there, nothing is downloaded"
     )
 
@@ -86,8 +89,8 @@ def _load_cifar(cfg, rng: np.random.Generator, data_dir: Path) -> RawSet:
 _mnist_find, _mnist_load = _idx_set("mnist", [str(i) for i in range(10)])
 _fashion_find, _fashion_load = _idx_set("fashion_mnist", FASHION)
 DATASETS.register("mnist", "MNIST digits, 28x28 grey, read from IDX files in DATA_DIR/mnist",
-                  kind="image", synthetic=False, find_files=_mnist_find)(_mnist_load)
+                  kind="image", synthetic=False, shape=(1, 28, 28), size=60000, find_files=_mnist_find)(_mnist_load)
 DATASETS.register("fashion_mnist", "Fashion-MNIST, 28x28 grey, read from IDX files in DATA_DIR/fashion_mnist",
-                  kind="image", synthetic=False, find_files=_fashion_find)(_fashion_load)
+                  kind="image", synthetic=False, shape=(1, 28, 28), size=60000, find_files=_fashion_find)(_fashion_load)
 DATASETS.register("cifar10", "CIFAR-10, 3x32x32 colour, read from the python batches in DATA_DIR/cifar10",
-                  kind="image", synthetic=False, find_files=_cifar_finder)(_load_cifar)
+                  kind="image", synthetic=False, shape=(3, 32, 32), size=50000, find_files=_cifar_finder)(_load_cifar)

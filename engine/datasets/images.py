@@ -13,7 +13,7 @@ SIZE = 32
 
 
 @DATASETS.register("digits", "1,797 handwritten digits, 8x8 grey (ships with scikit-learn)",
-                   kind="image", synthetic=False)
+                   kind="image", synthetic=False, shape=(1, 8, 8), size=1797)
 def digits(cfg, rng: np.random.Generator, data_dir: Path) -> RawSet:
     from sklearn.datasets import load_digits
 
@@ -23,7 +23,7 @@ def digits(cfg, rng: np.random.Generator, data_dir: Path) -> RawSet:
 
 
 @DATASETS.register("shapes", "procedural 3x32x32 circles, squares and triangles of any size, place, angle and "
-                   "colour: few samples, so augmentation matters", kind="image", synthetic=True)
+                   "colour: few samples, so augmentation matters", kind="image", synthetic=True, shape=(3, 32, 32))
 def shapes(cfg, rng: np.random.Generator, data_dir: Path) -> RawSet:
     n = cfg.n_samples
     y = rng.integers(0, len(SHAPES), n)

@@ -33,7 +33,7 @@ def _smooth(noise: np.ndarray, sigma: float) -> np.ndarray:
 
 
 @DATASETS.register("mnist1d", "procedural MNIST-1D: ten 1-D digit shapes, shifted, scaled, sheared, noisy "
-                   "(40 points)", kind="sequence", synthetic=True)
+                   "(40 points)", kind="sequence", synthetic=True, shape=(40,))
 def mnist1d(cfg, rng: np.random.Generator, data_dir: Path) -> RawSet:
     n = cfg.n_samples
     y = rng.integers(0, 10, n)

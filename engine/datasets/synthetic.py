@@ -14,7 +14,7 @@ def _points(x: np.ndarray, y: np.ndarray, classes: int) -> RawSet:
 
 
 @DATASETS.register("spiral", "three interleaved spiral arms: needs a deep non-linear boundary",
-                   kind="points", synthetic=True)
+                   kind="points", synthetic=True, shape=(2,))
 def spiral(cfg, rng: np.random.Generator, data_dir: Path) -> RawSet:
     k = 3
     y = rng.integers(0, k, cfg.n_samples)
@@ -24,7 +24,7 @@ def spiral(cfg, rng: np.random.Generator, data_dir: Path) -> RawSet:
     return _points(x, y, k)
 
 
-@DATASETS.register("circles", "a disc inside a ring", kind="points", synthetic=True)
+@DATASETS.register("circles", "a disc inside a ring", kind="points", synthetic=True, shape=(2,))
 def circles(cfg, rng: np.random.Generator, data_dir: Path) -> RawSet:
     y = rng.integers(0, 2, cfg.n_samples)
     radius = np.where(y == 0, 0.5, 1.0)
@@ -34,7 +34,7 @@ def circles(cfg, rng: np.random.Generator, data_dir: Path) -> RawSet:
     return _points(x, y, 2)
 
 
-@DATASETS.register("moons", "two interleaving half circles", kind="points", synthetic=True)
+@DATASETS.register("moons", "two interleaving half circles", kind="points", synthetic=True, shape=(2,))
 def moons(cfg, rng: np.random.Generator, data_dir: Path) -> RawSet:
     y = rng.integers(0, 2, cfg.n_samples)
     t = rng.uniform(0, np.pi, cfg.n_samples)
@@ -48,7 +48,7 @@ def moons(cfg, rng: np.random.Generator, data_dir: Path) -> RawSet:
 
 
 @DATASETS.register("xor", "four quadrants, opposite ones alike: no linear model can separate them",
-                   kind="points", synthetic=True)
+                   kind="points", synthetic=True, shape=(2,))
 def xor(cfg, rng: np.random.Generator, data_dir: Path) -> RawSet:
     x = rng.uniform(-1, 1, (cfg.n_samples, 2))
     y = (x[:, 0] * x[:, 1] > 0).astype(np.int64)
@@ -57,7 +57,7 @@ def xor(cfg, rng: np.random.Generator, data_dir: Path) -> RawSet:
 
 
 @DATASETS.register("gaussians", "four Gaussian blobs; noise widens them until they overlap",
-                   kind="points", synthetic=True)
+                   kind="points", synthetic=True, shape=(2,))
 def gaussians(cfg, rng: np.random.Generator, data_dir: Path) -> RawSet:
     centres = np.array([[-1, -1], [-1, 1], [1, -1], [1, 1]], dtype=np.float64)
     y = rng.integers(0, len(centres), cfg.n_samples)

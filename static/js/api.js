@@ -1,7 +1,6 @@
-// Talking to the REST API and the run WebSocket. Every request carries this page's client id, and the
-// workshop token when the server asks for one (kept in a cookie after the first prompt).
-
-const CLIENT_KEY = "deepscope_client";
+// Talking to the REST API and the run WebSocket. Who this browser is, the server decides: it issues a
+// signed identity in an HttpOnly cookie that the browser sends by itself. The workshop token, when the
+// server asks for one, is kept in a cookie after the first prompt.
 
 export function cookie(name) {
   const hit = document.cookie.split("; ").find((c) => c.startsWith(name + "="));
@@ -10,15 +9,6 @@ export function cookie(name) {
 
 export function setCookie(name, value, maxAge = 31536000) {
   document.cookie = `${name}=${encodeURIComponent(value)}; path=/; max-age=${maxAge}; SameSite=Strict`;
-}
-
-export function clientId() {
-  let id = cookie(CLIENT_KEY);
-  if (!id) {
-    id = (crypto.randomUUID ? crypto.randomUUID() : String(Math.random()).slice(2)).slice(0, 32);
-    setCookie(CLIENT_KEY, id);
-  }
-  return id;
 }
 
 export function ensureToken() {
@@ -36,7 +26,7 @@ export class ApiError extends Error {
 }
 
 export async function api(path, { method = "GET", body, headers: extra = {} } = {}) {
-  const headers = { "X-DeepScope-Client": clientId(), ...extra };
+  const headers = { ...extra };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   if (res.status === 204) return null;

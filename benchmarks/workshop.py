@@ -1,0 +1,182 @@
+"""A class on one box: N students on loopback, side by side for N = 10, 30, 60, on the local executor
+and on Celery with 2 workers:
+
+    python benchmarks/workshop.py [--students 10 30 60] [--executor local celery]
+
+Each student, at once with the others: loads what the page loads (the page, /api/options,
+/api/presets), runs the same lesson (its runs are shared: one training for the class) and watches its
+first run on the WebSocket to the end, then submits one run of their own (its own seed: a real
+training) and watches it too. Printed per N: time to the first loss point (p50, p95) for the lesson
+and for the own run, time to completion, trainings vs runs requested, events lost (a stream that
+skips or repeats a seq, or ends short of the stored events), 429s, and the server's resident memory
+(the service and its workers together).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import httpx
+import orjson
+import websockets
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from devtools.backends import REDIS_URL, Worker, drop_schema, flush_redis, pg_schema_url  # noqa: E402
+from devtools.server import free_port  # noqa: E402
+
+TOKEN = "class-secret"
+LESSON = "zero-init"
+OWN = {"model": {"depth": 4, "width": 32}, "train": {"epochs": 3}}
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry))
+            except (OSError, ValueError, IndexError):
+                pass
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        todo.extend(children.get(p, []))
+        try:
+            with open(f"/proc/{p}/status") as f:
+                total += next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+        except (OSError, StopIteration):
+            pass
+    return total
+
+
+async def watch(ws_base: str, run_id: str, cookie: str, t0: float, stored: int | None = None) -> dict:
+    """Stream a run to its end: time to the first step, to the end, and whether every seq came once."""
+    first = None
+    seqs = []
+    async with websockets.connect(f"{ws_base}/ws/runs/{run_id}?token={TOKEN}", max_size=None,
+                                  additional_headers={"Cookie": cookie}) as ws:
+        async for message in ws:
+            event = orjson.loads(message)
+            seqs.append(event["seq"])
+            if first is None and event["type"] == "step":
+                first = time.monotonic() - t0
+    return {"first": first, "done": time.monotonic() - t0, "seqs": seqs}
+
+
+async def student(i: int, base: str, ws_base: str, out: dict) -> None:
+    async with httpx.AsyncClient(base_url=base, timeout=120, headers={"Authorization": f"Bearer {TOKEN}"}) as c:
+        for path in ("/", "/api/options", "/api/presets"):
+            (await c.get(path)).raise_for_status()
+        cookie = "; ".join(f"{k}={v}" for k, v in c.cookies.items())
+        for kind, make in (("lesson", lambda: c.post(f"/api/presets/{LESSON}/runs")),
+                           ("own", lambda: c.post("/api/runs", json={**OWN, "train": {**OWN["train"], "seed": 1000 + i}}))):
+            t0 = time.monotonic()
+            r = await make()
+            if r.status_code == 429:
+                out["429"] += 1
+                continue
+            r.raise_for_status()
+            runs = r.json() if isinstance(r.json(), list) else [r.json()]
+            out["requested"] += len(runs)
+            seen = await watch(ws_base, runs[0]["id"], cookie, t0)
+            stored = (await c.get(f"/api/runs/{runs[0]['id']}/events", params={"limit": 1000})).json()["count"]
+            if seen["seqs"] != list(range(len(seen["seqs"]))) or len(seen["seqs"]) < stored:
+                out["lost"] += 1
+            out[kind].append(seen)
+
+
+async def class_of(n: int, base: str, ws_base: str, server_pid: int) -> dict:
+    out = {"lesson": [], "own": [], "requested": 0, "lost": 0, "429": 0, "rss": 0.0}
+    stop = asyncio.Event()
+
+    async def sample_rss() -> None:
+        while not stop.is_set():
+            out["rss"] = max(out["rss"], tree_rss_mb(server_pid))
+            await asyncio.sleep(0.5)
+
+    sampler = asyncio.create_task(sample_rss())
+    await asyncio.gather(*(student(i, base, ws_base, out) for i in range(n)))
+    stop.set()
+    await sampler
+    return out
+
+
+def start_server(env: dict) -> tuple[subprocess.Popen, str, str]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "deepscope.app.cli", "serve", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            h = httpx.get(base + "/healthz", timeout=1).json()["executor"]
+            if h.get("ready", 1) == h.get("workers", 1):
+                return proc, base, f"ws://127.0.0.1:{port}"
+        except (httpx.HTTPError, KeyError, TypeError):
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("server did not start")
+
+
+def trainings(base: str) -> int:
+    runs = httpx.get(base + "/api/instructor/runs", params={"limit": 1000},
+                     headers={"X-DeepScope-Instructor": "teacher"}).json()["data"]
+    return sum("shared_from" not in r["summary"] for r in runs)
+
+
+def run_class(executor: str, n: int) -> None:
+    env = {**os.environ, "DEEPSCOPE_DATA_DIR": tempfile.mkdtemp(), "DEEPSCOPE_TOKEN": TOKEN,
+           "DEEPSCOPE_INSTRUCTOR_TOKEN": "teacher", "DEEPSCOPE_WORKERS": "2"}
+    workers, schema = [], None
+    if executor == "celery":
+        flush_redis()
+        schema, url = pg_schema_url()
+        env.update(DEEPSCOPE_EXECUTOR="celery", DEEPSCOPE_REDIS_URL=REDIS_URL, DEEPSCOPE_DATABASE_URL=url)
+        workers = [Worker(env["DEEPSCOPE_DATA_DIR"]).wait_ready() for _ in range(2)]
+    proc, base, ws_base = start_server(env)
+    try:
+        out = asyncio.run(class_of(n, base, ws_base, proc.pid))
+        rss = out["rss"] + sum(tree_rss_mb(w.proc.pid) for w in workers)
+        lesson_first = [s["first"] for s in out["lesson"] if s["first"] is not None]
+        own_first = [s["first"] for s in out["own"] if s["first"] is not None]
+        done = [s["done"] for s in out["own"]]
+        print(f"{executor:6} {n:3d} | lesson first point p50 {pct(lesson_first, .5):5.2f} s p95 {pct(lesson_first, .95):5.2f} s"
+              f" | own first point p50 {pct(own_first, .5):5.2f} s p95 {pct(own_first, .95):5.2f} s"
+              f" | own done p95 {pct(done, .95):5.1f} s | trained {trainings(base):3d} of {out['requested']:3d} runs"
+              f" | lost {out['lost']} | 429s {out['429']} | RSS {rss:5.0f} MB", flush=True)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        for w in workers:
+            w.stop()
+        if schema:
+            drop_schema(schema)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--students", type=int, nargs="+", default=[10, 30, 60])
+    parser.add_argument("--executor", nargs="+", default=["local", "celery"], choices=["local", "celery"])
+    args = parser.parse_args()
+    for executor in args.executor:
+        for n in args.students:
+            run_class(executor, n)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""How much memory a run needs, estimated from its config before anything is built.
+
+A shared server refuses a config that would not fit (docs/workshop.md) rather than letting one run
+take a worker's memory. The big items: the dataset (held once plus a working copy), parameters with
+their gradients, the optimizer's state and the probe's copy, one batch of every hidden layer's
+outputs times what is kept per value (autograd's saved tensors; with telemetry, two captures in flight
+and the histogram buffers), evaluation in chunks of 1024 samples, and the worker's torch runtime.
+Calibrated against the peak RSS (``ru_maxrss``) of real runs; docs/workshop.md has the table.
+"""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from deepscope.engine.datasets import DATASETS
+
+if TYPE_CHECKING:
+    from deepscope.engine.config import RunConfig
+
+RUNTIME_MB = 420.0   # a worker with torch and torch._dynamo imported, after its first run (docs/measured.md)
+# Per value of a hidden layer's output, per sample of a batch: autograd's saved tensors alone (telemetry
+# off), or with two captures in flight, the histogram buffers and their index caches (telemetry on).
+BYTES_PER_VALUE = 40
+BYTES_PER_VALUE_WATCHED = 140
+MAX_CLASSES = 10
+EVAL_CHUNK = 1024
+FLOAT = 4
+
+
+def _hidden_values(cfg: RunConfig, shape: tuple[int, ...]) -> int:
+    """Values of every hidden layer's output for one sample (the CNN's pools shrink later layers)."""
+    m = cfg.model
+    if m.arch != "cnn":
+        return m.depth * m.width
+    pixels = math.prod(shape[1:])
+    n_pools = max(0, min(3, int(math.log2(min(shape[1:]))) - 1, m.depth))
+    pools = {round((i + 1) * m.depth / (n_pools + 1)) - 1 for i in range(n_pools)} if n_pools else set()
+    total = 0
+    for layer in range(m.depth):
+        total += m.width * pixels
+        if layer in pools:
+            pixels //= 4
+    return total
+
+
+def estimate_mb(cfg: RunConfig) -> dict[str, float]:
+    """Megabytes by item and ``total``."""
+    meta = DATASETS.entry(cfg.data.dataset).meta
+    shape = tuple(meta["shape"])
+    n = meta.get("size") or cfg.data.n_samples
+    m = cfg.model
+    features = math.prod(shape)
+    fan_in = 9 * shape[0] if m.arch == "cnn" else features
+    per_unit = 9 if m.arch == "cnn" else 1
+    params = fan_in * m.width + (m.depth - 1) * per_unit * m.width * m.width + m.width * MAX_CLASSES
+    state = {"sgd": 0, "momentum": 1, "adam": 2}.get(cfg.train.optimizer, 2)
+    values = _hidden_values(cfg, shape)
+    per_value = BYTES_PER_VALUE_WATCHED if cfg.telemetry.every_steps else BYTES_PER_VALUE
+    items = {
+        "dataset": 2 * n * features * FLOAT,
+        "parameters": (3 + state) * params * FLOAT,
+        "activations": cfg.train.batch_size * values * per_value,
+        "evaluation": 2 * min(EVAL_CHUNK, n) * values / m.depth * FLOAT,
+    }
+    out = {k: v / 2**20 for k, v in items.items()}
+    out["runtime"] = RUNTIME_MB
+    out["total"] = sum(out.values())
+    return out
