@@ -20,7 +20,7 @@ from deepscope import __version__
 from deepscope.app.executors import Executor
 from deepscope.app.hub import Hub
 from deepscope.app.statuses import FINISHED
-from deepscope.app.store import QuotaError, Store, now_iso
+from deepscope.app.store import QuotaError, Store, mirror, now_iso
 from deepscope.engine.config import RunConfig
 from deepscope.engine.events import EventType, Status, status_event
 
@@ -52,20 +52,19 @@ class RunService:
                     owner: str | None = None, address: str | None = None) -> list[dict[str, Any]]:
         """Create the runs, all or none, within the quotas (checked atomically in the store), then train
         each one, or, where an identical training exists or runs already, share it (docs/workshop.md)."""
-        sources = [None if c.train.fresh else self.store.find_shareable(share_key(c)) for c in configs]
-        extra = [{"share_key": share_key(c), **(_mirror(src) if src else {})} for c, src in zip(configs, sources, strict=True)]
         try:
             runs = self.store.create_runs([(c.display_name(), c.model_dump()) for c in configs], group=group,
                                           owner=owner, max_active=self.max_queued,
-                                          max_active_per_owner=self.max_active_per_client, extra=extra,
+                                          max_active_per_owner=self.max_active_per_client,
+                                          share_keys=[None if c.train.fresh else share_key(c) for c in configs],
                                           address=address, max_active_per_address=self.max_active_per_address)
         except QuotaError as exc:
             raise _quota_message(exc) from None
-        for run, src in zip(runs, sources, strict=True):
-            if src is None:
+        for run in runs:
+            if run["shared_from"] is None:
                 self.executor.submit(run["id"], run["config"], owner)
             else:
-                self._catch_up(run["id"], src["id"])
+                self._catch_up(run["id"], run["shared_from"])
         return [self.get(run["id"]) or run for run in runs]
 
     def _catch_up(self, share_id: str, source_id: str) -> None:
@@ -73,7 +72,7 @@ class RunService:
         writer's own mirroring, in the same transaction as the source's row, covers every later change)."""
         source = self.store.get_run(source_id)
         if source and source["status"] in FINISHED:
-            self.store.update_run(share_id, **_mirror(source))
+            self.store.update_run(share_id, **mirror(source))
 
     def cancel(self, run_id: str, force: bool = False) -> bool:
         """Stop a queued or running run. A share stops only itself (it ends at the event it had reached);
@@ -247,13 +246,6 @@ def share_key(config: RunConfig) -> str:
     body = config.model_dump(exclude={"name": True, "train": {"fresh"}})
     text = orjson.dumps({"config": body, "engine": __version__}, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(text).hexdigest()[:40]
-
-
-def _mirror(source: dict[str, Any]) -> dict[str, Any]:
-    """What a share copies of its training when it starts watching, or when the training finishes."""
-    return {"shared_from": source["id"], "status": source["status"], "started_at": source["started_at"],
-            "finished_at": source["finished_at"], "progress": source["progress"], "error": source["error"],
-            "summary": orjson.dumps({**source["summary"], "shared_from": source["id"]}).decode()}
 
 
 def _share_ended(seq: int) -> tuple[int, str, str]:

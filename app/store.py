@@ -78,6 +78,13 @@ events = Table(
 Index("events_run_type", events.c.run_id, events.c.type)
 
 
+def mirror(source: dict[str, Any]) -> dict[str, Any]:
+    """What a share copies of its training when it starts watching, or when the training finishes."""
+    return {"shared_from": source["id"], "status": source["status"], "started_at": source["started_at"],
+            "finished_at": source["finished_at"], "progress": source["progress"], "error": source["error"],
+            "summary": json.dumps({**source["summary"], "shared_from": source["id"]})}
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
@@ -148,10 +155,13 @@ class Store:
 
     def create_runs(self, specs: list[tuple[str, dict[str, Any]]], group: str | None = None,
                     owner: str | None = None, max_active: int = 0, max_active_per_owner: int = 0,
-                    extra: list[dict[str, Any]] | None = None, address: str | None = None,
+                    share_keys: list[str | None] | None = None, address: str | None = None,
                     max_active_per_address: int = 0) -> list[dict[str, Any]]:
         """Create queued runs, all or none, after checking the quotas in the same transaction: two requests
         at once cannot both pass a check that only one of them fits (``QuotaError`` says which limit).
+        A run with a share key whose training exists (or is being created alongside) shares it: its row
+        gets ``shared_from`` and a copy of that training's state; a request at the same moment cannot
+        start the same training twice.
 
         SQLite serialises through a lock here (one service process writes it); PostgreSQL through a
         transaction-scoped advisory lock, which also holds across several app replicas."""
@@ -159,6 +169,18 @@ class Store:
         with self._create_lock, self.engine.begin() as conn:
             if self.engine.dialect.name == "postgresql":
                 conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7243)")
+            keys = share_keys or [None] * len(specs)
+            extra: list[dict[str, Any]] = []
+            for i, key in enumerate(keys):
+                twin = next((j for j in range(i) if key and keys[j] == key), None)  # the same run twice
+                row = self._shareable(conn, key) if key and twin is None else None
+                source = _run_dict(row) if row is not None else None
+                if source is not None:
+                    extra.append({"share_key": key, **mirror(source)})
+                elif twin is not None:
+                    extra.append({"share_key": key, "shared_from": ids[twin], "status": Status.QUEUED.value})
+                else:
+                    extra.append({"share_key": key})
             if max_active:
                 active = self._count_active(conn, None)
                 if active + len(specs) > max_active:
@@ -167,7 +189,7 @@ class Store:
                 mine = self._count_active(conn, owner)
                 if mine + len(specs) > max_active_per_owner:
                     raise QuotaError("client", mine, max_active_per_owner)
-            trainings = sum(1 for e in (extra or [{}] * len(specs)) if not e.get("shared_from"))
+            trainings = sum(1 for e in extra if not e.get("shared_from"))
             if max_active_per_address and address is not None and trainings:
                 here = self._count_active(conn, None, address)
                 if here + trainings > max_active_per_address:
@@ -177,7 +199,7 @@ class Store:
                 {"id": run_id, "name": name, "group_id": group, "owner": owner, "address": address,
                  "status": Status.QUEUED.value,
                  "created_at": now, "progress": 0.0, "config": json.dumps(config), "summary": "{}", "seq": -1,
-                 **(extra[i] if extra else {})}
+                 **extra[i]}
                 for i, (run_id, (name, config)) in enumerate(zip(ids, specs, strict=True))])
         return [self.get_run(run_id) for run_id in ids]  # type: ignore[misc]
 
@@ -215,13 +237,12 @@ class Store:
                 q = q.where(runs.c.address == address)
         return int(conn.execute(q).scalar_one())
 
-    def find_shareable(self, key: str) -> dict[str, Any] | None:
+    @staticmethod
+    def _shareable(conn: Any, key: str) -> Any:
         """The newest run that trains (or trained) this exact config and can be watched again."""
         q = (select(runs).where(runs.c.share_key == key, runs.c.shared_from.is_(None),
                                 runs.c.status.in_(SHAREABLE)).order_by(runs.c.created_at.desc()).limit(1))
-        with self.engine.connect() as conn:
-            row = conn.execute(q).first()
-        return _run_dict(row) if row else None
+        return conn.execute(q).first()
 
     def shares_of(self, run_id: str, attached_only: bool = False) -> list[dict[str, Any]]:
         q = select(runs).where(runs.c.shared_from == run_id)
