@@ -84,8 +84,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = get_settings()
     # No permessage-deflate: every event goes to every viewer, and compressing the same 10 KB layers event
     # once per viewer cost a quarter of the server's CPU with 100 viewers (benchmarks/service.py).
+    # websockets-sansio: each send waits while the client's socket buffer is full (backpressure), so a
+    # viewer that stops reading holds one replay page, not the whole run (docs/workshop.md).
     uvicorn.run("deepscope.app.main:create_app", factory=True, host=args.host or settings.host,
-                port=args.port or settings.port, log_level="info", ws_per_message_deflate=False)
+                port=args.port or settings.port, log_level="info", ws="websockets-sansio",
+                ws_per_message_deflate=False)
     return 0
 
 

@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from deepscope import __version__
 from deepscope.app.executors import Executor
@@ -86,6 +87,13 @@ def create_app(settings: Settings | None = None, executor: Executor | None = Non
             detail.append({"loc": list(loc), "field": field, "msg": msg, "type": e["type"]})
         return JSONResponse({"detail": detail}, 422)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail
+        if exc.status_code == 400 and detail == "There was an error parsing the body":
+            detail = _why_unparseable(await request.body())
+        return JSONResponse({"detail": detail}, exc.status_code, headers=getattr(exc, "headers", None))
+
     @app.exception_handler(ValidationError)
     async def invalid_model(request: Request, exc: ValidationError) -> JSONResponse:
         from deepscope.engine.config import describe_errors
@@ -105,6 +113,21 @@ def create_app(settings: Settings | None = None, executor: Executor | None = Non
     app.include_router(ws.router)
     app.include_router(pages.router)
     return app
+
+
+def _why_unparseable(body: bytes) -> str:
+    """FastAPI's parser gives up on some JSON without saying why; say what we can."""
+    import json
+
+    try:
+        json.loads(body)
+    except RecursionError:
+        return "the request body is not valid JSON here: it nests deeper than the server parses"
+    except ValueError as exc:
+        if "digits" in str(exc):
+            return "the request body is not valid JSON here: it holds a number of more than 4300 digits"
+        return f"the request body is not valid JSON: {str(exc)[:200]}"
+    return "the request body could not be parsed"
 
 
 def _query_message(loc: tuple[Any, ...], err: dict[str, Any]) -> tuple[str, str]:

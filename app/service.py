@@ -24,7 +24,10 @@ from deepscope.app.store import QuotaError, Store, mirror, now_iso
 from deepscope.engine.config import RunConfig
 from deepscope.engine.events import EventType, Status, status_event
 
-REPLAY_PAGE = 1000  # events per store read while replaying: bounds what a socket holds at once
+# Events per store read while replaying: what one socket holds at once. A page is read only when the
+# socket has sent the last one (each send waits while the client does not read), so 64 events of a
+# 100-layer net, about 10 MB, bound a viewer that never reads.
+REPLAY_PAGE = 64
 
 
 class QuotaExceeded(Exception):
@@ -62,7 +65,9 @@ class RunService:
             raise _quota_message(exc) from None
         for run in runs:
             if run["shared_from"] is None:
-                self.executor.submit(run["id"], run["config"], owner)
+                notice = self.executor.submit(run["id"], run["config"], owner)
+                if notice:  # shown until the run starts (the first event rewrites the summary)
+                    self.store.update_run(run["id"], summary={"notice": notice})
             else:
                 self._catch_up(run["id"], run["shared_from"])
         return [self.get(run["id"]) or run for run in runs]

@@ -255,13 +255,10 @@ class Store:
         with self.engine.begin() as conn:
             conn.execute(delete(events).where(events.c.run_id == run_id))
 
-    def update_shares(self, run_id: str, **fields: Any) -> None:
-        """Mirror a run's new state onto the attached runs that share it."""
-        with self.engine.begin() as conn:
-            self._update_shares(conn, run_id, fields)
-
     @staticmethod
-    def _update_shares(conn: Any, run_id: str, fields: dict[str, Any]) -> None:
+    def mirror_to_shares(conn: Any, run_id: str, fields: dict[str, Any]) -> None:
+        """Mirror a run's new state onto the attached runs that share it (the writer calls this in the
+        transaction that stores the run's own new state)."""
         mirrored = {k: v for k, v in fields.items() if k in MIRRORED}
         if "summary" in mirrored:
             summary = mirrored["summary"] if isinstance(mirrored["summary"], dict) else json.loads(mirrored["summary"])
@@ -332,21 +329,6 @@ class EventWriter:
     def add_event(self, run_id: str, seq: int, type_: str, step: int | None, data: str) -> None:
         self._queue.put(("event", {"run_id": run_id, "seq": seq, "type": type_, "step": step, "data": data}))
 
-    def update_shares(self, run_id: str, **fields: Any) -> None:
-        """Mirror a run's new state onto the attached runs that share it."""
-        with self.engine.begin() as conn:
-            self._update_shares(conn, run_id, fields)
-
-    @staticmethod
-    def _update_shares(conn: Any, run_id: str, fields: dict[str, Any]) -> None:
-        mirrored = {k: v for k, v in fields.items() if k in MIRRORED}
-        if "summary" in mirrored:
-            summary = mirrored["summary"] if isinstance(mirrored["summary"], dict) else json.loads(mirrored["summary"])
-            mirrored["summary"] = json.dumps({**summary, "shared_from": run_id})
-        if mirrored:
-            conn.execute(update(runs).where(runs.c.shared_from == run_id, runs.c.share_seq.is_(None))
-                         .values(**mirrored))
-
     def update_run(self, run_id: str, **fields: Any) -> None:
         self._queue.put(("run", (run_id, fields)))
 
@@ -398,7 +380,7 @@ class EventWriter:
                         self.store.insert_ignoring_duplicates(conn, batch_events)
                     for run_id, fields in batch_runs.items():
                         if "status" in fields:  # the runs that share this one follow its status
-                            self.store._update_shares(conn, run_id, fields)
+                            self.store.mirror_to_shares(conn, run_id, fields)
                         if "summary" in fields and not isinstance(fields["summary"], str):
                             fields["summary"] = json.dumps(fields["summary"])
                         conn.execute(update(runs).where(runs.c.id == run_id).values(**fields))

@@ -93,7 +93,9 @@ def test_cuda_runs_go_to_the_gpu_queue(backends):
     with LiveServer(settings(backends)) as live, httpx.Client(base_url=live.url, timeout=30) as c:
         run = c.post("/api/runs", json={**QUICK, "train": {"device": "cuda", "epochs": 1}}).json()
         time.sleep(1.0)
-        assert r.llen("gpu") == 1 and c.get(f"/api/runs/{run['id']}").json()["status"] == "queued"
+        queued = c.get(f"/api/runs/{run['id']}").json()
+        assert r.llen("gpu") == 1 and queued["status"] == "queued"
+        assert "no" in queued["summary"]["notice"] and "--queues gpu" in queued["summary"]["notice"]
         assert c.post(f"/api/runs/{run['id']}/cancel").status_code == 202  # no GPU worker here: cancel it
         assert wait_for(c, run["id"])["status"] == "cancelled"
     r.delete("gpu")

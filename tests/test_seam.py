@@ -70,3 +70,38 @@ def test_an_event_in_the_seam_arrives_exactly_once(tmp_path, stored_before_the_r
         return received
 
     assert asyncio.run(scenario()) == [0, 1, 2, 3, 4]
+
+
+def test_a_viewer_that_does_not_read_holds_one_page(tmp_path):
+    # The replay reads the store a page at a time, and only when the socket has taken the last page:
+    # a client that stops reading stops the reads (its sends wait), so its memory stays one page.
+    from deepscope.app.service import REPLAY_PAGE
+
+    async def scenario() -> tuple[int, int]:
+        store = Store(f"sqlite:///{tmp_path / 'pages.db'}")
+        hub = Hub()
+        hub.bind(asyncio.get_running_loop())
+        service = RunService(store, hub, NoExecutor())
+        run_id = store.create_run("long", {})["id"]
+        for seq in range(REPLAY_PAGE * 5):
+            service.persist(run_id, *step(seq))
+        service.flush()
+        reads: list[int] = []
+        real_events = service.events
+
+        def counting(rid, after=-1, limit=1000, types=None):
+            rows = real_events(rid, after, limit, types)
+            reads.append(len(rows))
+            return rows
+
+        service.events = counting
+        stream = service.stream(run_id)
+        await stream.__anext__()  # the client read one event, then stopped
+        await asyncio.sleep(0.2)
+        held = (len(reads), max(reads))
+        await stream.aclose()
+        store.close()
+        return held
+
+    n_reads, largest = asyncio.run(scenario())
+    assert n_reads == 1 and largest <= REPLAY_PAGE

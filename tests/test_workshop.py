@@ -242,14 +242,29 @@ def test_oversized_configs_are_refused_with_the_fields_and_the_limit(server):
 
 
 def test_a_failed_run_says_one_line_publicly(server):
+    # Files that are there but are not IDX files: the run starts, then fails while loading them.
+    folder = server.app.state.settings.data_dir / "mnist"
+    folder.mkdir(exist_ok=True)
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"):
+        (folder / name).write_bytes(b"not an idx file")
     with student(server) as c:
-        run = c.post("/api/runs", json={**QUICK, "model": {"depth": 2, "width": 8, "init": "orthogonal"},
-                                        "data": {"n_samples": 100}}).json()
-        wait_for(c, run["id"])
-        for event in c.get(f"/api/runs/{run['id']}/events").json()["data"]:
-            assert "traceback" not in event
+        run = c.post("/api/runs", json={"data": {"dataset": "mnist"}, "train": {"fresh": True}}).json()
+        assert wait_for(c, run["id"])["status"] == "failed"
+        last = c.get(f"/api/runs/{run['id']}/events").json()["data"][-1]
+        assert last["status"] == "failed" and "IDX" in last["message"]
+        assert "traceback" not in last and "\n" not in last["message"]
+        assert str(server.app.state.settings.data_dir) not in last["message"]
 
 
 def test_instructor_page_is_served(server):
     r = httpx.get(server.url + "/instructor")
     assert r.status_code == 200 and "instructor" in r.text.lower()
+
+
+def test_unparseable_bodies_say_why(server):
+    with student(server) as c:
+        for body, words in (('{"model": {"depth": ' + "9" * 5000 + "}}", "4300 digits"),
+                            ('{"model": ' + "[" * 100000 + "]" * 100000 + "}", "nests deeper"),
+                            ('{"model": {"depth": 3,}}', "not valid JSON")):
+            r = c.post("/api/runs", content=body, headers={"Content-Type": "application/json"})
+            assert r.status_code == 400 and words in r.json()["detail"], r.text

@@ -30,8 +30,9 @@ class Executor(Protocol):
 
     def start(self, sink: EventSink) -> None: ...
 
-    def submit(self, run_id: str, config: dict[str, Any], owner: str | None = None) -> None:
-        """Queue a run; runs of different owners are served round-robin (a class shares the workers fairly)."""
+    def submit(self, run_id: str, config: dict[str, Any], owner: str | None = None) -> str | None:
+        """Queue a run; runs of different owners are served round-robin (a class shares the workers fairly).
+        Returns a notice for the run's owner when it may wait long (no worker takes its queue), else None."""
         ...
 
     def cancel(self, run_id: str) -> bool:

@@ -60,7 +60,7 @@ class CeleryExecutor:
             t.start()
             self._threads.append(t)
 
-    def submit(self, run_id: str, config: dict[str, Any], owner: str | None = None) -> None:
+    def submit(self, run_id: str, config: dict[str, Any], owner: str | None = None) -> str | None:
         stream = K.stream(run_id)
         try:
             self.redis.xgroup_create(stream, K.GROUP, id="0", mkstream=True)
@@ -77,6 +77,18 @@ class CeleryExecutor:
         pipe.rpush(K.fair_owners(queue), who)
         pipe.execute()
         self._dispatch(queue)
+        if queue == "gpu" and not self._consumers("gpu"):
+            return ("waiting for a GPU worker: none is connected to the gpu queue (start one on a GPU machine "
+                    "with: deepscope worker --queues gpu)")
+        return None
+
+    def _consumers(self, queue: str) -> list[str]:
+        """Workers that take ``queue`` now (asks them: about half a second)."""
+        try:
+            replies = self.celery.control.inspect(timeout=0.5).active_queues() or {}
+        except Exception:  # no answer is no worker
+            return []
+        return [w for w, queues in replies.items() if any(q.get("name") == queue for q in queues)]
 
     def _dispatch(self, queue: str) -> None:
         """Move runs from the fair queue into Celery's, round-robin across owners, while Celery's queue

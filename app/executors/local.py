@@ -69,10 +69,11 @@ class LocalExecutor:
         self._thread = threading.Thread(target=self._supervise, name="deepscope-local-executor", daemon=True)
         self._thread.start()
 
-    def submit(self, run_id: str, config: dict[str, Any], owner: str | None = None) -> None:
+    def submit(self, run_id: str, config: dict[str, Any], owner: str | None = None) -> str | None:
         with self._lock:
             self._queue.put(owner, run_id, config)
             self._dispatch()
+        return None
 
     def cancel(self, run_id: str) -> bool:
         with self._lock:
