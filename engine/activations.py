@@ -8,20 +8,20 @@ from torch import nn
 
 from deepscope.engine.registry import Registry
 
-# impl(leaky_slope) -> module. meta: saturates=(lo, hi) output band outside which the unit sits in a
-# flat tail; takes={field: why it applies only here} for the model fields only this activation reads
+# impl(leaky_slope) -> module. meta: saturating=True where the function has a flat tail a unit can
+# sit in (engine/telemetry/units.py counts them); takes={field: why it applies only here} for the model fields only this activation reads
 # (the form greys the rest). Init gains are computed from the function itself (engine/theory.py).
 ACTIVATIONS: Registry[Callable[[float], nn.Module]] = Registry("activation")
 
 
 @ACTIVATIONS.register("sigmoid", "1/(1+e^-x): outputs in (0,1), slope at most 1/4, so gradients shrink layer by layer",
-                      saturates=(0.01, 0.99))
+                      saturating=True)
 def _sigmoid(slope: float) -> nn.Module:
     return nn.Sigmoid()
 
 
 @ACTIVATIONS.register("tanh", "zero-centred sigmoid in (-1,1): slope 1 at 0, flat tails for |x| > 2",
-                      saturates=(-0.99, 0.99))
+                      saturating=True)
 def _tanh(slope: float) -> nn.Module:
     return nn.Tanh()
 
@@ -37,17 +37,19 @@ def _leaky_relu(slope: float) -> nn.Module:
     return nn.LeakyReLU(slope)
 
 
-@ACTIVATIONS.register("elu", "x for x > 0, e^x - 1 below: smooth, negative outputs pull the mean toward 0")
+@ACTIVATIONS.register("elu", "x for x > 0, e^x - 1 below: smooth, negative outputs pull the mean toward 0",
+                      saturating=True)
 def _elu(slope: float) -> nn.Module:
     return nn.ELU()
 
 
-@ACTIVATIONS.register("gelu", "x * Phi(x): a smooth ReLU used by transformers")
+@ACTIVATIONS.register("gelu", "x * Phi(x): a smooth ReLU used by transformers", saturating=True)
 def _gelu(slope: float) -> nn.Module:
     return nn.GELU()
 
 
-@ACTIVATIONS.register("selu", "scaled ELU that keeps mean 0 and variance 1 under LeCun init (self-normalising)")
+@ACTIVATIONS.register("selu", "scaled ELU that keeps mean 0 and variance 1 under LeCun init (self-normalising)",
+                      saturating=True)
 def _selu(slope: float) -> nn.Module:
     return nn.SELU()
 

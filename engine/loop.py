@@ -26,11 +26,12 @@ from deepscope.engine.config import RunConfig
 from deepscope.engine.datasets import DataSplit, load_dataset
 from deepscope.engine.devices import pick_device
 from deepscope.engine.events import EventType, Status, status_event
-from deepscope.engine.models import build_model
+from deepscope.engine.models import batch_statistics, build_model
 from deepscope.engine.optimizers import make_optimizer
 from deepscope.engine.paths import default_data_dir
 from deepscope.engine.preview import boundary_event, samples_event, training_points
 from deepscope.engine.telemetry import Capture, LayerProbe, probe_summary
+from deepscope.engine.telemetry.units import PROBE_SAMPLES
 from deepscope.engine.theory import predicted_preact_std
 
 Emit = Callable[[dict[str, Any]], None]
@@ -95,7 +96,8 @@ class _Summaries:
 
 
 class _Pacing:
-    """When a step is captured (every ``every`` steps, at most ``max_per_second``; step 0 always) and when
+    """When a step is captured (every ``every`` steps, at most ``max_per_second``; step 0 and the last step
+    always, so a run's first and final state are there whatever the machine's speed) and when
     it sends a loss point (every ``step_every`` steps, at most one per STEP_EVENT_INTERVAL_S; step 0 and
     each epoch's last step always)."""
 
@@ -104,11 +106,11 @@ class _Pacing:
         self.min_gap = 1.0 / max_per_second if max_per_second > 0 else 0.0
         self.last_capture = self.last_step_event = -1.0
 
-    def capture(self, step: int) -> bool:
-        if self.every <= 0 or step % self.every:
+    def capture(self, step: int, last: bool = False) -> bool:
+        if self.every <= 0 or (step % self.every and not last):
             return False
         now = time.monotonic()
-        if step == 0 or now - self.last_capture >= self.min_gap:
+        if step == 0 or last or now - self.last_capture >= self.min_gap:
             self.last_capture = now
             return True
         return False
@@ -132,6 +134,19 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[
         correct += int((logits.argmax(1) == y[i:i + EVAL_CHUNK]).sum())
     model.train()
     return loss_sum / len(x), correct / len(x)
+
+
+@torch.no_grad()
+def evaluate_batch_statistics(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int) -> float:
+    """Accuracy with batchnorm using each batch's own statistics, as in training, instead of its running
+    averages: the train-mode side of "batchnorm at test time"."""
+    correct = 0
+    with batch_statistics(model):
+        for i in range(0, len(x) - 1, batch):  # a last batch of one sample has no variance: it is dropped
+            xb, yb = x[i:i + batch], y[i:i + batch]
+            if len(xb) > 1:
+                correct += int((model(xb).argmax(1) == yb).sum())
+    return correct / max(1, len(x) - (len(x) % batch == 1))
 
 
 def train(config: RunConfig | dict[str, Any], emit: Emit, should_stop: Callable[[], bool | str] = lambda: False,
@@ -191,8 +206,9 @@ class _Run:
                   "layers": self.model.layer_names(), "input_shape": list(data.input_shape),
                   "classes": data.classes, "n_train": self.n_train, "n_val": len(data.y_val),
                   **({"points": training_points(data)} if data.kind == "points" else {})}))
-        saturates = ACTIVATIONS.entry(cfg.model.activation).meta.get("saturates")
-        with LayerProbe(self.model, cfg.telemetry.bins, saturates) as probe:
+        saturating = ACTIVATIONS.entry(cfg.model.activation).meta.get("saturating", False)
+        probe_x = data.x_train[self.eval_idx[:PROBE_SAMPLES]]
+        with LayerProbe(self.model, cfg.telemetry.bins, saturating, probe_x) as probe:
             summaries = _Summaries(probe, self._on_layers, background)
             try:
                 return self._epochs(should_stop, probe, summaries)
@@ -253,7 +269,9 @@ class _Run:
         yb = data.y_train[idx]
         if b == 0 and data.kind == "image":
             out(samples_event(xb, yb, data, step, epoch))
-        capture = pacing.capture(step)
+        capture = pacing.capture(step, last=step == self.total_steps - 1)
+        if capture:
+            probe.measure_units()
         probe.armed = capture
         logits = model(xb)
         loss = F.cross_entropy(logits, yb)
@@ -286,6 +304,8 @@ class _Run:
         train_loss, train_acc = evaluate(self.model, data.x_train[self.eval_idx], data.y_train[self.eval_idx])
         val_loss, val_acc = evaluate(self.model, data.x_val, data.y_val)
         metrics = {"train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss, "val_acc": val_acc}
+        if self.cfg.model.batchnorm:
+            metrics["val_acc_batch_stats"] = evaluate_batch_statistics(self.model, data.x_val, data.y_val, self.bs)
         clean = {k: (v if math.isfinite(v) else None) for k, v in metrics.items()}
         self.out({"type": EventType.EVAL.value, "epoch": epoch, "step": step, **clean})
         self.summary.update(clean, step=step, epoch=epoch)

@@ -8,6 +8,8 @@ input (after batchnorm), ``act`` its output (before dropout).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -96,6 +98,26 @@ class Net(nn.Module):
 
     def layer_names(self) -> list[str]:
         return [f"{b.kind}{i + 1}" for i, b in enumerate(self.blocks)] + ["output"]
+
+
+@contextmanager
+def batch_statistics(model: nn.Module) -> Iterator[None]:
+    """Within: batchnorm normalises with the batch's own mean and variance (as in training) but leaves its
+    running averages alone, and dropout is off; outside, every module's mode is as it was."""
+    modes = [(m, m.training) for m in model.modules()]
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    try:
+        model.eval()
+        for m in norms:
+            m.train()
+            m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch: unchanged
+        yield
+    finally:
+        for m, momentum in zip(norms, momenta, strict=True):
+            m.momentum = momentum
+        for m, training in modes:
+            m.train(training)
 
 
 def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], n_classes: int) -> Net:

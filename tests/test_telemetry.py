@@ -36,8 +36,12 @@ def test_histograms_and_stats_match_numpy(arch, shape, activation):
     cfg = ModelConfig(arch=arch, depth=3, width=16, activation=activation, batchnorm=arch == "cnn")
     model = build_model(cfg, shape, 4)
     x, y = torch.randn(32, *shape), torch.randint(0, 4, (32,))
-    saturates = {"tanh": (-0.99, 0.99), "sigmoid": (0.01, 0.99)}.get(activation)
-    with LayerProbe(model, bins=20, saturates=saturates) as probe:
+    # the derivative by hand, and the flat-tail threshold: 5% of the largest slope (1/4 for sigmoid)
+    derivative = {"tanh": lambda z: 1 - np.tanh(z) ** 2, "sigmoid": lambda z: np.exp(-z) / (1 + np.exp(-z)) ** 2,
+                  "relu": lambda z: (z > 0).astype(float)}[activation]
+    peak = {"tanh": 1.0, "sigmoid": 0.25, "relu": 1.0}[activation]
+    saturating = activation != "relu"
+    with LayerProbe(model, bins=20, saturating=saturating) as probe:
         w_before = [p.detach().clone() for p in (*[b.weights.weight for b in model.blocks], model.head.weight)]
         cap, event = armed_step(model, probe, x, y)
     assert [layer["name"] for layer in event["layers"]] == model.layer_names()
@@ -65,10 +69,10 @@ def test_histograms_and_stats_match_numpy(arch, shape, activation):
             over = (0, 2, 3) if act.ndim == 4 else (0,)
             dead = (act == 0).all(axis=over).mean()
             assert stats["dead_frac"] == pytest.approx(dead)
-            if saturates:
-                lo_t, hi_t = saturates
-                sat = ((act <= lo_t).all(axis=over) | (act >= hi_t).all(axis=over)).mean()
-                assert stats["saturated_frac"] == pytest.approx(sat)
+            slope = derivative(pre)
+            assert stats["slope_mean"] == pytest.approx(slope.mean(), rel=1e-3, abs=1e-6)
+            sat = (np.abs(slope) < 0.05 * peak).all(axis=over).mean() if saturating else 0.0
+            assert stats["saturated_frac"] == pytest.approx(sat)
 
 
 def test_precision_of_std_when_mean_dwarfs_spread():

@@ -9,7 +9,8 @@ from typing import Any
 from deepscope.engine.events import EventType
 
 STAT_NAMES = ("preact_mean", "preact_std", "act_mean", "act_std", "grad_norm", "act_grad_std",
-              "weight_std", "update_ratio", "dead_frac", "saturated_frac", "duplicate_frac")
+              "weight_std", "update_ratio", "dead_frac", "saturated_frac", "duplicate_frac", "slope_mean",
+              "bn_gamma_mean", "bn_beta_mean")
 HIST_NAMES = ("preact", "act", "grad", "weight")
 
 
@@ -41,7 +42,8 @@ def probe_summary(layers: list[dict[str, Any]]) -> dict[str, float | None]:
     first, last = hidden[0], hidden[-1]
     return {
         "dead_frac": mean("dead_frac"), "saturated_frac": mean("saturated_frac"),
-        "duplicate_frac": mean("duplicate_frac"),
+        "duplicate_frac": mean("duplicate_frac"), "slope_mean": mean("slope_mean"),
+        "act_mean_first": first["act_mean"], "act_mean_last": last["act_mean"],
         "act_std_first": first["act_std"], "act_std_last": last["act_std"],
         "grad_norm_first": first["grad_norm"], "grad_norm_last": last["grad_norm"],
         # < 1: the signal shrinks from the first hidden layer to the last (forward) ...

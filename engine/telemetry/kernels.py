@@ -134,19 +134,6 @@ def moments(t: torch.Tensor, scratch: torch.Tensor) -> tuple[torch.Tensor, torch
     return mean, (torch.dot(d, d) / t.numel()).sqrt()
 
 
-def unit_fractions(act: torch.Tensor, saturates: tuple[float, float] | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(dead, saturated) fractions of a layer's units, exact. A unit is a feature (linear) or a channel
-    (conv); it is dead when every sample of the batch leaves it at 0, saturated when every sample
-    leaves it in one flat tail of the activation (``saturates`` = the (lo, hi) output band)."""
-    over = (0, 2, 3) if act.ndim == 4 else 0
-    top, bottom = act.amax(over), act.amin(over)
-    dead = ((top == 0) & (bottom == 0)).float().mean()
-    if saturates is None:
-        return dead, torch.zeros((), device=act.device)
-    lo, hi = saturates
-    return dead, ((bottom >= hi) | (top <= lo)).float().mean()
-
-
 @functools.lru_cache(maxsize=64)
 def _hash_vector(size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     gen = torch.Generator(device="cpu").manual_seed(12345)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch import nn
 
 from deepscope.engine.models import Net
 from deepscope.engine.telemetry.event import HIST_NAMES, STAT_NAMES, histogram, layers_event
@@ -21,8 +22,8 @@ from deepscope.engine.telemetry.kernels import (
     batched_histograms,
     duplicate_fraction,
     moments,
-    unit_fractions,
 )
+from deepscope.engine.telemetry.units import capture_preacts, max_slope, unit_stats
 
 # Weights move by update_ratio (~1e-3) a step, so their histogram, std and duplicate check are taken on
 # every WEIGHT_EVERY-th capture and repeated in between, marked with the step they were taken at.
@@ -43,6 +44,8 @@ class Capture:
     w_before: list[torch.Tensor]
     update_norm: list[torch.Tensor]
     fresh_weights: bool = True
+    unit_z: list[torch.Tensor] | None = None  # hidden pre-activations of the probe set (else of the batch)
+    norm_params: torch.Tensor | None = None   # per layer: batchnorm's mean gamma and beta (NaN without)
 
 
 @dataclass
@@ -57,9 +60,16 @@ class LayerProbe:
     """Watches every hidden block and the classifier of a ``Net``. Use as a context manager, or call
     ``remove`` (safe to call twice)."""
 
-    def __init__(self, model: Net, bins: int, saturates: tuple[float, float] | None = None) -> None:
+    def __init__(self, model: Net, bins: int, saturating: bool = False, probe_x: torch.Tensor | None = None) -> None:
+        """``probe_x``: the fixed probe set dead and saturated units are counted on (docs/telemetry.md);
+        without one they are counted on the captured batch."""
         self.bins = bins
-        self.saturates = saturates
+        self.saturating = saturating
+        self.model, self.blocks, self.probe_x = model, list(model.blocks), probe_x
+        self.acts = [b.act for b in model.blocks]
+        self.norms = [b.norm if isinstance(b.norm, nn.modules.batchnorm._BatchNorm) else None for b in model.blocks]
+        self.peaks = [max_slope(a) for a in self.acts]
+        self._unit_z: list[torch.Tensor] | None = None
         self.names = model.layer_names()
         self.kinds = [b.kind for b in model.blocks] + ["output"]
         self.weights = [b.weights.weight for b in model.blocks] + [model.head.weight]
@@ -95,6 +105,12 @@ class LayerProbe:
         self.remove()
 
     # -- a capture --------------------------------------------------------------------------
+    def measure_units(self) -> None:
+        """Call before an armed step's forward: passes the probe set through the weights that step starts
+        from (its pre-activations are summarised with the capture)."""
+        if self.probe_x is not None:
+            self._unit_z = capture_preacts(self.model, self.blocks, self.probe_x)
+
     def before_step(self) -> None:
         """Call between backward and the optimizer step: remembers the weights the update starts from."""
         with torch.no_grad():
@@ -118,11 +134,22 @@ class LayerProbe:
                           [g if g is not None else torch.zeros_like(a)
                            for g, a in zip(hooks.act_grad, hooks.act, strict=True)],  # type: ignore[misc]
                           grads, self._w_before, update_norm,
-                          fresh_weights=self._captures % self.weight_every == 0)
+                          fresh_weights=self._captures % self.weight_every == 0, unit_z=self._unit_z,
+                          norm_params=self._norm_params())
+        self._unit_z = None
         self._captures += 1
         hooks.clear()
         self._w_before = None
         return capture
+
+    def _norm_params(self) -> torch.Tensor | None:
+        """Mean gamma and beta of each layer's batchnorm, after the step (NaN for a layer without one)."""
+        if not any(self.norms):
+            return None
+        nan = torch.full((2,), float("nan"), device=self.weights[0].device)
+        with torch.no_grad():
+            rows = [torch.stack([n.weight.mean(), n.bias.mean()]) if n is not None else nan for n in self.norms]
+        return torch.stack([*rows, nan])
 
     def collect(self, step: int) -> dict[str, Any]:
         """``take`` and ``summarise`` in one call, on this thread: returns the ``layers`` event."""
@@ -172,12 +199,16 @@ class LayerProbe:
         act_grad_std = [m(g.reshape(-1).float())[1] for g in cap.act_grad]
         grad_norm = torch._foreach_norm(cap.grads)
         before_norm = torch._foreach_norm(cap.w_before)
-        units = [(zero, zero) if kind == "output" else unit_fractions(a.float(), self.saturates)
-                 for kind, a in zip(self.kinds, cap.act, strict=True)]
+        unit_z = cap.unit_z if cap.unit_z is not None else cap.pre[:-1]
+        units = [unit_stats(act, z.float(), self.saturating, peak)
+                 for act, z, peak in zip(self.acts, unit_z, self.peaks, strict=True)]
+        units.append(torch.stack([zero, zero, torch.full((), float("nan"), device=dev)]))  # no activation
         columns = [
             [p[0] for p in pre_m], [p[1] for p in pre_m], [a[0] for a in act_m], [a[1] for a in act_m],
             grad_norm, act_grad_std, w_std,
             [u / b.clamp_min(1e-30) for u, b in zip(cap.update_norm, before_norm, strict=True)],
-            [u[0] for u in units], [u[1] for u in units], duplicate,
+            [u[0] for u in units], [u[1] for u in units], duplicate, [u[2] for u in units],
         ]
+        norm = cap.norm_params if cap.norm_params is not None else torch.full((n, 2), float("nan"), device=dev)
+        columns += [list(norm[:, 0]), list(norm[:, 1])]
         return torch.stack([torch.stack([c.reshape(()).float() for c in col]) for col in columns]).T.tolist()
