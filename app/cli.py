@@ -109,10 +109,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("config", help="a JSON run config ('-' reads standard input); {} is valid")
     p.add_argument("--events", help="write every event as one JSON line to this file")
     p.set_defaults(func=cmd_run)
+    sub.add_parser("lessons", help="train every lesson at many seeds and report how often each check held "
+                                   "(deepscope lessons --help)")
     p = sub.add_parser("worker", help="a scale-out worker: takes runs from Redis (DEEPSCOPE_REDIS_URL)")
     p.add_argument("--queues", default="runs", help="comma-separated queues: runs (CPU) and/or gpu")
     p.add_argument("--concurrency", type=int, default=None, help="runs at once (default: one per core)")
     p.set_defaults(func=cmd_worker)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["lessons"]:  # its own options: deepscope lessons --help
+        from deepscope.app.lesson_sweep import main as lessons_main
+
+        return lessons_main(argv[1:])
     args = parser.parse_args(argv)
     return args.func(args)
 

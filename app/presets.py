@@ -7,6 +7,7 @@ number: ``left op right + plus``. Metric paths are dotted into the summary, e.g.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 SPIRAL = {"dataset": "spiral", "n_samples": 1500, "noise": 0.1}
@@ -247,12 +248,25 @@ OPS = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a >
 
 
 def check(expectation: dict[str, Any], summaries: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Whether one expectation held, given each run's summary by label, with the numbers compared."""
+    """Whether one expectation held, given each run's summary by label: the two values compared
+    (``left`` and the other run's value or the number as ``right``), the threshold ``bound`` (right +
+    plus), and the ``margin``: how far past the threshold, in the direction the check wants (in decades,
+    log10, for checks with ``"log": true``, whose values span orders of magnitude); below 0 it failed."""
     left = metric(summaries.get(expectation["left"]["run"], {}), expectation["left"]["metric"])
     right_spec = expectation["right"]
     right = right_spec["value"] if "value" in right_spec else \
         metric(summaries.get(right_spec["run"], {}), right_spec["metric"])
+    unit = "log10" if expectation.get("log") else "value"
+    out = {"text": expectation["text"], "held": None, "left": left, "right": right, "bound": None,
+           "margin": None, "margin_unit": unit}
     if left is None or right is None:
-        return {"text": expectation["text"], "held": None, "left": left, "right": right}
+        return out
     bound = right + expectation.get("plus", 0.0)
-    return {"text": expectation["text"], "held": OPS[expectation["op"]](left, bound), "left": left, "right": bound}
+    held = OPS[expectation["op"]](left, bound)
+    if unit == "log10":
+        margin = math.log10(max(left, 1e-300) / max(bound, 1e-300)) if left > 0 and bound > 0 else None
+    else:
+        margin = left - bound
+    if margin is not None and expectation["op"] in ("<", "<="):
+        margin = -margin
+    return {**out, "held": held, "bound": bound, "margin": margin}
