@@ -61,7 +61,7 @@ def create_app(settings: Settings | None = None, executor: Executor | None = Non
             ex.shutdown()
             store.close()
 
-    app = FastAPI(title="DeepScope", version=VERSION, lifespan=lifespan,
+    app = FastAPI(title="DeepScope", version=VERSION, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="See why very deep networks train or fail to train. The run config is the "
                               "RunConfig schema below; every field has a default, so {} is a valid run.")
     app.state.settings = settings
@@ -107,11 +107,12 @@ def create_app(settings: Settings | None = None, executor: Executor | None = Non
         return {"status": "ok", "version": VERSION,
                 "executor": service.executor.stats() if service else None}
 
-    from deepscope.app.routes import api, pages, ws
+    from deepscope.app.routes import api, docs, pages, ws
 
     app.include_router(api.router)
     app.include_router(ws.router)
     app.include_router(pages.router)
+    app.include_router(docs.router)
     return app
 
 

@@ -7,7 +7,10 @@ number: ``left op right + plus``. Metric paths are dotted into the summary, e.g.
 
 from __future__ import annotations
 
+import functools
+import json
 import math
+from pathlib import Path
 from typing import Any
 
 SPIRAL = {"dataset": "spiral", "n_samples": 1500, "noise": 0.1}
@@ -233,6 +236,14 @@ PRESETS: list[dict[str, Any]] = [
 ]
 
 BY_ID = {p["id"]: p for p in PRESETS}
+EVIDENCE = Path(__file__).with_name("lesson_evidence.json")
+
+
+@functools.cache
+def lesson_evidence() -> dict[str, Any]:
+    """Per lesson, from the last sweep (``deepscope lessons --write``): per check, held n/N over seeds
+    and thread counts, and the margin's median and minimum. Empty before a sweep has run."""
+    return json.loads(EVIDENCE.read_text()) if EVIDENCE.exists() else {}
 
 
 def metric(summary: dict[str, Any], path: str) -> float | None:

@@ -1,28 +1,57 @@
-"""Every lesson's expected outcome holds when its runs are trained: the lessons teach what is true."""
+"""Every lesson's expected outcomes hold when its runs are trained, at two seeds (the full sweep over ten
+seeds and two thread counts is `deepscope lessons`, a benchmark); and every check can fail: each has a
+counter-example, a change to one run under which the claim is false, and the check says so."""
+
+import copy
 
 import pytest
 
+from deepscope.app.lesson_sweep import run_lesson
 from deepscope.app.presets import PRESETS, check
 from deepscope.engine import RunConfig, train
 
+SEEDS = (0, 1)
 
+
+@pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("preset", PRESETS, ids=[p["id"] for p in PRESETS])
-def test_lesson_outcome_holds(preset, tmp_path):
-    summaries = {}
+def test_lesson_outcome_holds(preset, seed):
     for run in preset["runs"]:
         RunConfig.model_validate(run["config"])
-        result = train(run["config"], lambda e: None, data_dir=tmp_path, background_telemetry=False)
-        assert result["status"] == "completed", result
-        summaries[run["label"]] = result["summary"]
-    for expectation in preset["expect"]:
-        outcome = check(expectation, summaries)
-        assert outcome["held"] is True, (preset["id"], outcome)
+    for outcome in run_lesson(preset, seed):
+        assert outcome["held"] is True, (preset["id"], seed, outcome)
 
 
-def test_check_reports_numbers_and_missing_metrics():
+COUNTERS = [(p, c) for p in PRESETS for c in p.get("counters", [])]
+
+
+def test_every_check_has_a_counter_example():
+    for preset in PRESETS:
+        covered = {c["check"] for c in preset.get("counters", [])}
+        assert covered == set(range(len(preset["expect"]))), (preset["id"], covered)
+
+
+@pytest.mark.parametrize("preset, counter", COUNTERS,
+                         ids=[f"{p['id']}-{c['check']}" for p, c in COUNTERS])
+def test_each_check_can_fail(preset, counter):
+    lesson = copy.deepcopy(preset)
+    run = next(r for r in lesson["runs"] if r["label"] == counter["run"])
+    for section, fields in counter["override"].items():
+        run["config"].setdefault(section, {}).update(fields)
+    summaries = {r["label"]: train(r["config"], lambda e: None, background_telemetry=False)["summary"]
+                 for r in lesson["runs"]}
+    outcome = check(lesson["expect"][counter["check"]], summaries)
+    assert outcome["held"] is False, (preset["id"], counter, outcome)
+
+
+def test_check_reports_numbers_margins_and_missing_metrics():
     exp = {"text": "a beats b", "left": {"run": "a", "metric": "val_acc"}, "op": ">",
            "right": {"run": "b", "metric": "val_acc"}, "plus": 0.1}
-    assert check(exp, {"a": {"val_acc": 0.9}, "b": {"val_acc": 0.7}}) == {
-        "text": "a beats b", "held": True, "left": 0.9, "right": pytest.approx(0.8)}
-    assert check(exp, {"a": {"val_acc": 0.75}, "b": {"val_acc": 0.7}})["held"] is False
+    held = check(exp, {"a": {"val_acc": 0.9}, "b": {"val_acc": 0.7}})
+    assert held["held"] is True and held["left"] == 0.9 and held["right"] == 0.7
+    assert held["bound"] == pytest.approx(0.8) and held["margin"] == pytest.approx(0.1)
+    missed = check(exp, {"a": {"val_acc": 0.75}, "b": {"val_acc": 0.7}})
+    assert missed["held"] is False and missed["margin"] == pytest.approx(-0.05)
     assert check(exp, {"a": {}, "b": {"val_acc": 0.7}})["held"] is None
+    ratio = {"text": "tiny", "left": {"run": "a", "metric": "r"}, "op": "<", "right": {"value": 1e-3}, "log": True}
+    assert check(ratio, {"a": {"r": 1e-5}})["margin"] == pytest.approx(2.0)  # two decades below the threshold

@@ -20,7 +20,7 @@ from deepscope.app.deps import (
     require_token,
 )
 from deepscope.app.options import options
-from deepscope.app.presets import BY_ID, PRESETS, check
+from deepscope.app.presets import BY_ID, PRESETS, check, lesson_evidence
 from deepscope.app.report import render_report, report_csp
 from deepscope.app.schemas import EventsPublic, Problem, RunPublic, RunsPublic, public
 from deepscope.app.service import QuotaExceeded, SharedTraining
@@ -106,8 +106,10 @@ def get_options() -> dict[str, Any]:
 @router.get("/presets", responses=R401)
 def get_presets() -> list[dict[str, Any]]:
     """The lessons: one idea each, the runs that show it and the outcome to check when they end."""
-    return [{**p, "runs": [{"label": r["label"], "config": RunConfig.model_validate(r["config"]).model_dump()}
-                           for r in p["runs"]]} for p in PRESETS]
+    evidence = lesson_evidence()
+    return [{**{k: v for k, v in p.items() if k != "counters"},
+             "runs": [{"label": r["label"], "config": RunConfig.model_validate(r["config"]).model_dump()}
+                      for r in p["runs"]], "evidence": evidence.get(p["id"])} for p in PRESETS]
 
 
 @router.get("/presets/{preset_id}/outcome", responses=R401 | R404 | R422)

@@ -219,13 +219,27 @@ function showLesson(preset) {
   if (!preset) return;
   $("lesson-explanation").textContent = preset.explanation;
   $("lesson-look").textContent = preset.look_at;
-  $("lesson-outcome").replaceChildren(...preset.expect.map((e) => badgeItem("wait", "pending", e.text)));
+  $("lesson-outcome").replaceChildren(...preset.expect.map((e, i) => badgeItem("wait", "pending", e.text,
+    evidenceText(preset, i))));
 }
 
-function badgeItem(kind, word, text) {
+// "held in 20/20 trials (seeds 0-9 at 1 and 2 torch threads), margin 0.41 (min 0.33)": the sweep's record
+function evidenceText(preset, i) {
+  const ev = preset.evidence;
+  const c = ev && ev.checks[i];
+  if (!c) return "";
+  const unit = c.margin_unit === "log10" ? " decades" : "";
+  const m = (x) => (x === null || x === undefined ? "n/a" : `${Number(x.toPrecision(2))}${unit}`);
+  return `held in ${c.held}/${c.of} trials (seeds ${ev.seeds[0]}-${ev.seeds[ev.seeds.length - 1]} at `
+    + `${ev.threads.join(" and ")} torch threads), margin ${m(c.margin_median)} (min ${m(c.margin_min)})`;
+}
+
+function badgeItem(kind, word, text, evidence = "", result = "") {
   const li = document.createElement("li");
   const badge = Object.assign(document.createElement("span"), { className: `badge ${kind}`, textContent: word });
   li.append(badge, " ", text);
+  if (result) li.append(Object.assign(document.createElement("div"), { className: "result", textContent: result }));
+  if (evidence) li.append(Object.assign(document.createElement("div"), { className: "evidence", textContent: evidence }));
   return li;
 }
 
@@ -249,10 +263,15 @@ async function checkLesson() {
   const outcome = await api(`/api/presets/${preset.id}/outcome?group=${encodeURIComponent(group)}`).catch(() => null);
   if (!outcome || !outcome.finished) return;
   const fmt = (x) => (x === null || x === undefined ? "n/a" : Math.abs(x) < 1e-3 && x !== 0 ? x.toExponential(2) : x.toFixed(3));
-  $("lesson-outcome").replaceChildren(...outcome.checks.map((c) => badgeItem(
+  const unit = (c) => (c.margin_unit === "log10" ? " decades" : "");
+  // Both values and the margin: "0.925 against 0.775 (needed above 0.825): margin 0.100"
+  const result = (c) => (c.left === null || c.right === null ? "" : `This run: ${fmt(c.left)} against ${fmt(c.right)}`
+    + (c.bound !== null && c.bound !== c.right ? ` (threshold ${fmt(c.bound)})` : "")
+    + (c.margin !== null ? `; margin ${fmt(c.margin)}${unit(c)}` : ""));
+  $("lesson-outcome").replaceChildren(...outcome.checks.map((c, i) => badgeItem(
     c.held === true ? "held" : c.held === false ? "not" : "wait",
     c.held === true ? "held" : c.held === false ? "did not hold" : "no data",
-    `${c.text} (${fmt(c.left)} vs ${fmt(c.right)})`)));
+    c.text, evidenceText(preset, i), result(c))));
 }
 
 // ---- the form --------------------------------------------------------------------------------
