@@ -76,6 +76,40 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if result["status"] in (Status.COMPLETED, Status.DIVERGED) else 1
 
 
+def cmd_submit(args: argparse.Namespace) -> int:
+    """A config to a running server (deepscope.client); with --follow, its progress until it ends."""
+    from deepscope.client import ApiError, DeepScope
+
+    try:
+        raw = json.loads(Path(args.config).read_text()) if args.config != "-" else json.load(sys.stdin)
+    except (OSError, json.JSONDecodeError) as exc:
+        print(f"deepscope submit: cannot read {args.config}: {exc}", file=sys.stderr)
+        return 2
+    with DeepScope(args.server, token=args.token) as ds:
+        try:
+            run = ds.submit(raw)
+        except ApiError as exc:
+            where = f"{exc.field}: " if exc.field and exc.field not in exc.message else ""
+            print(f"deepscope submit: {where}{exc.message}", file=sys.stderr)
+            return 2 if exc.status == 422 else 1
+        except Exception as exc:  # httpx's connection errors: say where we tried
+            print(f"deepscope submit: cannot reach {args.server}: {exc}", file=sys.stderr)
+            return 1
+        print(f"run {run['id']} ({run['name']}): {run['status']} at {args.server}/api/runs/{run['id']}",
+              file=sys.stderr)
+        if not args.follow:
+            print(json.dumps(run, indent=2))
+            return 0
+        state: dict[str, Any] = {}
+        for event in ds.stream(run["id"]):
+            _progress(event, state)
+        sys.stderr.write("\n")
+        final = ds.wait(run["id"])
+    print(json.dumps({"id": final["id"], "name": final["name"], "status": final["status"],
+                      "error": final["error"], "summary": final["summary"]}, indent=2))
+    return 0 if final["status"] in (Status.COMPLETED, Status.DIVERGED) else 1
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -109,6 +143,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("config", help="a JSON run config ('-' reads standard input); {} is valid")
     p.add_argument("--events", help="write every event as one JSON line to this file")
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser("submit", help="send a config to a running server (the playground or a workshop)")
+    p.add_argument("config", help="a JSON run config ('-' reads standard input)")
+    p.add_argument("--server", default="http://127.0.0.1:8000", help="the server's URL (default %(default)s)")
+    p.add_argument("--token", help="the workshop's class token, when the server asks for one")
+    p.add_argument("--follow", action="store_true", help="show its progress until it ends, then its summary")
+    p.set_defaults(func=cmd_submit)
     sub.add_parser("lessons", help="train every lesson at many seeds and report how often each check held "
                                    "(deepscope lessons --help)")
     p = sub.add_parser("worker", help="a scale-out worker: takes runs from Redis (DEEPSCOPE_REDIS_URL)")

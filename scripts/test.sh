@@ -37,5 +37,5 @@ if missing:
 PY
 
 # 4) lint, then the tests
-python3 -m ruff check deepscope engine app devtools tests benchmarks
+python3 -m ruff check deepscope engine app client devtools tests benchmarks
 exec python3 -m pytest "$@"
