@@ -13,7 +13,6 @@ import functools
 import math
 
 import numpy as np
-import torch
 
 from deepscope.engine.activations import make_activation
 
@@ -23,6 +22,8 @@ _WEIGHTS = _WEIGHTS / _WEIGHTS.sum()
 
 def second_moment(activation: str, slope: float, mean: float, std: float) -> float:
     """E[f(z)^2] for z ~ N(mean, std^2)."""
+    import torch
+
     f = make_activation(activation, slope)
     z = torch.tensor(mean + std * _NODES, dtype=torch.float64)
     with torch.no_grad():

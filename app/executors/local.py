@@ -63,11 +63,22 @@ class LocalExecutor:
 
     # -- interface --------------------------------------------------------------------------
     def start(self, sink: EventSink) -> None:
+        """Returns at once: the workers start on the supervisor's thread (the forkserver imports torch,
+        seconds on a busy machine), so the page answers first; runs submitted meanwhile wait queued."""
         self._sink = sink.on_event
-        with self._lock:
-            self._slots = [self._spawn(i) for i in range(self.n_workers)]
-        self._thread = threading.Thread(target=self._supervise, name="deepscope-local-executor", daemon=True)
+        self._thread = threading.Thread(target=self._start_then_supervise, name="deepscope-local-executor",
+                                        daemon=True)
         self._thread.start()
+
+    def _start_then_supervise(self) -> None:
+        for i in range(self.n_workers):
+            slot = self._spawn(i)
+            with self._lock:
+                if self._stopping:
+                    slot.process.kill()
+                    return
+                self._slots.append(slot)
+        self._supervise()
 
     def submit(self, run_id: str, config: dict[str, Any], owner: str | None = None) -> str | None:
         with self._lock:
@@ -109,7 +120,7 @@ class LocalExecutor:
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
-            return {"executor": "local", "workers": len(self._slots),
+            return {"executor": "local", "workers": self.n_workers,
                     "ready": sum(s.ready for s in self._slots), "busy": sum(s.run_id is not None for s in self._slots),
                     "queued": len(self._queue), "replaced": self.replaced}
 

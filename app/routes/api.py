@@ -29,7 +29,6 @@ from deepscope.app.statuses import ACTIVE_STATUSES as ACTIVE
 from deepscope.app.statuses import RunStatus as Status
 from deepscope.engine.config import RunConfig
 from deepscope.engine.datasets import DatasetUnavailable, check_available
-from deepscope.engine.devices import cuda_available
 from deepscope.engine.events import SCALARS, EventType
 from deepscope.engine.memory import estimate_mb
 
@@ -76,13 +75,19 @@ def _admissible(cfg: RunConfig, settings: Settings, executor_kind: str) -> None:
                            f"limit of {settings.max_run_memory_mb} MB per run (DEEPSCOPE_MAX_RUN_MEMORY_MB): "
                            "make model.depth, model.width, train.batch_size or data.n_samples smaller",
                            "memory_limit")
-    if cfg.train.device == "cuda" and executor_kind == "local" and not cuda_available():
+    if cfg.train.device == "cuda" and executor_kind == "local" and not _cuda_here():
         raise _field_error("train.device", "train.device is 'cuda' but this server has no CUDA device; "
                            "use auto or cpu", "no_cuda")
 
 
 def _address(request: Request) -> str | None:
     return request.client.host[:64] if request.client else None
+
+
+def _cuda_here() -> bool:
+    from deepscope.engine.devices import cuda_available  # imports torch: only when a run asks for cuda
+
+    return cuda_available()
 
 
 def _public(run: dict[str, Any], who: Caller) -> RunPublic:

@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from deepscope.engine.registry import Registry
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch loads when a run trains, not when the service reads the names
+    import torch
+
     from deepscope.engine.config import DataConfig
 
 
@@ -70,6 +71,8 @@ def is_image(name: str) -> bool:
 
 
 def load_dataset(cfg: DataConfig, seed: int, data_dir: Path) -> DataSplit:
+    import torch
+
     rng = np.random.default_rng(seed)
     raw = DATASETS.get(cfg.dataset)(cfg, rng, data_dir)
     n = len(raw.y)
