@@ -84,6 +84,7 @@ class TelemetryConfig(_Section):
     every_steps: int = Field(10, ge=0, le=100000, description="capture every layer's histograms and stats every N steps (0: loss curves only)")
     bins: int = Field(32, ge=8, le=128, description="bins per histogram")
     max_per_second: float = Field(10.0, ge=0.0, le=1000.0, description="at most this many captures per second of training, whatever every_steps says, so a fast net stays cheap to watch (0: no limit)")
+    budget: float = Field(0.03, ge=0.0, le=1.0, description="the share of the run's CPU time telemetry may take (training and summary threads together); captures are spaced to stay inside it (0: no limit)")
 
 
 class RunConfig(_Section):

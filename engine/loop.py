@@ -31,6 +31,7 @@ from deepscope.engine.optimizers import make_optimizer
 from deepscope.engine.paths import default_data_dir
 from deepscope.engine.preview import boundary_event, samples_event, training_points
 from deepscope.engine.telemetry import Capture, LayerProbe, probe_summary
+from deepscope.engine.telemetry.budget import TelemetryBudget
 from deepscope.engine.telemetry.units import PROBE_SAMPLES
 from deepscope.engine.theory import predicted_preact_std
 
@@ -63,24 +64,32 @@ class _Emitter:
 
 
 class _Summaries:
-    """Turns captures into ``layers`` events, on a second thread when ``background``.
+    """Turns captures into ``layers`` events, on a second thread when ``background``; each summary's CPU
+    time goes to the telemetry budget.
 
     The capture's tensors are never written again by training, so the step after a capture can
     run while its histograms are counted. One capture is in flight at a time: the next one waits,
     which bounds memory and keeps layers events in step order.
     """
 
-    def __init__(self, probe: LayerProbe, on_event: Callable[[dict[str, Any]], None], background: bool) -> None:
-        self.probe, self.on_event = probe, on_event
+    def __init__(self, probe: LayerProbe, on_event: Callable[[dict[str, Any]], None], background: bool,
+                 budget: TelemetryBudget) -> None:
+        self.probe, self.on_event, self.budget = probe, on_event, budget
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="deepscope-telemetry") if background else None
         self.pending: Future | None = None
 
+    def _summarise(self, capture: Capture) -> None:
+        t0 = time.thread_time()
+        event = self.probe.summarise(capture)
+        self.budget.add_summary_cost(time.thread_time() - t0)
+        self.on_event(event)
+
     def submit(self, capture: Capture) -> None:
         if self.pool is None:
-            self.on_event(self.probe.summarise(capture))
+            self._summarise(capture)
             return
         self.wait()
-        self.pending = self.pool.submit(lambda: self.on_event(self.probe.summarise(capture)))
+        self.pending = self.pool.submit(self._summarise, capture)
 
     def wait(self) -> None:
         if self.pending is not None:
@@ -96,24 +105,12 @@ class _Summaries:
 
 
 class _Pacing:
-    """When a step is captured (every ``every`` steps, at most ``max_per_second``; step 0 and the last step
-    always, so a run's first and final state are there whatever the machine's speed) and when
-    it sends a loss point (every ``step_every`` steps, at most one per STEP_EVENT_INTERVAL_S; step 0 and
-    each epoch's last step always)."""
+    """When a step sends a loss point: every ``step_every`` steps, at most one per STEP_EVENT_INTERVAL_S;
+    step 0 and each epoch's last step always. (When a step is captured is the telemetry budget's call.)"""
 
-    def __init__(self, every: int, max_per_second: float, step_every: int) -> None:
-        self.every, self.step_every = every, step_every
-        self.min_gap = 1.0 / max_per_second if max_per_second > 0 else 0.0
-        self.last_capture = self.last_step_event = -1.0
-
-    def capture(self, step: int, last: bool = False) -> bool:
-        if self.every <= 0 or (step % self.every and not last):
-            return False
-        now = time.monotonic()
-        if step == 0 or last or now - self.last_capture >= self.min_gap:
-            self.last_capture = now
-            return True
-        return False
+    def __init__(self, step_every: int) -> None:
+        self.step_every = step_every
+        self.last_step_event = -1.0
 
     def step_event(self, step: int, last_of_epoch: bool) -> bool:
         now = time.monotonic()
@@ -208,12 +205,15 @@ class _Run:
                   **({"points": training_points(data)} if data.kind == "points" else {})}))
         saturating = ACTIVATIONS.entry(cfg.model.activation).meta.get("saturating", False)
         probe_x = data.x_train[self.eval_idx[:PROBE_SAMPLES]]
-        with LayerProbe(self.model, cfg.telemetry.bins, saturating, probe_x) as probe:
-            summaries = _Summaries(probe, self._on_layers, background)
+        t = cfg.telemetry
+        self.budget = TelemetryBudget(t.budget, t.every_steps, t.max_per_second)
+        with LayerProbe(self.model, t.bins, saturating, probe_x) as probe:
+            summaries = _Summaries(probe, self._on_layers, background, self.budget)
             try:
                 return self._epochs(should_stop, probe, summaries)
             finally:
                 summaries.close()
+                self.summary.update(self.budget.report())
 
     def _on_layers(self, event: dict[str, Any]) -> None:
         if event["step"] == 0:
@@ -238,7 +238,7 @@ class _Run:
     def _epochs(self, should_stop: Callable[[], bool | str], probe: LayerProbe,
                 summaries: _Summaries) -> tuple[str, str, dict[str, Any]]:
         cfg, step = self.cfg, 0
-        pacing = _Pacing(cfg.telemetry.every_steps, cfg.telemetry.max_per_second, self.step_every)
+        pacing = _Pacing(self.step_every)
         for epoch in range(cfg.train.epochs):
             order = torch.randperm(self.n_train, generator=self.gen).to(self.device)
             for b in range(self.steps_per_epoch):
@@ -269,9 +269,10 @@ class _Run:
         yb = data.y_train[idx]
         if b == 0 and data.kind == "image":
             out(samples_event(xb, yb, data, step, epoch))
-        capture = pacing.capture(step, last=step == self.total_steps - 1)
+        capture = self.budget.due(step, last=step == self.total_steps - 1)
         if capture:
-            probe.measure_units()
+            with self.budget.on_training_thread():
+                probe.measure_units()
         probe.armed = capture
         logits = model(xb)
         loss = F.cross_entropy(logits, yb)
@@ -285,10 +286,12 @@ class _Run:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if capture:
-            probe.before_step()
+            with self.budget.on_training_thread():
+                probe.before_step()
         self.optimizer.step()
         if capture:
-            summaries.submit(probe.take(step))
+            with self.budget.on_training_thread():
+                summaries.submit(probe.take(step))
 
         # 6) the cheap events: loss points on a step schedule, thinned by time; the boundary
         if pacing.step_event(step, last_of_epoch=b == self.steps_per_epoch - 1):

@@ -82,6 +82,7 @@ def test_lesson_runs_draws_every_chart_and_shows_the_outcome(page, server):
 def test_step_slider_scrubs_to_step_zero(page, server):
     page.fill("[name='train.epochs']", "3")
     page.fill("[name='telemetry.max_per_second']", "0")  # every 10th step, however fast
+    page.fill("[name='telemetry.budget']", "0")
     page.click("[data-testid=start]")
     page.wait_for_function("() => document.querySelector('[data-testid=run-status]').textContent.startsWith('completed')",
                            timeout=60000)

@@ -9,7 +9,7 @@ from tests.conftest import layers_events
 
 def test_events_follow_the_contract(run_engine):
     result, events = run_engine({"train": {"epochs": 2},
-                                 "telemetry": {"every_steps": 7, "bins": 16, "max_per_second": 0}})
+                                 "telemetry": {"every_steps": 7, "bins": 16, "max_per_second": 0, "budget": 0}})
     assert result["status"] == "completed"
     assert [e["seq"] for e in events] == list(range(len(events)))
     assert events[0]["type"] == "status" and events[0]["status"] == "running"
@@ -36,7 +36,7 @@ def test_first_capture_is_at_step_zero_whatever_every_steps(run_engine):
 
 def test_capture_rate_is_capped_in_time(run_engine):
     _, events = run_engine({"model": {"depth": 3}, "train": {"epochs": 80},
-                            "telemetry": {"every_steps": 1, "max_per_second": 5}})
+                            "telemetry": {"every_steps": 1, "max_per_second": 5, "budget": 0}})
     layers = layers_events(events)
     duration = events[-1]["t"] - events[0]["t"]
     assert layers[0]["step"] == 0 and len(layers) <= duration * 5 + 2
@@ -46,7 +46,7 @@ def test_capture_rate_is_capped_in_time(run_engine):
     # delayed summary on a busy machine makes the next gap short, so the typical gap is what is checked.
     assert gaps[len(gaps) // 2] >= 0.15
     _, events = run_engine({"model": {"depth": 3}, "train": {"epochs": 2},
-                            "telemetry": {"every_steps": 1, "max_per_second": 0}})
+                            "telemetry": {"every_steps": 1, "max_per_second": 0, "budget": 0}})
     assert len(layers_events(events)) == events[-1]["summary"]["step"]
 
 
@@ -103,3 +103,19 @@ def test_rotation_and_colour_shift_are_per_sample():
     assert not torch.allclose(per_sample[0], per_sample[1])
     shift = out[:, :, 0, 0]  # a background pixel: only the colour shift moves it
     assert shift.abs().max() <= 0.5 + 1e-6 and shift.std() > 0.05
+
+
+def test_the_budget_spaces_captures_and_the_summary_reports_the_share(run_engine):
+    # Capturing every step with no rate cap: only the budget stands between the run and a capture a step.
+    config = {"data": {"dataset": "digits"}, "model": {"depth": 10, "width": 64}, "train": {"epochs": 40},
+              "telemetry": {"every_steps": 1, "max_per_second": 0, "budget": 0.03}}
+    result, events = run_engine(config, background_telemetry=False)
+    steps = result["summary"]["step"]
+    captured = [e["step"] for e in layers_events(events)]
+    assert captured[0] == 0 and captured[-1] == steps - 1  # the first and the final state, always
+    assert 2 <= len(captured) < steps / 3
+    assert result["summary"]["telemetry_share"] <= 0.03 * 1.5  # within the budget (one capture's cost over)
+    assert result["summary"]["capture_rate"] > 0
+    unlimited, events = run_engine({**config, "telemetry": {**config["telemetry"], "budget": 0}},
+                                   background_telemetry=False)
+    assert len(layers_events(events)) == steps and unlimited["summary"]["telemetry_share"] > 0.03
