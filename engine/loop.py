@@ -258,6 +258,8 @@ class _Run:
                 return Status.DIVERGED, f"training loss became non-finite by step {step}", {"step": step}
         if self.boundary_every:
             self.out(boundary_event(self.model, self.data, step, cfg.train.epochs - 1))
+        # training speed, for comparing the cost of activations (the lecture: exp is the expensive part)
+        self.summary["steps_per_s"] = round(step / max(time.monotonic() - self.out.t0, 1e-9), 1)
         return Status.COMPLETED, f"completed {self.total_steps} steps", {}
 
     def _step(self, step: int, epoch: int, idx: torch.Tensor, b: int, probe: LayerProbe, summaries: _Summaries,

@@ -263,3 +263,42 @@ def test_api_docs_work_with_no_network(browser, server, path, selector):
     # ReDoc's "powered by" logo points at its CDN: the page's CSP stops it before any request leaves.
     errors = [e for e in errors if not ("logo-mini.svg" in e and "Content Security Policy" in e)]
     assert not outside and not errors, (outside, errors)
+
+
+@pytest.mark.parametrize("lesson", ["small-init-depth", "dying-relu", "sigmoid-not-zero-centred"])
+def test_a_lesson_opens_on_its_evidence(page, server, lesson):
+    preset = next(p for p in httpx.get(server.url + "/api/presets").json() if p["id"] == lesson)
+    target = preset["target"]
+    page.select_option("[data-testid=preset-select]", lesson)
+    page.click("[data-testid=lesson-start]")
+    assert page.locator("[data-testid=lesson-start]").is_disabled() or "Done" in page.inner_text("#lesson-status")
+    page.wait_for_function("() => document.querySelector('#lesson-status').textContent.startsWith('Done')",
+                           timeout=90000)
+    page.wait_for_timeout(600)
+    fig = page.locator("figure.target")
+    assert fig.count() == 1 and fig.locator(f"[data-testid={target['chart']}]").count() == 1
+    box, viewport = fig.bounding_box(), page.viewport_size
+    assert box["y"] < viewport["height"] and box["y"] + box["height"] > 0  # in view
+    slider = page.locator("[data-testid=step-slider]")
+    expected = "0" if target["step"] == 0 else slider.get_attribute("max")
+    assert slider.input_value() == expected
+    if "strip" in target:
+        assert page.locator("[data-testid=strip-stat]").input_value() == target["strip"]
+    assert f"lesson={lesson}" in page.url  # a reload or a shared link comes back to it
+    assert not page.locator("[data-testid=lesson-start]").is_disabled()
+    shot(page, f"lesson-{lesson}")
+
+
+def test_no_serious_accessibility_violations(page, server):
+    # axe-core (through axe-playwright-python) on the page with a finished lesson drawn.
+    from axe_playwright_python.sync_playwright import Axe
+
+    page.select_option("[data-testid=preset-select]", "leaky-slope-one")
+    page.click("[data-testid=lesson-start]")
+    page.wait_for_function("() => document.querySelector('#lesson-status').textContent.startsWith('Done')",
+                           timeout=90000)
+    page.wait_for_timeout(800)
+    violations = Axe().run(page).response["violations"]
+    serious = [(v["id"], v["help"], [n["target"] for n in v["nodes"][:3]]) for v in violations
+               if v["impact"] in ("serious", "critical")]
+    assert not serious, serious

@@ -72,7 +72,15 @@ class LocalExecutor:
 
     def _start_then_supervise(self) -> None:
         for i in range(self.n_workers):
-            slot = self._spawn(i)
+            while True:
+                try:
+                    slot = self._spawn(i)
+                    break
+                except Exception:  # a worker that cannot start must not take the service down: retry
+                    log.exception("could not start worker %d; trying again in 5 s", i)
+                    if self._stopping:
+                        return
+                    time.sleep(5)
             with self._lock:
                 if self._stopping:
                     slot.process.kill()

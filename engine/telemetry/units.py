@@ -6,8 +6,11 @@ net read about 0, and the same samples every capture make the numbers comparable
 
 - A unit (a feature of a linear layer, a channel of a conv layer) is **dead** when the activation is
   exactly 0 for every probe sample: it passes no gradient back, whatever the input.
-- It is **saturated** when the activation's slope f'(z) is under SATURATED_SLOPE of its largest
-  slope for every probe sample, in either flat tail (a unit split between both tails counts too).
+- A unit is **saturated** on a sample when the activation's slope f'(z) there is under
+  SATURATED_SLOPE of its largest slope: it sits in a flat tail, either one, and passes almost no
+  gradient back for that sample. The saturated fraction is the share of units saturated, averaged over
+  the probe samples. (Requiring every sample would miss the usual case: with large zero-mean weights a
+  unit flips between the two tails from sample to sample, and inputs near 0 keep one sample central.)
   Only activations with flat tails saturate (sigmoid, tanh, ELU, SELU, GELU: registry meta
   ``saturating``); ReLU's flat side is "dead" instead.
 - The **mean slope** is f'(z) averaged over the probe samples and units: the factor each layer
@@ -66,6 +69,5 @@ def unit_stats(act: nn.Module, z: torch.Tensor, saturating: bool, peak: float) -
     and calling the module would fire the hooks the probe has on it."""
     dead = _every_sample(act.forward(z) == 0).float().mean()
     s = slope(act, z)
-    saturated = _every_sample(s.abs() < SATURATED_SLOPE * peak).float().mean() if saturating \
-        else torch.zeros((), device=z.device)
+    saturated = (s.abs() < SATURATED_SLOPE * peak).float().mean() if saturating else torch.zeros((), device=z.device)
     return torch.stack([dead, saturated, s.mean()])

@@ -271,6 +271,8 @@ function openLesson(preset, group, runs) {
   showLesson(preset);
   const target = preset.target || {};
   state.stepIndex = target.step === 0 ? 0 : null;
+  if (target.strip) $("strip-stat").value = target.strip;
+  if (target.hist) $("hist-kind").value = target.hist;
   document.querySelectorAll("figure.target").forEach((f) => f.classList.remove("target"));
   const chart = target.chart && document.querySelector(`[data-testid=${target.chart}]`);
   if (chart) {
