@@ -40,11 +40,17 @@ class Viewer:
             self.overflowed = True
         self._wake.set()
 
-    async def get_batch(self) -> list[tuple[int, str, str]]:
-        """Wait for events, then take all of them, in seq order."""
+    async def get_batch(self, timeout: float | None = None) -> list[tuple[int, str, str]]:
+        """Wait for events (at most ``timeout`` seconds: then maybe none), then take all of them, in seq order."""
         while not self._pending:
             self._wake.clear()
-            await self._wake.wait()
+            if timeout is None:
+                await self._wake.wait()
+            else:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+                except TimeoutError:
+                    return []
         batch = [(seq, t, raw) for seq, (t, raw) in self._pending.items()]
         self._pending.clear()
         self.coalescing = True

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -28,6 +29,9 @@ from deepscope.engine.events import EventType, Status, status_event
 # socket has sent the last one (each send waits while the client does not read), so 64 events of a
 # 100-layer net, about 10 MB, bound a viewer that never reads.
 REPLAY_PAGE = 64
+# At most one live snapshot of a type per this many seconds per viewer: a 20-layer layers event is about
+# 23 KB of JSON, so two a second keep a viewer under 50 KB/s (benchmarks/service.py measures it).
+SNAPSHOT_INTERVAL_S = {EventType.LAYERS.value: 0.5, EventType.BOUNDARY.value: 0.5, EventType.SAMPLES.value: 1.0}
 
 
 class QuotaExceeded(Exception):
@@ -195,12 +199,10 @@ class RunService:
             run = await asyncio.to_thread(self.store.get_run, run_id)
             if run is None or (run["status"] in FINISHED and run["last_seq"] <= last):
                 return
+            paced = _SnapshotPacing(last)
             while True:
-                for seq, type_, raw in await viewer.get_batch():
-                    if seq <= last:
-                        continue
+                for _seq, type_, raw in paced.release(await viewer.get_batch(paced.wait())):
                     yield raw
-                    last = seq
                     if _ends(type_, raw):
                         return
                 if viewer.overflowed:
@@ -235,6 +237,45 @@ class RunService:
             self.flush()
             with self._lock:
                 self._live.pop(run_id, None)
+
+
+class _SnapshotPacing:
+    """Live snapshots (layers, boundary, samples) at the rate a page shows them, for a classroom's Wi-Fi:
+    at most one of a type per SNAPSHOT_INTERVAL_S. One that comes sooner waits, and the events behind it
+    wait with it (so the stream stays in seq order, delayed by at most the interval); a waiting snapshot
+    that a newer one of its type supersedes is skipped, as a viewer that falls behind skips it."""
+
+    def __init__(self, last: int) -> None:
+        self.last = last
+        self.pending: list[tuple[int, str, str]] = []
+        self.sent_at: dict[str, float] = {}
+
+    def release(self, batch: list[tuple[int, str, str]]) -> list[tuple[int, str, str]]:
+        for item in batch:
+            if item[0] > self.last and (not self.pending or item[0] > self.pending[-1][0]):
+                self.pending.append(item)
+        now, out, i = time.monotonic(), [], 0
+        while i < len(self.pending):
+            seq, type_, raw = self.pending[i]
+            if type_ in SNAPSHOT_INTERVAL_S:
+                if any(t == type_ for _, t, _ in self.pending[i + 1:]):
+                    i += 1  # superseded by a newer one already waiting
+                    continue
+                if now - self.sent_at.get(type_, -1e9) < SNAPSHOT_INTERVAL_S[type_]:
+                    break
+                self.sent_at[type_] = now
+            out.append(self.pending[i])
+            self.last = seq
+            i += 1
+        self.pending = self.pending[i:]
+        return out
+
+    def wait(self) -> float | None:
+        """How long the next read may wait: until the first waiting snapshot is due (None: no limit)."""
+        if not self.pending:
+            return None
+        type_ = self.pending[0][1]
+        return max(0.0, self.sent_at.get(type_, 0.0) + SNAPSHOT_INTERVAL_S.get(type_, 0.0) - time.monotonic())
 
 
 class SharedTraining(Exception):

@@ -105,3 +105,18 @@ def test_a_viewer_that_does_not_read_holds_one_page(tmp_path):
 
     n_reads, largest = asyncio.run(scenario())
     assert n_reads == 1 and largest <= REPLAY_PAGE
+
+
+def test_live_snapshots_are_paced_in_seq_order_and_curves_are_never_dropped():
+    from deepscope.app.service import SNAPSHOT_INTERVAL_S, _SnapshotPacing
+
+    paced = _SnapshotPacing(last=-1)
+    # several snapshots waiting at once: only the newest goes (L0 is superseded by L2); steps all go
+    assert [s for s, _, _ in paced.release([(0, "layers", "L0"), (1, "step", "S1"), (2, "layers", "L2"),
+                                            (3, "step", "S3")])] == [1, 2, 3]
+    # the next one comes too soon: it waits, and the step behind it waits with it (seq order holds)
+    assert paced.release([(4, "layers", "L4"), (5, "step", "S5")]) == []
+    assert 0 < paced.wait() <= SNAPSHOT_INTERVAL_S["layers"]
+    paced.sent_at["layers"] -= SNAPSHOT_INTERVAL_S["layers"]  # the interval has passed
+    assert [s for s, _, _ in paced.release([(6, "status", "END")])] == [4, 5, 6]
+    assert paced.release([(5, "step", "S5"), (6, "status", "END")]) == []  # nothing twice
