@@ -91,6 +91,31 @@ async def watched_run(base: str, ws_base: str, n_viewers: int) -> tuple[float, l
         return speed, [lat for ts, lat in stamped if ts >= settled]
 
 
+async def viewer_bandwidth(base: str, ws_base: str, depth: int, seconds: float = 8.0) -> tuple[float, float, float]:
+    """KB/s one viewer receives while a ``depth``-layer digits MLP trains (the live part, after the replay),
+    the mean size of a layers event on the wire, and the stored layers events per second for comparison."""
+    config = {"data": {"dataset": "digits"}, "model": {"depth": depth, "width": 64},
+              "train": {"epochs": 500, "fresh": True}, "telemetry": {"every_steps": 1, "budget": 0}}
+    async with httpx.AsyncClient(base_url=base, timeout=60) as c:
+        run = (await c.post("/api/runs", json=config)).json()
+        sizes: list[tuple[float, int, str]] = []
+        async with websockets.connect(f"{ws_base}/ws/runs/{run['id']}", max_size=None) as ws:
+            t0 = time.monotonic()
+            async for msg in ws:
+                now = time.monotonic() - t0
+                sizes.append((now, len(msg.encode()), msg[msg.index('"type":"') + 8:][:6]))
+                if now > seconds:
+                    break
+        await c.post(f"/api/runs/{run['id']}/cancel")
+        await wait_done(c, run["id"])
+        stored = (await c.get(f"/api/runs/{run['id']}/events", params={"type": "layers", "limit": 1000})).json()
+    live = [(t, n, k) for t, n, k in sizes if t > 2.0]  # past the replay and the start
+    span = live[-1][0] - live[0][0]
+    layers = [n for _, n, k in live if k.startswith("layers")]
+    stored_rate = stored["count"] / (sizes[-1][0] or 1)
+    return sum(n for _, n, _ in live) / span / 1024, (sum(layers) / len(layers) / 1024 if layers else 0.0), stored_rate
+
+
 async def api_latency(base: str, seconds: float) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {"GET /api/runs/{id}": [], "GET /api/runs": []}
     async with httpx.AsyncClient(base_url=base, timeout=30) as c:
@@ -116,6 +141,11 @@ async def main_async(args: argparse.Namespace, base: str, ws_base: str) -> None:
     print(f"2. {args.viewers} viewers of one run: delivery p50 {pct(latencies, 0.5):.1f} ms, "
           f"p99 {pct(latencies, 0.99):.1f} ms over {len(latencies)} step deliveries; "
           f"steps/s {watched:.0f} with viewers vs {bare:.0f} without: ratio {watched / bare:.3f}")
+    for depth in (20, 100):
+        kbps, event_kb, stored_rate = await viewer_bandwidth(base, ws_base, depth)
+        print(f"4. a viewer of a {depth}-layer run (captures every step, no rate cap, no budget): {kbps:.1f} KB/s; "
+              f"a layers event {event_kb:.1f} KB on the wire; {stored_rate:.1f} captures/s stored; "
+              f"60 such viewers: {kbps * 60 * 8 / 1024:.1f} Mbit/s")
     api = await api_latency(base, args.api_seconds)
     for label, values in api.items():
         print(f"3. {label} while two runs train: p50 {pct(values, 0.5):.1f} ms, p99 {pct(values, 0.99):.1f} ms "
