@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import httpx
@@ -156,3 +158,21 @@ def test_two_replicas_store_every_event_once(backends):
         stats = [one.service.executor.stats()["persisted"], two.service.executor.stats()["persisted"]]
         total = sum(len(stored(c1, run["id"])) for run in runs)
         assert sum(stats) == total, (stats, total)  # each event handled by one replica
+
+
+def test_one_config_gives_one_result_through_the_cli_the_local_worker_and_celery(backends, tmp_path):
+    # The same torch thread setup everywhere (engine/threads.py): the same numbers, to the last digit.
+    config = {"data": {"dataset": "digits"}, "model": {"depth": 4, "width": 32, "batchnorm": True, "dropout": 0.2},
+              "train": {"epochs": 2, "seed": 7, "fresh": True}}
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(config))
+    cli = subprocess.run([sys.executable, "-m", "deepscope.app.cli", "run", str(path)], capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "DEEPSCOPE_DATA_DIR": str(tmp_path)})
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    results = {"cli": json.loads(cli.stdout)["summary"]}
+    with LiveServer(Settings(data_dir=tmp_path, workers=1)) as local, httpx.Client(base_url=local.url) as c:
+        results["local"] = wait_for(c, c.post("/api/runs", json=config).json()["id"])["summary"]
+    with LiveServer(settings(backends)) as celery, httpx.Client(base_url=celery.url, timeout=30) as c:
+        results["celery"] = wait_for(c, c.post("/api/runs", json=config).json()["id"], timeout=120)["summary"]
+    keys = ("train_loss", "train_acc", "val_loss", "val_acc")
+    assert len({tuple(r[k] for k in keys) for r in results.values()}) == 1, results

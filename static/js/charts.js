@@ -56,7 +56,16 @@ export function accuracyChart(id, runs) {
       line: { color: s.color, width: 2.5, dash: s.dash }, marker: { symbol: s.symbol, size: 6 }, mode: "lines+markers",
       type: "scatter" };
   });
-  draw(id, traces, { showlegend: false, annotations: endLabels(traces), margin: { l: 55, r: 90, t: 10, b: 40 },
+  // With batchnorm: the same net with each batch's own statistics instead of the moving averages (thin)
+  runs.forEach((run, i) => {
+    const withBatch = run.evals.filter((e) => e.val_acc_batch_stats !== undefined && e.val_acc_batch_stats !== null);
+    if (!withBatch.length) return;
+    const s = runStyle(i);
+    traces.push({ x: withBatch.map((e) => e.step), y: withBatch.map((e) => e.val_acc_batch_stats),
+      name: `${label(run)}: batch statistics`, line: { color: s.color, width: 1, dash: "dot" }, mode: "lines",
+      type: "scatter" });
+  });
+  draw(id, traces, { showlegend: false, annotations: endLabels(traces.filter((t) => t.endLabel)), margin: { l: 55, r: 90, t: 10, b: 40 },
     xaxis: { title: { text: "step" } }, yaxis: { title: { text: "validation accuracy" }, range: [0, 1.02] } });
 }
 
