@@ -31,15 +31,22 @@ def _progress(event: dict[str, Any], state: dict[str, Any]) -> None:
         sys.stderr.flush()
 
 
+def _read_config(path: str, command: str) -> Any:
+    """The JSON config at ``path`` ('-': standard input), or None after saying why it cannot be read."""
+    try:
+        return json.loads(Path(path).read_text()) if path != "-" else json.load(sys.stdin)
+    except (OSError, json.JSONDecodeError) as exc:
+        print(f"deepscope {command}: cannot read {path}: {exc}", file=sys.stderr)
+        return None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from deepscope.engine.config import RunConfig, describe_errors
 
-    try:
-        raw = json.loads(Path(args.config).read_text()) if args.config != "-" else json.load(sys.stdin)
-    except (OSError, json.JSONDecodeError) as exc:
-        print(f"deepscope run: cannot read {args.config}: {exc}", file=sys.stderr)
+    raw = _read_config(args.config, "run")
+    if raw is None:
         return 2
     try:
         cfg = RunConfig.model_validate(raw)
@@ -80,10 +87,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
     """A config to a running server (deepscope.client); with --follow, its progress until it ends."""
     from deepscope.client import ApiError, DeepScope
 
-    try:
-        raw = json.loads(Path(args.config).read_text()) if args.config != "-" else json.load(sys.stdin)
-    except (OSError, json.JSONDecodeError) as exc:
-        print(f"deepscope submit: cannot read {args.config}: {exc}", file=sys.stderr)
+    raw = _read_config(args.config, "submit")
+    if raw is None:
         return 2
     with DeepScope(args.server, token=args.token) as ds:
         try:

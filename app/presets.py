@@ -62,5 +62,5 @@ def check(expectation: dict[str, Any], summaries: dict[str, dict[str, Any]]) -> 
     else:
         margin = left - bound
     if margin is not None and expectation["op"] in ("<", "<="):
-        margin = -margin
+        margin = -margin + 0.0  # + 0.0: an exact tie reads 0, not -0
     return {**out, "held": held, "bound": bound, "margin": margin}
