@@ -76,7 +76,7 @@ def sweep(ids: list[str], seeds: list[int], threads: list[int], lessons_file: st
 def margin_text(value: float | None, unit: str) -> str:
     if value is None:
         return "n/a"
-    return f"{value:.3g}" + (" decades" if unit == "log10" else "")
+    return f"{value + 0.0:.3g}" + (" decades" if unit == "log10" else "")  # + 0.0: a tie reads 0, not -0
 
 
 def table(evidence: dict[str, Any]) -> str:
