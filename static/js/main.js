@@ -67,8 +67,25 @@ function onEvent(v, ev) {
     case "samples": v.samples = ev; break;
     default: break;
   }
+  if (ev.type === "status" && TERMINAL.has(ev.status)) backfillCaptures(v);
   if (v.id === state.shown && ev.type === "status" && TERMINAL.has(ev.status)) refreshRuns();
   if (state.lesson && ev.type === "status" && TERMINAL.has(ev.status)) checkLesson();
+  scheduleRender();
+}
+
+// Live, the server sends a viewer at most a couple of captures a second (a classroom's Wi-Fi); the store
+// keeps every one. When a run ends, fetch the ones this page skipped, so the slider reaches them all.
+async function backfillCaptures(v) {
+  const have = new Set(v.layers.map((e) => e.seq));
+  let after = -1;
+  for (;;) {
+    const page = await api(`/api/runs/${encodeURIComponent(v.id)}/events?type=layers&after=${after}&limit=100`)
+      .catch(() => null);
+    if (!page || !page.data.length) break;
+    for (const e of page.data) if (!have.has(e.seq)) { v.layers.push(e); have.add(e.seq); }
+    after = page.data[page.data.length - 1].seq;
+  }
+  v.layers.sort((a, b) => a.seq - b.seq);
   scheduleRender();
 }
 
