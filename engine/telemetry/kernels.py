@@ -107,8 +107,9 @@ def _rebin_near_edges(flat: list[torch.Tensor], ranges: list[tuple[float, float]
                       buf: torch.Tensor, idx: torch.Tensor) -> None:
     """Values within float32 rounding of a bin edge are binned again in float64 against numpy's own
     edges, so every count equals ``np.histogram``'s. Few values qualify; finding them is two passes."""
-    frac = buf - idx  # in [0, 1) in local coordinates
-    near = ((frac < EDGE_EPS) | (frac > 1 - EDGE_EPS)).nonzero().flatten()
+    frac = buf.sub_(idx)  # in place: the local coordinates are spent once idx holds the bins
+    # Near an edge; but a value exactly at the lower bound (ReLU's zeros: half a layer) is bin 0 for sure.
+    near = (((frac < EDGE_EPS) & ((frac > 0) | (idx > 0))) | (frac > 1 - EDGE_EPS)).nonzero().flatten()
     if near.numel() == 0:
         return
     starts = torch.tensor([0] + [t.numel() for t in flat], device=buf.device).cumsum(0)
