@@ -304,3 +304,16 @@ def test_no_serious_accessibility_violations(page, server):
     serious = [(v["id"], v["help"], [n["target"] for n in v["nodes"][:3]]) for v in violations
                if v["impact"] in ("serious", "critical")]
     assert not serious, serious
+
+
+def test_charts_have_text_summaries(page, server):
+    page.fill("[name='train.epochs']", "2")
+    page.click("[data-testid=start]")
+    page.wait_for_function("() => document.querySelector('[data-testid=run-status]').textContent.startsWith('completed')",
+                           timeout=60000)
+    page.wait_for_timeout(600)
+    for testid, words in (("loss-chart", "validation loss"), ("compare-chart", "Validation accuracy"),
+                          ("depth-strip", "first layer"), ("signal-chart", "first hidden layer")):
+        summary = page.get_attribute(f"[data-testid={testid}]", "aria-describedby")
+        label = page.inner_text(f"#{summary}") if summary else ""
+        assert words in label and "n/a" not in label, (testid, label)

@@ -78,9 +78,17 @@ export function compareChart(id, runs) {
 }
 
 // One sentence per chart for screen readers (and anyone): what it shows and the numbers that matter.
+// (A hidden paragraph the chart points to with aria-describedby: the chart itself holds Plotly's buttons,
+// so it cannot be an image with a label.)
 export function describe(el, text) {
-  el.setAttribute("role", "img");
-  el.setAttribute("aria-label", text);
+  const id = `${el.id}-summary`;
+  let p = document.getElementById(id);
+  if (!p) {
+    p = Object.assign(document.createElement("p"), { id, className: "sr-only" });
+    el.after(p);
+    el.setAttribute("aria-describedby", id);
+  }
+  if (p.textContent !== text) p.textContent = text;
 }
 
 const LOG_STATS = new Set(["act_std", "grad_norm", "preact_std", "act_grad_std"]);

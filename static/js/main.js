@@ -135,6 +135,7 @@ function render() {
     scheduleRender();
   });
   renderLessonStatus();
+  describeCharts(runs);
   charts.layerStatsChart("layer-stats-chart", runs, captureFor);
   charts.histogramChart("histogram-chart", runs, captureFor, kind);
   charts.signalChart("signal-chart", runs);
@@ -142,6 +143,26 @@ function render() {
   charts.heatmapChart("heatmap-chart", shown, Number($("heat-layer").value || 0), kind);
   charts.boundaryChart("boundary-chart", shown);
   renderSamples(shown);
+}
+
+// A sentence per chart for screen readers (and the curious): what it shows and the numbers that matter.
+function describeCharts(runs) {
+  const fmt = (x) => (x === null || x === undefined ? "n/a" : Number(x).toPrecision(3));
+  const last = (arr) => (arr.length ? arr[arr.length - 1] : null);
+  const each = (f) => runs.map((run) => `${run.name}: ${f(run)}`).join("; ") || "no run yet";
+  charts.describe($("loss-chart"), `Loss against step. ${each((r) => `validation loss ${fmt(last(r.evals)?.val_loss)}`)}.`);
+  charts.describe($("compare-chart"), `Validation accuracy against step. ${each((r) => fmt(last(r.evals)?.val_acc))}.`);
+  const stat = $("strip-stat").value;
+  charts.describe($("depth-strip"), `Depth strip of ${stat}, input to output. ${each((r) => {
+    const ev = captureFor(r);
+    const v = ev ? ev.layers.map((l) => l.stats[stat]).filter((x) => x !== null) : [];
+    return v.length ? `first layer ${fmt(v[0])}, last ${fmt(v[v.length - 1])}` : "no capture yet";
+  })}.`);
+  charts.describe($("signal-chart"), `Pre-activation std at step 0 by layer. ${each((r) => {
+    const ev = r.layers.find((e) => e.step === 0);
+    const v = ev ? ev.layers.filter((l) => l.kind !== "output").map((l) => l.stats.preact_std) : [];
+    return v.length ? `first hidden layer ${fmt(v[0])}, last ${fmt(v[v.length - 1])}` : "no capture yet";
+  })}.`);
 }
 
 function fillLayerSelect(run) {
