@@ -56,6 +56,12 @@ def traces(page, testid):
     return page.evaluate(f"() => (document.querySelector('[data-testid={testid}]').data || []).length")
 
 
+def wait_for_text(page, selector, prefix, timeout=90000):
+    """Wait until the element's text starts with ``prefix`` (a run's or a lesson's status)."""
+    page.wait_for_function(f"() => document.querySelector('{selector}').textContent.startsWith('{prefix}')",
+                           timeout=timeout)
+
+
 def shot(page, name):
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
@@ -85,8 +91,7 @@ def test_step_slider_scrubs_to_step_zero(page, server):
     page.fill("[name='telemetry.max_per_second']", "0")  # every 10th step, however fast
     page.fill("[name='telemetry.budget']", "0")
     page.click("[data-testid=start]")
-    page.wait_for_function("() => document.querySelector('[data-testid=run-status]').textContent.startsWith('completed')",
-                           timeout=60000)
+    wait_for_text(page, "[data-testid=run-status]", "completed", timeout=60000)
     # Live, the page got at most two captures a second; once the run ends it fetches the stored rest.
     page.wait_for_function("() => Number(document.querySelector('[data-testid=step-slider]').max) > 2", timeout=15000)
     slider = page.locator("[data-testid=step-slider]")
@@ -274,8 +279,7 @@ def test_a_lesson_opens_on_its_evidence(page, server, lesson):
     page.select_option("[data-testid=preset-select]", lesson)
     page.click("[data-testid=lesson-start]")
     assert page.locator("[data-testid=lesson-start]").is_disabled() or "Done" in page.inner_text("#lesson-status")
-    page.wait_for_function("() => document.querySelector('#lesson-status').textContent.startsWith('Done')",
-                           timeout=90000)
+    wait_for_text(page, "#lesson-status", "Done")
     page.wait_for_timeout(600)
     fig = page.locator("figure.target")
     assert fig.count() == 1 and fig.locator(f"[data-testid={target['chart']}]").count() == 1
@@ -297,8 +301,7 @@ def test_no_serious_accessibility_violations(page, server):
 
     page.select_option("[data-testid=preset-select]", "leaky-slope-one")
     page.click("[data-testid=lesson-start]")
-    page.wait_for_function("() => document.querySelector('#lesson-status').textContent.startsWith('Done')",
-                           timeout=90000)
+    wait_for_text(page, "#lesson-status", "Done")
     page.wait_for_timeout(800)
     violations = Axe().run(page).response["violations"]
     serious = [(v["id"], v["help"], [n["target"] for n in v["nodes"][:3]]) for v in violations
@@ -309,8 +312,7 @@ def test_no_serious_accessibility_violations(page, server):
 def test_charts_have_text_summaries(page, server):
     page.fill("[name='train.epochs']", "2")
     page.click("[data-testid=start]")
-    page.wait_for_function("() => document.querySelector('[data-testid=run-status]').textContent.startsWith('completed')",
-                           timeout=60000)
+    wait_for_text(page, "[data-testid=run-status]", "completed", timeout=60000)
     page.wait_for_timeout(600)
     for testid, words in (("loss-chart", "validation loss"), ("compare-chart", "Validation accuracy"),
                           ("depth-strip", "first layer"), ("signal-chart", "first hidden layer")):
