@@ -121,6 +121,10 @@ class DeepScope:
     def metrics_csv(self, run_id: str) -> str:
         return self._call("GET", f"/api/runs/{quote(run_id)}/events", params={"format": "csv"})
 
+    def script(self, run_id: str) -> str:
+        """The run as one standalone PyTorch script (its dataset, model, init and training loop)."""
+        return self._call("GET", f"/api/runs/{quote(run_id)}/script")
+
     def stream(self, run_id: str, timeout: float = 60.0) -> Iterator[dict]:
         """The run's events over the WebSocket: the stored ones, then live ones until it ends."""
         from websockets.sync.client import connect

@@ -8,8 +8,9 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
-from fastapi.responses import HTMLResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, PlainTextResponse, StreamingResponse
 
+from deepscope import __version__
 from deepscope.app.deps import (
     Caller,
     CallerDep,
@@ -30,6 +31,7 @@ from deepscope.app.statuses import RunStatus as Status
 from deepscope.engine.config import RunConfig
 from deepscope.engine.datasets import DatasetUnavailable, check_available
 from deepscope.engine.events import SCALARS, EventType
+from deepscope.engine.export import script_for
 from deepscope.engine.memory import estimate_mb
 
 router = APIRouter(prefix="/api", dependencies=[Depends(require_token)])
@@ -237,6 +239,18 @@ def get_report(run_id: str, service: ServiceDep, who: CallerDep) -> HTMLResponse
     page, nonce = render_report(run, service.all_events)
     return HTMLResponse(page, headers={"Content-Disposition": f'inline; filename="deepscope-{run_id}.html"',
                                        "Content-Security-Policy": report_csp(nonce)})
+
+
+@router.get("/runs/{run_id}/script", response_class=PlainTextResponse, responses=R401 | R404 | {
+    200: {"content": {"text/x-python": {}}, "description": "one standalone PyTorch script"}})
+def get_script(run_id: str, service: ServiceDep, who: CallerDep) -> Response:
+    """The run as one standalone PyTorch script: the dataset, the model with its init, batchnorm, dropout
+    and augmentation, and the training loop, with the run's config and seed. At one torch thread on the
+    machine that trained the run, it prints the run's epoch metrics (docs/api.md)."""
+    run = _found(service.get(run_id), run_id, who)
+    script = script_for(run["config"], version=__version__, run_id=run_id)
+    return Response(script, media_type="text/x-python; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="deepscope-{run_id}.py"'})
 
 
 def _mine(run: dict[str, Any], who: Caller, verb: str) -> None:

@@ -238,6 +238,10 @@ async function refreshRuns() {
       const report = Object.assign(document.createElement("a"), { href: `/api/runs/${run.id}/report`, textContent: "Report", target: "_blank" });
       actions.append(" ", report);
     }
+    // The run as a standalone PyTorch script: the config is known from the start, so every run has one.
+    const script = Object.assign(document.createElement("a"), { href: `/api/runs/${run.id}/script`, textContent: "PyTorch script", download: `deepscope-${run.id}.py` });
+    script.setAttribute("aria-label", `PyTorch script of ${run.name}`);
+    actions.append(" ", script);
     const cells = [pick, name, status, bar].map((el, i) => {
       const td = document.createElement("td");
       if (i === 1) td.className = "name";
