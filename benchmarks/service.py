@@ -7,6 +7,10 @@
    stamp -> received), and the run's training steps/s with the viewers against the same run with none
    (goal: p99 < 100 ms, ratio >= 0.95).
 3. API latency p50/p99 of GET /api/runs/{id} and GET /api/runs while two runs train.
+4. Bytes per second one viewer receives from a 20- and a 100-layer run, with the page's encoding
+   (?encoding=deflate) and with plain JSON side by side (goal: <= 50 KB/s, a 20-layer layers event
+   <= 10 KB on the wire).
+0. (printed first) `deepscope serve` until /healthz answers (goal: 1.5 s).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 
 import httpx
 import websockets
@@ -28,6 +33,7 @@ import websockets
 LONG = {"model": {"depth": 10, "width": 64}, "train": {"epochs": 60, "fresh": True}}
 WATCHED = {"model": {"depth": 10, "width": 64}, "train": {"epochs": 400, "fresh": True}}  # about 10 s of training
 QUICK = {"model": {"depth": 3, "width": 16}, "train": {"epochs": 1, "fresh": True}}
+ENCODINGS = ("json", "deflate")
 
 
 def free_port() -> int:
@@ -91,29 +97,42 @@ async def watched_run(base: str, ws_base: str, n_viewers: int) -> tuple[float, l
         return speed, [lat for ts, lat in stamped if ts >= settled]
 
 
-async def viewer_bandwidth(base: str, ws_base: str, depth: int, seconds: float = 8.0) -> tuple[float, float, float]:
-    """KB/s one viewer receives while a ``depth``-layer digits MLP trains (the live part, after the replay),
-    the mean size of a layers event on the wire, and the stored layers events per second for comparison."""
+async def _received(ws_base: str, run_id: str, encoding: str, seconds: float) -> list[tuple[float, int, str]]:
+    """(seconds since connecting, bytes on the wire, event type) of each message one viewer receives."""
+    sizes = []
+    async with websockets.connect(f"{ws_base}/ws/runs/{run_id}?encoding={encoding}", max_size=None) as ws:
+        t0 = time.monotonic()
+        async for msg in ws:
+            now = time.monotonic() - t0
+            text = zlib.decompress(msg).decode() if isinstance(msg, bytes) else msg
+            sizes.append((now, len(msg) if isinstance(msg, bytes) else len(msg.encode()),
+                          text[text.index('"type":"') + 8:][:6]))
+            if now > seconds:
+                break
+    return sizes
+
+
+async def viewer_bandwidth(base: str, ws_base: str, depth: int, seconds: float = 8.0) -> dict[str, tuple[float, float]]:
+    """While a ``depth``-layer digits MLP trains, two viewers of it side by side, one per encoding (json: every
+    event as text; deflate: the page's, big events deflated once per event): for each, the KB/s received
+    in the live part (after the replay) and the mean size of a layers event on the wire. Also the stored
+    layers events per second, for comparison, under "stored"."""
     config = {"data": {"dataset": "digits"}, "model": {"depth": depth, "width": 64},
               "train": {"epochs": 500, "fresh": True}, "telemetry": {"every_steps": 1, "budget": 0}}
     async with httpx.AsyncClient(base_url=base, timeout=60) as c:
         run = (await c.post("/api/runs", json=config)).json()
-        sizes: list[tuple[float, int, str]] = []
-        async with websockets.connect(f"{ws_base}/ws/runs/{run['id']}", max_size=None) as ws:
-            t0 = time.monotonic()
-            async for msg in ws:
-                now = time.monotonic() - t0
-                sizes.append((now, len(msg.encode()), msg[msg.index('"type":"') + 8:][:6]))
-                if now > seconds:
-                    break
+        received = await asyncio.gather(*(_received(ws_base, run["id"], enc, seconds) for enc in ENCODINGS))
         await c.post(f"/api/runs/{run['id']}/cancel")
         await wait_done(c, run["id"])
         stored = (await c.get(f"/api/runs/{run['id']}/events", params={"type": "layers", "limit": 1000})).json()
-    live = [(t, n, k) for t, n, k in sizes if t > 2.0]  # past the replay and the start
-    span = live[-1][0] - live[0][0]
-    layers = [n for _, n, k in live if k.startswith("layers")]
-    stored_rate = stored["count"] / (sizes[-1][0] or 1)
-    return sum(n for _, n, _ in live) / span / 1024, (sum(layers) / len(layers) / 1024 if layers else 0.0), stored_rate
+    out = {}
+    for encoding, sizes in zip(ENCODINGS, received, strict=True):
+        live = [(t, n, k) for t, n, k in sizes if t > 2.0]  # past the replay and the start
+        span = live[-1][0] - live[0][0]
+        layers = [n for _, n, k in live if k.startswith("layers")]
+        out[encoding] = (sum(n for _, n, _ in live) / span / 1024, sum(layers) / len(layers) / 1024 if layers else 0.0)
+    out["stored"] = (stored["count"] / (received[0][-1][0] or 1), 0.0)
+    return out
 
 
 async def api_latency(base: str, seconds: float) -> dict[str, list[float]]:
@@ -142,10 +161,15 @@ async def main_async(args: argparse.Namespace, base: str, ws_base: str) -> None:
           f"p99 {pct(latencies, 0.99):.1f} ms over {len(latencies)} step deliveries; "
           f"steps/s {watched:.0f} with viewers vs {bare:.0f} without: ratio {watched / bare:.3f}")
     for depth in (20, 100):
-        kbps, event_kb, stored_rate = await viewer_bandwidth(base, ws_base, depth)
-        print(f"4. a viewer of a {depth}-layer run (captures every step, no rate cap, no budget): {kbps:.1f} KB/s; "
-              f"a layers event {event_kb:.1f} KB on the wire; {stored_rate:.1f} captures/s stored; "
-              f"60 such viewers: {kbps * 60 * 8 / 1024:.1f} Mbit/s")
+        measured = await viewer_bandwidth(base, ws_base, depth)
+        print(f"4. a viewer of a {depth}-layer run (captures every step, no rate cap, no budget; "
+              f"{measured['stored'][0]:.1f} captures/s stored):")
+        for encoding in ENCODINGS:
+            kbps, event_kb = measured[encoding]
+            print(f"   ?encoding={encoding}: {kbps:.1f} KB/s, a layers event {event_kb:.1f} KB on the wire; "
+                  f"60 such viewers: {kbps * 60 * 8 / 1024:.1f} Mbit/s")
+        ratio = measured["deflate"][0] / measured["json"][0]
+        print(f"   deflate / json bytes per second: {ratio:.2f}")
     api = await api_latency(base, args.api_seconds)
     for label, values in api.items():
         print(f"3. {label} while two runs train: p50 {pct(values, 0.5):.1f} ms, p99 {pct(values, 0.99):.1f} ms "

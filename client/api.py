@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import zlib
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -131,12 +132,12 @@ class DeepScope:
 
         parts = urlsplit(self.url)
         scheme = "wss" if parts.scheme == "https" else "ws"
-        query = f"?token={quote(self.token)}" if self.token else ""
+        query = "?encoding=deflate" + (f"&token={quote(self.token)}" if self.token else "")
         url = urlunsplit((scheme, parts.netloc, f"{parts.path}/ws/runs/{quote(run_id)}", query[1:], ""))
         cookie = "; ".join(f"{k}={v}" for k, v in self.http.cookies.items())
         if not cookie:  # the identity comes with the first answer: ask for one before opening the socket
             self._call("POST", "/api/session")
             cookie = "; ".join(f"{k}={v}" for k, v in self.http.cookies.items())
         with connect(url, additional_headers={"Cookie": cookie}, max_size=None, open_timeout=timeout) as ws:
-            for message in ws:
-                yield json.loads(message)
+            for message in ws:  # big events come as deflated JSON bytes (docs/events.md)
+                yield json.loads(zlib.decompress(message) if isinstance(message, bytes) else message)

@@ -97,12 +97,17 @@ def test_cli_documents_its_commands(argv):
 
 
 @pytest.mark.image
-def test_the_image_builds_and_runs_for_real():
-    # Docker where one answers, else podman; a stand-in base image where no registry is reachable.
-    # Deselect locally with -m "not image" (about 3-4 minutes cold).
+def test_the_image_builds_and_runs_for_real_alone_and_as_the_compose_deployment():
+    # Docker where one answers, else podman and podman-compose; stand-in images where no registry is
+    # reachable. Deselect locally with -m "not image" (about 4-6 minutes cold).
     out = subprocess.run(["bash", str(ROOT / "scripts" / "check_image.sh")], capture_output=True, text=True,
                          timeout=1200)
     print(out.stdout, out.stderr[-3000:])
     assert out.returncode == 0, out.stderr[-3000:]
     assert "HEALTHCHECK passed; runs as uid 10001" in out.stdout
     assert "a run completed in the container" in out.stderr
+    # The compose deployment: two workers, a lesson through the web container with the token, the
+    # instructor's list, a refusal without the token, and nothing left behind.
+    assert re.search(r"web \+ 2 workers \+ redis \+ postgres healthy .* lesson zero-init: 3 runs completed, "
+                     r"(\d) of \1 checks held; the instructor lists them; no token: 401", out.stdout), out.stdout
+    assert "no container, volume or network left" in out.stdout

@@ -71,9 +71,11 @@ def test_two_workers_six_runs_all_complete_and_stream(backends):
             assert {e["seq"] for e in streamed[run["id"]]} <= {e["seq"] for e in events}
         r = redis.Redis.from_url(REDIS_URL)
         assert not r.smembers(K.ACTIVE)  # every stream was persisted to the end
-        # Both workers took part.
+        # Both workers took part, and the instructor sees both connected, taking the runs queue.
         hosts = {r.get(K.claim(run["id"])).split(b"|")[0] for run in runs}
         assert len(hosts) == 2, hosts
+        workers = c.get("/api/instructor/workers").json()["data"]
+        assert len(workers) == 2 and all("runs" in w["queues"] for w in workers), workers
 
 
 def test_cancel_queued_and_running(backends):

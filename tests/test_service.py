@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import time
+import zlib
 
 import httpx
 import pytest
@@ -66,6 +67,23 @@ def test_submit_stream_complete(server, client):
     stored = client.get(f"/api/runs/{run['id']}/events").json()["data"]
     assert [e for e in stored if e["seq"] not in missing] == events
     assert all(e["type"] in ("layers", "boundary", "samples") for e in stored if e["seq"] in missing)
+
+
+def test_deflate_encoding_sends_big_events_compressed_and_small_ones_as_text(server, client):
+    run = client.post("/api/runs", json=QUICK).json()
+    wait_for(client, run["id"])
+    frames = []
+    with connect(f"{server.ws_url}/ws/runs/{run['id']}?encoding=deflate", open_timeout=10) as ws:
+        frames = list(ws)
+    events = [json.loads(zlib.decompress(f) if isinstance(f, bytes) else f) for f in frames]
+    assert events == stream(server, run["id"])  # the same events, in the same order
+    for frame, event in zip(frames, events, strict=True):
+        size = len(json.dumps(event, separators=(",", ":")))
+        assert isinstance(frame, bytes) == (size >= 1024), (event["type"], size)
+    layers = [f for f, e in zip(frames, events, strict=True) if e["type"] == "layers"]
+    assert layers and all(len(f) < len(zlib.decompress(f)) / 2 for f in layers)
+    with pytest.raises(Exception), connect(f"{server.ws_url}/ws/runs/{run['id']}?encoding=gzip") as ws:
+        ws.recv(timeout=5)
 
 
 def test_replay_after_completion_and_paging(server, client):

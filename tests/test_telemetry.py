@@ -29,9 +29,10 @@ def by_hand_hist(t, bins):
     return lo, hi, counts
 
 
+@pytest.mark.parametrize("one_sync", [False, True], ids=["cpu-path", "gpu-path"])
 @pytest.mark.parametrize("arch, shape, activation", [("mlp", (12,), "tanh"), ("mlp", (12,), "relu"),
                                                       ("cnn", (3, 8, 8), "sigmoid")])
-def test_histograms_and_stats_match_numpy(arch, shape, activation):
+def test_histograms_and_stats_match_numpy(arch, shape, activation, one_sync):
     torch.manual_seed(0)
     cfg = ModelConfig(arch=arch, depth=3, width=16, activation=activation, batchnorm=arch == "cnn")
     model = build_model(cfg, shape, 4)
@@ -42,6 +43,7 @@ def test_histograms_and_stats_match_numpy(arch, shape, activation):
     peak = {"tanh": 1.0, "sigmoid": 0.25, "relu": 1.0}[activation]
     saturating = activation != "relu"
     with LayerProbe(model, bins=20, saturating=saturating) as probe:
+        probe.one_sync = one_sync  # the GPU's way (one sync per capture) runs on the CPU too
         w_before = [p.detach().clone() for p in (*[b.weights.weight for b in model.blocks], model.head.weight)]
         cap, event = armed_step(model, probe, x, y)
     assert [layer["name"] for layer in event["layers"]] == model.layer_names()
@@ -73,6 +75,30 @@ def test_histograms_and_stats_match_numpy(arch, shape, activation):
             assert stats["slope_mean"] == pytest.approx(slope.mean(), rel=1e-3, abs=1e-6)
             sat = (np.abs(slope) < 0.05 * peak).mean() if saturating else 0.0  # units in a flat tail, per sample
             assert stats["saturated_frac"] == pytest.approx(sat)
+
+
+@pytest.mark.parametrize("init, activation", [("he_normal", "relu"), ("zeros", "sigmoid"), ("small_normal", "tanh")])
+def test_the_gpu_path_gives_the_cpu_paths_event(init, activation):
+    # Zero init makes constant tensors (a padded range), ReLU puts half a layer at the lower bound, and a
+    # NaN makes a tensor's histogram all zeros: the two ways of counting agree on each, to the last count.
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(depth=4, width=32, init=init, activation=activation), (10,), 3)
+    x, y = torch.randn(64, 10), torch.randint(0, 3, (64,))
+    with LayerProbe(model, bins=32, saturating=activation != "relu") as probe:
+        probe.armed = True
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        probe.before_step()
+        cap = probe.take(0)
+    cap.pre[1] = cap.pre[1].clone()
+    cap.pre[1][3, 4] = float("nan")
+    events = []
+    for one_sync in (False, True):
+        probe._weights = None
+        probe.one_sync = one_sync
+        events.append(probe.summarise(cap))
+    assert events[0] == events[1]
+    assert sum(events[1]["layers"][1]["hist"]["preact"]["counts"]) == 0
+    assert sum(events[1]["layers"][1]["hist"]["act"]["counts"]) == 64 * 32
 
 
 def test_precision_of_std_when_mean_dwarfs_spread():

@@ -143,6 +143,9 @@ def test_a_client_cannot_change_another_clients_runs_but_the_instructor_can(serv
         run = bob.post("/api/runs", json=LONG).json()
         assert eve.post(f"/api/runs/{run['id']}/cancel").status_code == 404
         assert eve.get("/api/instructor/runs").status_code == 403
+        assert eve.get("/api/instructor/workers").status_code == 403
+        workers = httpx.get(server.url + "/api/instructor/workers", headers=TEACHER).json()
+        assert workers["count"] == len(workers["data"]) >= 1 and workers["data"][0]["queues"] == ["runs"]
         listed = httpx.get(server.url + "/api/instructor/runs", headers=TEACHER).json()
         owner = next(x["owner"] for x in listed["data"] if x["id"] == run["id"])
         assert owner and len(owner) == 16  # a server-made id, shown to the instructor only

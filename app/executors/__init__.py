@@ -47,6 +47,10 @@ class Executor(Protocol):
 
     def stats(self) -> dict[str, Any]: ...
 
+    def workers(self) -> list[dict[str, Any]]:
+        """The workers connected now: ``name``, the ``queues`` they take, and ``busy`` (a run id or None)."""
+        ...
+
 
 class MemoryLimitExceeded(RuntimeError):
     """A run grew past DEEPSCOPE_MAX_RUN_MEMORY_MB while training; it ends as failed with this message."""

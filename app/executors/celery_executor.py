@@ -152,6 +152,17 @@ class CeleryExecutor:
         return {"executor": "celery", "replica": self.consumer, "queued": queued, "active_runs": active,
                 "persisted": self.persisted, "published": self.published}
 
+    def workers(self) -> list[dict[str, Any]]:
+        """Asks the connected Celery workers (about a second): each one's queues and the runs it trains."""
+        try:
+            inspect = self.celery.control.inspect(timeout=1.0)
+            queues, active = inspect.active_queues() or {}, inspect.active() or {}
+        except Exception:  # no answer is no worker
+            return []
+        return [{"name": name, "queues": sorted(q.get("name") for q in qs),
+                 "busy": next((t.get("id") for t in active.get(name, [])), None), "ready": True}
+                for name, qs in sorted(queues.items())]
+
     # -- helpers ----------------------------------------------------------------------------
     def _append(self, run_id: str, event: dict[str, Any]) -> None:
         self.redis.xadd(K.stream(run_id), {b"e": orjson.dumps(event)}, maxlen=K.STREAM_MAXLEN, approximate=True)

@@ -132,6 +132,11 @@ class LocalExecutor:
                     "ready": sum(s.ready for s in self._slots), "busy": sum(s.run_id is not None for s in self._slots),
                     "queued": len(self._queue), "replaced": self.replaced}
 
+    def workers(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [{"name": f"local-{s.index}", "queues": ["runs"], "busy": s.run_id, "ready": s.ready,
+                     "pid": s.process.pid} for s in self._slots]
+
     def worker_pid(self, run_id: str) -> int | None:
         with self._lock:
             return next((s.process.pid for s in self._slots if s.run_id == run_id), None)

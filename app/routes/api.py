@@ -185,6 +185,14 @@ def instructor_runs(service: ServiceDep, status: Status | None = None,
     return RunsPublic(data=runs, count=len(runs))
 
 
+@router.get("/instructor/workers", responses=R401 | R403, dependencies=[Depends(require_instructor)])
+def instructor_workers(service: ServiceDep) -> dict[str, Any]:
+    """The workers training runs now: local processes, or every Celery worker connected to Redis, with the
+    queues each takes and the run it trains (``busy``). A workshop's check that its workers are up."""
+    workers = service.executor.workers()
+    return {"data": workers, "count": len(workers)}
+
+
 @router.get("/runs/{run_id}", responses=R401 | R404)
 def get_run(run_id: str, service: ServiceDep, who: CallerDep) -> RunPublic:
     return _public(_found(service.get(run_id), run_id, who), who)

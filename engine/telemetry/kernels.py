@@ -2,8 +2,14 @@
 and duplicate units. No hooks, no event format: a test checks each against numpy on the same tensor.
 
 Why these shapes (docs/telemetry.md has the measurements): a histogram per tensor with ``.item()``
-costs 13 ms for 20 layers; here all bounds come back in one ``tolist()`` (one sync on CUDA), all
-counts in one ``bincount``, and norms go through ``torch._foreach_norm``.
+costs 13 ms for 20 layers; here all bounds come back in one ``tolist()``, all counts in one
+``bincount``, and norms go through ``torch._foreach_norm``.
+
+Two ways to the same counts. On the CPU, values are binned in float32 and the few near a bin edge are
+binned again in float64 (``batched_histograms``). On a GPU, where a host sync stalls the pipeline and
+float64 is cheap, bounds stay on the device and every value is binned in float64
+(``device_bounds`` and ``device_histograms``): nothing there waits for the host, so a capture syncs
+once, when its numbers are read.
 """
 
 from __future__ import annotations
@@ -34,6 +40,39 @@ def all_bounds(flat: list[torch.Tensor]) -> list[tuple[float, float]]:
     return [bounds(lo, hi) for lo, hi in mm]
 
 
+def device_bounds(flat: list[torch.Tensor]) -> torch.Tensor:
+    """``bounds`` of every tensor as a (tensors, 2) float64 tensor on their device, without a sync."""
+    mm = torch.stack([torch.stack(torch.aminmax(t)) for t in flat]).double()
+    lo, hi = mm[:, 0], mm[:, 1]
+    finite = lo.isfinite() & hi.isfinite()
+    scale = torch.maximum(torch.maximum(lo.abs(), hi.abs()), torch.ones_like(lo))
+    pad = torch.where(hi - lo <= 1e-12 * scale, torch.maximum(lo.abs(), torch.ones_like(lo)) * 1e-3, 0.0)
+    zero = torch.zeros_like(lo)
+    return torch.stack([torch.where(finite, lo - pad, zero), torch.where(finite, hi + pad, zero)], 1)
+
+
+def device_histograms(flat: list[torch.Tensor], ranges: torch.Tensor, bins: int,
+                      buffers: HistogramBuffers) -> torch.Tensor:
+    """The counts of ``batched_histograms``, as a (tensors, bins) tensor, computed without a sync: every
+    value is binned in float64 against numpy's edges (``np.linspace(lo, hi, bins + 1)``: i * step + lo,
+    the last edge hi), as ``_rebin_near_edges`` does for the few near an edge on the CPU."""
+    dev, n = flat[0].device, len(flat)
+    which = buffers.owners(tuple(t.numel() for t in flat), dev)
+    x = torch.cat([t.reshape(-1) for t in flat]).double()
+    lo, hi = ranges[:, 0], ranges[:, 1]
+    valid = hi > lo
+    span = torch.where(valid, hi - lo, torch.ones_like(lo))
+    edges = torch.arange(bins + 1, device=dev, dtype=torch.float64)[None] * (span / bins)[:, None]
+    edges = edges + lo[:, None]
+    edges[:, -1] = hi
+    j = ((x - lo[which]) * (bins / span)[which]).floor_().clamp_(0, bins - 1).nan_to_num_(0.0).long()
+    j -= (x < edges[which, j]).long()
+    j += ((x >= edges[which, j + 1]) & (j != bins - 1)).long()
+    j.clamp_(0, bins - 1).add_(which * bins)
+    counts = torch.bincount(j, minlength=n * bins).view(n, bins)
+    return counts * valid[:, None]  # a tensor with NaN or inf inside gets zero counts
+
+
 class HistogramBuffers:
     """Scratch kept between captures: fresh megabytes would cost a page fault per 4 KiB."""
 
@@ -55,12 +94,22 @@ class HistogramBuffers:
             return self.buf[:size]
         return torch.empty(size, device=dev)
 
+    def owners(self, sizes: tuple[int, ...], dev: torch.device) -> torch.Tensor:
+        """Per value: the index of its tensor (int64); cached like ``offsets``."""
+        key = ("owners", sizes, dev)
+        if key not in self._offsets:
+            if len(self._offsets) >= 8:
+                self._offsets.pop(next(iter(self._offsets)))
+            self._offsets[key] = torch.repeat_interleave(torch.arange(len(sizes), device=dev),
+                                                         torch.tensor(sizes, device=dev))
+        return self._offsets[key]
+
     def offsets(self, sizes: tuple[int, ...], bins: int, dev: torch.device) -> torch.Tensor:
         """Per value: its tensor's block of bins plus its lane; cached, since the same few layouts repeat
         (with and without weights, and a smaller last batch)."""
         key = (sizes, bins, dev)
         if key not in self._offsets:
-            if len(self._offsets) >= 4:
+            if len(self._offsets) >= 8:
                 self._offsets.pop(next(iter(self._offsets)))
             block = torch.repeat_interleave(torch.arange(len(sizes), device=dev, dtype=torch.int32) * bins,
                                             torch.tensor(sizes, device=dev))
@@ -144,21 +193,21 @@ def _hash_vector(size: int, device: torch.device, dtype: torch.dtype) -> torch.T
 def duplicate_fraction(w: torch.Tensor) -> torch.Tensor:
     """Fraction of units (rows of w, flattened per unit) whose incoming weights equal another unit's.
 
-    Each row is hashed with one dot product and only rows whose hashes collide are compared, so a net
-    with no symmetric units pays one multiply-add per weight."""
+    Each row is hashed with one dot product; rows sorted by hash fall into runs of equal hashes, and each
+    row is compared exactly with the first row of its run. No step waits for the host (no ``unique``,
+    no ``.item()``), so on a GPU it costs no sync."""
     rows = w.reshape(w.shape[0], -1)
     n = rows.shape[0]
     if n < 2:
         return torch.zeros((), device=w.device)
     probe = _hash_vector(rows.shape[1], w.device, w.dtype)
     # Identical rows give bit-identical hashes: each row is reduced with the same sequence of operations.
-    keys = (rows * probe).sum(1)
-    _, inverse, counts = torch.unique(keys, return_inverse=True, return_counts=True)
-    if int(counts.max()) < 2:
-        return torch.zeros((), device=w.device)
-    # Confirm collisions exactly against the first row with the same hash.
-    first = torch.full((counts.numel(),), n, device=w.device, dtype=torch.long)
-    first.scatter_reduce_(0, inverse, torch.arange(n, device=w.device), reduce="amin")
-    same = (rows == rows[first[inverse]]).all(1)
-    group_size = torch.bincount(inverse[same], minlength=counts.numel())
-    return (same & (group_size[inverse] > 1)).float().mean()
+    keys, order = (rows * probe).sum(1).sort()
+    position = torch.arange(n, device=w.device)
+    starts_run = torch.ones(n, dtype=torch.bool, device=w.device)
+    starts_run[1:] = keys[1:] != keys[:-1]
+    run_start = torch.where(starts_run, position, 0).cummax(0).values
+    sorted_rows = rows[order]
+    same = (sorted_rows == sorted_rows[run_start]).all(1)
+    members = torch.zeros(n, device=w.device).scatter_add_(0, run_start, same.float())
+    return (same & (members[run_start] > 1)).float().mean()

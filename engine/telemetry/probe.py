@@ -20,6 +20,8 @@ from deepscope.engine.telemetry.kernels import (
     HistogramBuffers,
     all_bounds,
     batched_histograms,
+    device_bounds,
+    device_histograms,
     duplicate_fraction,
     moments,
 )
@@ -80,6 +82,9 @@ class LayerProbe:
         self._weights: _WeightSnapshot | None = None
         self._w_before: list[torch.Tensor] | None = None
         self._buffers = HistogramBuffers()
+        # One host sync per capture (the device path) or the float32 path: None picks by device, the GPU's
+        # way on a GPU. Tests set it to check that both give the same event.
+        self.one_sync: bool | None = None
 
     # -- arming -----------------------------------------------------------------------------
     @property
@@ -164,12 +169,10 @@ class LayerProbe:
             # 1) bounds and every histogram, each in one pass over all layers
             flat = [t.reshape(-1) for i in range(n)
                     for t in (cap.pre[i].float(), cap.act[i].float(), cap.grads[i], cap.w_before[i])[:per]]
-            ranges = all_bounds(flat)
-            counts = batched_histograms(flat, ranges, self.bins, self._buffers)
+            one_sync = flat[0].device.type != "cpu" if self.one_sync is None else self.one_sync
+            ranges, counts, table = (self._on_device if one_sync else self._on_host)(cap, flat, per, fresh)
             hists = [{name: histogram(*ranges[per * i + j], counts[per * i + j], cap.step)
                       for j, name in enumerate(kinds)} for i in range(n)]
-            # 2) the stats, one table brought to Python in one sync
-            table = self._stat_table(cap, flat, per, fresh)
             # 3) weights: a fresh snapshot, or the last one repeated with the step it was taken at
             if fresh:
                 self._weights = _WeightSnapshot(cap.step, [row[_W_STD] for row in table],
@@ -181,9 +184,29 @@ class LayerProbe:
                 hists[i]["weight"] = snap.hist[i]
             return layers_event(cap.step, self.names, self.kinds, table, hists, snap.step)
 
-    def _stat_table(self, cap: Capture, flat: list[torch.Tensor], per: int, fresh: bool) -> list[list[float]]:
-        """Rows of STAT_NAMES per layer. Without fresh weights, weight_std and duplicate_frac are left
-        at 0 for the caller to fill from the last snapshot."""
+    def _on_host(self, cap: Capture, flat: list[torch.Tensor], per: int, fresh: bool) -> tuple[list, list, list]:
+        """Bounds, counts and the stat table, binning in float32 with a float64 pass near the edges."""
+        ranges = all_bounds(flat)
+        counts = batched_histograms(flat, ranges, self.bins, self._buffers)
+        return ranges, counts, self._stat_table(cap, flat, per, fresh).tolist()
+
+    def _on_device(self, cap: Capture, flat: list[torch.Tensor], per: int, fresh: bool) -> tuple[list, list, list]:
+        """The same numbers, computed where the tensors are and brought to the host together: on a GPU,
+        the capture's one sync."""
+        bounds = device_bounds(flat)
+        counts = device_histograms(flat, bounds, self.bins, self._buffers)
+        table = self._stat_table(cap, flat, per, fresh)
+        host = torch.cat([bounds.flatten(), counts.flatten().double(), table.double().flatten()]).tolist()
+        k, b, s = len(flat), self.bins, table.shape[1]
+        ranges = [(host[2 * i], host[2 * i + 1]) for i in range(k)]
+        at = 2 * k
+        counts_list = [[int(c) for c in host[at + i * b:at + (i + 1) * b]] for i in range(k)]
+        at += k * b
+        return ranges, counts_list, [host[at + r * s:at + (r + 1) * s] for r in range(table.shape[0])]
+
+    def _stat_table(self, cap: Capture, flat: list[torch.Tensor], per: int, fresh: bool) -> torch.Tensor:
+        """Rows of STAT_NAMES per layer, as a tensor. Without fresh weights, weight_std and duplicate_frac
+        are left at 0 for the caller to fill from the last snapshot."""
         n, dev = len(self.names), flat[0].device
         largest = max(max(t.numel() for t in flat), max(g.numel() for g in cap.act_grad))
         scratch = self._buffers.scratch(largest, dev)
@@ -211,4 +234,4 @@ class LayerProbe:
         ]
         norm = cap.norm_params if cap.norm_params is not None else torch.full((n, 2), float("nan"), device=dev)
         columns += [list(norm[:, 0]), list(norm[:, 1])]
-        return torch.stack([torch.stack([c.reshape(()).float() for c in col]) for col in columns]).T.tolist()
+        return torch.stack([torch.stack([c.reshape(()).float() for c in col]) for col in columns]).T

@@ -43,20 +43,32 @@ export function statuses() {
   return statusesPromise;
 }
 
+// An event as it arrives: JSON text, or (big events, asked for with ?encoding=deflate) deflated JSON bytes.
+async function decode(data) {
+  if (typeof data === "string") return JSON.parse(data);
+  const inflated = new Blob([data]).stream().pipeThrough(new DecompressionStream("deflate"));
+  return JSON.parse(await new Response(inflated).text());
+}
+
 // Opens /ws/runs/{id}; calls onEvent for each event, onEnd(reason) when the stream is over for good.
 // A dropped connection (server restart, network) reconnects with backoff and replays from seq 0;
-// the caller drops duplicates by seq.
+// the caller drops duplicates by seq. Big events come deflated: a classroom's Wi-Fi carries a third.
 export function streamRun(runId, onEvent, onEnd) {
   let closedByUs = false;
   let delay = 500;
   let socket;
   const open = () => {
     const proto = location.protocol === "https:" ? "wss" : "ws";
-    socket = new WebSocket(`${proto}://${location.host}/ws/runs/${encodeURIComponent(runId)}`);
-    socket.onmessage = (msg) => { delay = 500; onEvent(JSON.parse(msg.data)); };
+    socket = new WebSocket(`${proto}://${location.host}/ws/runs/${encodeURIComponent(runId)}?encoding=deflate`);
+    socket.binaryType = "arraybuffer";
+    let decoded = Promise.resolve();  // decoding bytes is asynchronous: this chain keeps events in seq order
+    socket.onmessage = (msg) => {
+      delay = 500;
+      decoded = decoded.then(() => decode(msg.data)).then(onEvent, (err) => console.error("event dropped:", err));
+    };
     socket.onclose = (ev) => {
       if (closedByUs) return;
-      if (ev.code === 1000) return onEnd("ended");
+      if (ev.code === 1000) return void decoded.then(() => onEnd("ended"));
       if (ev.code === 4404) return onEnd("unknown");
       if (ev.code === 4403) return onEnd("forbidden");
       setTimeout(open, delay);
