@@ -69,7 +69,8 @@ def device_histograms(flat: list[torch.Tensor], ranges: torch.Tensor, bins: int,
     j -= (x < edges[which, j]).long()
     j += ((x >= edges[which, j + 1]) & (j != bins - 1)).long()
     j.clamp_(0, bins - 1).add_(which * bins)
-    counts = torch.bincount(j, minlength=n * bins).view(n, bins)
+    # scatter_add_, not bincount: CUDA's bincount reads the largest index on the host first (a sync)
+    counts = torch.zeros(n * bins, dtype=torch.int64, device=dev).scatter_add_(0, j, torch.ones_like(j)).view(n, bins)
     return counts * valid[:, None]  # a tensor with NaN or inf inside gets zero counts
 
 
@@ -100,8 +101,9 @@ class HistogramBuffers:
         if key not in self._offsets:
             if len(self._offsets) >= 8:
                 self._offsets.pop(next(iter(self._offsets)))
-            self._offsets[key] = torch.repeat_interleave(torch.arange(len(sizes), device=dev),
-                                                         torch.tensor(sizes, device=dev))
+            # Filled on the device: copying the sizes there from the host would be a sync.
+            self._offsets[key] = torch.cat([torch.full((size,), k, dtype=torch.int64, device=dev)
+                                            for k, size in enumerate(sizes)])
         return self._offsets[key]
 
     def offsets(self, sizes: tuple[int, ...], bins: int, dev: torch.device) -> torch.Tensor:
