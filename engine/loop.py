@@ -32,7 +32,7 @@ from deepscope.engine.paths import default_data_dir
 from deepscope.engine.preview import boundary_event, samples_event, training_points
 from deepscope.engine.telemetry import Capture, LayerProbe, probe_summary
 from deepscope.engine.telemetry.budget import TelemetryBudget
-from deepscope.engine.telemetry.units import PROBE_SAMPLES
+from deepscope.engine.telemetry.units import probe_size
 from deepscope.engine.theory import predicted_preact_std
 
 Emit = Callable[[dict[str, Any]], None]
@@ -81,7 +81,8 @@ class _Summaries:
     def _summarise(self, capture: Capture) -> None:
         t0 = time.thread_time()
         event = self.probe.summarise(capture)
-        self.budget.add_summary_cost(time.thread_time() - t0)
+        if self.pool is not None:  # on the training thread, the caller's on_training_thread() counts it
+            self.budget.add_summary_cost(time.thread_time() - t0)
         self.on_event(event)
 
     def submit(self, capture: Capture) -> None:
@@ -204,7 +205,7 @@ class _Run:
                   "classes": data.classes, "n_train": self.n_train, "n_val": len(data.y_val),
                   **({"points": training_points(data)} if data.kind == "points" else {})}))
         saturating = ACTIVATIONS.entry(cfg.model.activation).meta.get("saturating", False)
-        probe_x = data.x_train[self.eval_idx[:PROBE_SAMPLES]]
+        probe_x = data.x_train[self.eval_idx[:probe_size(cfg.model.arch)]]
         t = cfg.telemetry
         self.budget = TelemetryBudget(t.budget, t.every_steps, t.max_per_second)
         with LayerProbe(self.model, t.bins, saturating, probe_x) as probe:

@@ -136,7 +136,13 @@ def test_constant_tensor_gets_a_narrow_range_and_all_counts_in_one_bin():
 def test_probe_removes_its_hooks_twice_safely():
     model = build_model(ModelConfig(depth=2, width=4), (3,), 2)
     probe = LayerProbe(model, bins=8).attach()
+    assert sum(len(b.act._forward_hooks) for b in model.blocks) == 0  # an ordinary step runs no hook
+    probe.armed = True
     assert sum(len(b.act._forward_hooks) for b in model.blocks) == 2
+    assert len(model.head._forward_hooks) == 1
+    probe.armed = False
+    assert sum(len(b.act._forward_hooks) for b in model.blocks) == 0
+    probe.armed = True
     probe.remove()
     probe.remove()
     assert sum(len(b.act._forward_hooks) for b in model.blocks) == 0

@@ -29,6 +29,14 @@ from deepscope.engine.models import batch_statistics
 
 SATURATED_SLOPE = 0.05
 PROBE_SAMPLES = 256
+# A conv unit is a channel, seen at every position: 32 images of 28x28 give it 25,088 chances to fire, more
+# than 256 samples give a dense unit, at an eighth of the cost of passing 256 images (60 ms a capture
+# for the 4x32 CNN on shapes; benchmarks/telemetry_overhead.py).
+PROBE_IMAGES = 32
+
+
+def probe_size(arch: str) -> int:
+    return PROBE_IMAGES if arch == "cnn" else PROBE_SAMPLES
 _H = 1e-3  # central differences: f' of every registered activation is smooth enough away from 0
 
 
