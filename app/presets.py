@@ -15,8 +15,10 @@ from typing import Any
 
 LESSONS = Path(__file__).with_name("lessons.json")
 # Each lesson: id, title, explanation, look_at, target (the chart, step, depth-strip statistic or histogram
-# the page opens on), runs [{label, config}], expect [checks], counters [{check, run, override}]: for
-# every check, a change to one run under which its claim is false (tests/test_presets.py runs them).
+# the page opens on), links [{phrase, chart}] (phrases of look_at that point at a chart), predict
+# {question, choices, answer} (asked before the run, set beside the result after it), runs [{label,
+# config}], expect [checks], counters [{check, run, override}]: for every check, a change to one run
+# under which its claim is false (tests/test_presets.py runs them).
 PRESETS: list[dict[str, Any]] = json.loads(LESSONS.read_text())
 BY_ID = {p["id"]: p for p in PRESETS}
 EVIDENCE = Path(__file__).with_name("lesson_evidence.json")

@@ -3,6 +3,7 @@ seeds and two thread counts is `deepscope lessons`, a benchmark); and every chec
 counter-example, a change to one run under which the claim is false, and the check says so."""
 
 import copy
+from pathlib import Path
 
 import pytest
 
@@ -55,3 +56,15 @@ def test_check_reports_numbers_margins_and_missing_metrics():
     assert check(exp, {"a": {}, "b": {"val_acc": 0.7}})["held"] is None
     ratio = {"text": "tiny", "left": {"run": "a", "metric": "r"}, "op": "<", "right": {"value": 1e-3}, "log": True}
     assert check(ratio, {"a": {"r": 1e-5}})["margin"] == pytest.approx(2.0)  # two decades below the threshold
+
+
+def test_every_lesson_asks_a_prediction_and_points_at_its_charts():
+    page = (Path(__file__).resolve().parents[1] / "templates" / "index.html").read_text()
+    for preset in PRESETS:
+        predict = preset["predict"]
+        assert predict["question"] and len(predict["choices"]) >= 2, preset["id"]
+        assert 0 <= predict["answer"] < len(predict["choices"]), preset["id"]
+        assert preset["links"], preset["id"]
+        for link in preset["links"]:
+            assert link["phrase"] in preset["look_at"], (preset["id"], link)
+            assert f'data-testid="{link["chart"]}"' in page, (preset["id"], link)

@@ -5,9 +5,12 @@ together: a busy workshop server has no idle core to hide the summary on (docs/t
 ``every_steps`` and ``max_per_second`` stay upper bounds on the rate. Step 0 and the last step are
 always captured. The run's summary reports the share actually spent and the capture rate reached.
 
-The budget is a ceiling, and the spacing aims under it: at TARGET of the share, with the last step's
-capture (always taken) counted in advance. What the clocks cannot see (caches a capture evicts, thread
-switches) comes out of the rest.
+The budget is what watching may cost in training speed, and the clocks see only part of that cost. With
+both cores of this machine training, runs captured on the budget lost about 1% of their speed more than
+the CPU time telemetry measured (the armed step's hooks, the memory a capture holds until it is
+summarised, the caches it evicts; benchmarks/telemetry_overhead.py). So the spacing aims at TARGET of
+the share in measured CPU time, leaving the rest for what is not measured, and counts the last step's
+capture (always taken) in advance.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-TARGET = 0.8
+TARGET = 0.5
 
 
 class TelemetryBudget:

@@ -18,7 +18,6 @@ import functools
 import math
 from typing import Any
 
-import numpy as np
 import torch
 
 LANES = 4  # interleaved copies of the histogram counters; see batched_histograms
@@ -157,25 +156,37 @@ EDGE_EPS = 1e-3  # in bins: far wider than float32 rounding of (x - lo) * scale 
 def _rebin_near_edges(flat: list[torch.Tensor], ranges: list[tuple[float, float]], bins: int,
                       buf: torch.Tensor, idx: torch.Tensor) -> None:
     """Values within float32 rounding of a bin edge are binned again in float64 against numpy's own
-    edges, so every count equals ``np.histogram``'s. Few values qualify; finding them is two passes."""
-    frac = buf.sub_(idx)  # in place: the local coordinates are spent once idx holds the bins
+    edges (``np.linspace(lo, hi, bins + 1)``: i * step + lo, the last edge hi), so every count equals
+    ``np.histogram``'s. Few values qualify; finding them is two passes, and binning them is one batch
+    for all tensors (per tensor, it was 13 of a 20-layer capture's 22 ms)."""
     # Near an edge; but a value exactly at the lower bound (ReLU's zeros: half a layer) is bin 0 for sure.
-    near = (((frac < EDGE_EPS) & ((frac > 0) | (idx > 0))) | (frac > 1 - EDGE_EPS)).nonzero().flatten()
+    above_lo = buf > 0
+    frac = buf.frac_()  # in place (the local coordinates are spent once idx holds the bins): u - floor(u), u >= 0
+    near = ((frac < EDGE_EPS).logical_and_(above_lo).logical_or_(frac > 1 - EDGE_EPS)).nonzero().flatten()
     if near.numel() == 0:
         return
-    starts = torch.tensor([0] + [t.numel() for t in flat], device=buf.device).cumsum(0)
+    starts = torch.tensor([0] + [t.numel() for t in flat]).cumsum(0)
     which = torch.searchsorted(starts, near, right=True) - 1
-    for k in which.unique().tolist():
-        lo, hi = ranges[k]
-        if not hi > lo:
-            continue
-        pos = near[which == k]
-        x = flat[k].reshape(-1)[pos - starts[k]].double()
-        edges = torch.from_numpy(np.linspace(lo, hi, bins + 1)).to(x.device)
-        j = ((x - lo) * (bins / (hi - lo))).floor().clamp_(0, bins - 1).long()
-        j -= (x < edges[j]).long()
-        j += ((x >= edges[j + 1]) & (j != bins - 1)).long()
-        idx[pos] = j.clamp_(0, bins - 1).to(idx.dtype)
+    # near is in ascending order, so each tensor's values are one run of it
+    x = torch.empty(near.numel(), dtype=torch.float64)
+    at = 0
+    for k, n in enumerate(torch.bincount(which, minlength=len(flat)).tolist()):
+        if n:
+            x[at:at + n] = flat[k].reshape(-1)[near[at:at + n] - starts[k]]
+            at += n
+    bounds = torch.tensor(ranges, dtype=torch.float64)[which]
+    lo, hi = bounds[:, 0], bounds[:, 1]
+    valid = hi > lo
+    span = torch.where(valid, hi - lo, 1.0)
+    step = span / bins
+
+    def edge(j: torch.Tensor) -> torch.Tensor:
+        return torch.where(j >= bins, hi, j * step + lo)
+
+    j = ((x - lo) * (bins / span)).floor_().clamp_(0, bins - 1)
+    j -= (x < edge(j)).double()
+    j += ((x >= edge(j + 1)) & (j != bins - 1)).double()
+    idx[near[valid]] = j.clamp_(0, bins - 1)[valid].to(idx.dtype)
 
 
 def moments(t: torch.Tensor, scratch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

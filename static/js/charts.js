@@ -121,6 +121,33 @@ export function depthStrip(id, runs, pick, stat, onLayer) {
   }
 }
 
+// A log axis cannot show 0 or a negative value, and Plotly drops such points without a word: a dead
+// layer's gradient line would simply end. Here a zero is drawn at the axis floor as an open cross with
+// "exactly 0" on hover. The axis also spans at least one decade, so values of 0.99998 to 0.99999 do not
+// fill it and magnify noise.
+function logAxis(traces, yaxis) {
+  const on = traces.filter((t) => (t.yaxis || "y") === yaxis);
+  const ys = on.flatMap((t) => t.y).filter((v) => v !== null && v !== undefined && Number.isFinite(v));
+  const positive = ys.filter((v) => v > 0);
+  let lo = positive.length ? Math.log10(Math.min(...positive)) : -1;
+  let hi = positive.length ? Math.log10(Math.max(...positive)) : 1;
+  const hasZero = ys.some((v) => v <= 0);
+  if (hasZero) lo -= 1;  // room for the floor
+  if (hi - lo < 1) { const mid = (hi + lo) / 2; lo = mid - 0.5; hi = mid + 0.5; }
+  const floor = 10 ** (lo + 0.15);
+  const extra = [];
+  for (const t of on) {
+    const zeros = t.y.map((v, i) => (v !== null && v !== undefined && v <= 0 ? i : -1)).filter((i) => i >= 0);
+    if (!zeros.length) continue;
+    t.y = t.y.map((v) => (v !== null && v !== undefined && v <= 0 ? null : v));
+    extra.push({ x: zeros.map((i) => t.x[i]), y: zeros.map(() => floor), xaxis: t.xaxis, yaxis: t.yaxis,
+      mode: "markers", type: "scatter", name: `${t.name}: exactly 0`, showlegend: false,
+      marker: { symbol: "x-open", size: 9, color: t.line ? t.line.color : "#555" },
+      hovertemplate: `%{x}: exactly 0<extra>${t.name}</extra>` });
+  }
+  return { range: [lo - 0.05, hi + 0.05], extra, hasZero };
+}
+
 const STAT_PANELS = [
   ["act_std", "activation std", "y", "log"], ["grad_norm", "gradient norm", "y2", "log"],
   ["dead_frac", "dead", "y3", "linear"], ["saturated_frac", "saturated", "y3", "linear"],
@@ -142,9 +169,12 @@ export function layerStatsChart(id, runs, pick) {
         mode: "lines+markers", type: "scatter", line: { color, dash: DASH[key] || "solid" }, legendgroup: run.id });
     }
   });
+  const act = logAxis(traces, "y"), grad = logAxis(traces, "y2");
+  traces.push(...act.extra, ...grad.extra);
   draw(id, traces, {
     grid: { rows: 3, columns: 1, pattern: "independent" }, height: undefined,
-    yaxis: { type: "log", title: { text: "act std" } }, yaxis2: { type: "log", title: { text: "grad norm" } },
+    yaxis: { type: "log", range: act.range, title: { text: "act std" } },
+    yaxis2: { type: "log", range: grad.range, title: { text: grad.hasZero ? "grad norm (× = 0)" : "grad norm" } },
     yaxis3: { range: [-0.02, 1.02], title: { text: "fraction" } }, xaxis3: { title: { text: "layer (input → output)" } },
     margin: { l: 60, r: 10, t: 10, b: 40 },
   });
@@ -155,29 +185,50 @@ function centres(h) {
   return h.counts.map((_, i) => h.lo + (i + 0.5) * w);
 }
 
-// A ridgeline: each layer's histogram at the chosen step, stacked input (bottom) to output (top).
-export function histogramChart(id, runs, pick, kind) {
+// A ridgeline: each layer's histogram at the chosen step, stacked input (bottom) to output (top). By
+// default each row spans its own range (shared by the compared runs), printed at its ends: with one
+// range for all rows, a layer whose values shrank to 1e-4 would be a line at 0. ``shared`` puts every
+// row on one value axis, to compare scales.
+export function histogramChart(id, runs, pick, kind, shared = false) {
+  const captures = runs.map((run) => pick(run));
+  const names = (captures.find(Boolean) || { layers: [] }).layers.map((l) => l.name);
+  const rowRange = names.map((_, i) => {
+    const hs = captures.filter(Boolean).map((ev) => ev.layers[i] && ev.layers[i].hist[kind]).filter(Boolean);
+    return [Math.min(...hs.map((h) => h.lo)), Math.max(...hs.map((h) => h.hi))];
+  });
+  const pos = (i, x) => {
+    const [lo, hi] = rowRange[i];
+    return shared ? x : (hi > lo ? (x - lo) / (hi - lo) : 0.5);
+  };
   const traces = [];
-  let names = [];
-  runs.forEach((run, r) => {
-    const ev = pick(run);
+  captures.forEach((ev, r) => {
     if (!ev) return;
-    names = ev.layers.map((l) => l.name);
+    const s = runStyle(r);
     ev.layers.forEach((layer, i) => {
       const h = layer.hist[kind];
       const peak = Math.max(1, ...h.counts);
       const xs = centres(h);
       // Closed on its own baseline, so the filled shape sits on the layer's row.
-      traces.push({ x: [h.lo, ...xs, h.hi], y: [i, ...h.counts.map((c) => i + 0.9 * c / peak), i],
-        name: `${label(run)}: ${layer.name}`,
+      traces.push({ x: [h.lo, ...xs, h.hi].map((x) => pos(i, x)), y: [i, ...h.counts.map((c) => i + 0.9 * c / peak), i],
+        customdata: [h.lo, ...xs, h.hi], name: `${label(runs[r])}: ${layer.name}`,
         mode: "lines", fill: "toself", type: "scatter", showlegend: i === 0,
-        legendgroup: run.id, line: { color: PALETTE[r % PALETTE.length], width: 1, shape: "hvh" },
-        hovertemplate: `${layer.name}: %{x:.3g}<extra>${label(run)}</extra>` });
+        legendgroup: runs[r].id, line: { color: s.color, width: 1, shape: "hvh", dash: s.dash },
+        hovertemplate: `${layer.name}: %{customdata:.3g}<extra>${label(runs[r])}</extra>` });
     });
   });
-  draw(id, traces, { yaxis: { tickvals: names.map((_, i) => i), ticktext: names, zeroline: false },
-    xaxis: { title: { text: { act: "activation", preact: "pre-activation", grad: "dLoss/dW", weight: "weight" }[kind] } },
-    showlegend: runs.length > 1 });
+  const fmt = (v) => Number(v.toPrecision(2)).toString();
+  const ends = shared ? [] : rowRange.flatMap(([lo, hi], i) => [
+    { x: -0.01, y: i + 0.2, xref: "x", yref: "y", text: fmt(lo), showarrow: false, xanchor: "right",
+      font: { size: 9, color: "#444" } },
+    { x: 1.01, y: i + 0.2, xref: "x", yref: "y", text: fmt(hi), showarrow: false, xanchor: "left",
+      font: { size: 9, color: "#444" } }]);
+  const title = { act: "activation", preact: "pre-activation", grad: "dLoss/dW", weight: "weight" }[kind];
+  draw(id, traces, { yaxis: { tickvals: names.map((_, i) => i), ticktext: names, zeroline: false, automargin: true },
+    xaxis: shared ? { title: { text: title } }
+      : { title: { text: `${title}: each row from its lowest to its highest value` }, showticklabels: false,
+        range: [-0.14, 1.14], zeroline: false, showgrid: false },
+    annotations: ends, margin: { l: 60, r: 10, t: 10, b: 40 }, showlegend: runs.length > 1,
+    legend: { orientation: "h", y: 1.02, yanchor: "bottom" } });
 }
 
 // One layer's histogram over time, re-binned onto a common value axis: value bins by step.
@@ -221,7 +272,10 @@ export function signalChart(id, runs) {
         line: { color, dash: "dash" } });
     }
   });
-  draw(id, traces, { yaxis: { type: "log", title: { text: "std at step 0" } } });
+  const axis = logAxis(traces, "y");
+  traces.push(...axis.extra);
+  draw(id, traces, { yaxis: { type: "log", range: axis.range, title: { text: "std at step 0" } },
+    xaxis: { automargin: true, tickangle: -45 }, margin: { l: 55, r: 10, t: 10, b: 60 } });
 }
 
 export function boundaryChart(id, run) {

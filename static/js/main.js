@@ -15,6 +15,7 @@ const state = {
   lesson: null,       // {preset, group}
   stepIndex: null,    // index into the shown run's captures; null follows the newest
   renderPending: false,
+  pendingPrediction: null,  // a prediction made before the lesson started
 };
 
 // ---- runs and their events -----------------------------------------------------------------
@@ -96,12 +97,43 @@ function show(ids) {
   scheduleRender();
 }
 
-// ---- drawing, at most four times a second ---------------------------------------------------
-function scheduleRender() {
+// ---- drawing: live data at most four times a second, the learner's own moves in the next frame ------
+function scheduleRender(nextFrame = false) {
+  if (nextFrame) {
+    if (state.frameRequested) return;
+    state.frameRequested = true;
+    requestAnimationFrame(() => { state.frameRequested = false; render(); });
+    return;
+  }
   if (state.renderPending) return;
   state.renderPending = true;
   setTimeout(() => { state.renderPending = false; render(); }, 250);
 }
+
+// A chart is redrawn only when what it shows changed (its key), and only while it is on screen: one that
+// scrolled away is drawn when it comes back. Drawing every chart on every update took 170-390 ms.
+const drawnKeys = new Map();
+const onScreen = new Set();
+const screenWatch = new IntersectionObserver((entries) => {
+  for (const e of entries) {
+    if (e.isIntersecting) onScreen.add(e.target.id); else onScreen.delete(e.target.id);
+  }
+  scheduleRender(true);
+}, { rootMargin: "200px" });
+
+function redraw(id, key, drawChart) {
+  if (!onScreen.has(id) || drawnKeys.get(id) === key) return;
+  const t0 = performance.now();
+  drawChart();
+  drawnKeys.set(id, key);
+  perf.draws.push({ id, ms: performance.now() - t0 });
+}
+
+// For benchmarks/page_smoothness.py (and the curious): how long each update and chart draw took.
+const perf = { renders: [], draws: [] };
+window.deepscopePerf = perf;
+
+const seqs = (runs, pick) => runs.map((r) => `${r.id}:${pick(r)?.seq ?? "-"}`).join(",");
 
 function captureFor(run) {
   if (!run.layers.length) return null;
@@ -128,21 +160,34 @@ function render() {
   const cap = shown ? captureFor(shown) : null;
   $("step-value").textContent = cap ? cap.step : 0;
   const kind = $("hist-kind").value;
-  charts.lossChart("loss-chart", runs, $("batch-loss").checked);
-  charts.accuracyChart("compare-chart", runs);
-  charts.depthStrip("depth-strip", runs, captureFor, $("strip-stat").value, (layer) => {
-    $("heat-layer").value = String(layer);
-    scheduleRender();
-  });
+  const batch = $("batch-loss").checked;
+  const evals = runs.map((r) => `${r.id}:${r.evals.length}:${batch ? r.steps.length : ""}`).join(",");
+  const captures = seqs(runs, captureFor);
+  const stat = $("strip-stat").value;
+  const layer = Number($("heat-layer").value || 0);
+  const t0 = performance.now();
+  redraw("loss-chart", `${evals}|${batch}`, () => charts.lossChart("loss-chart", runs, batch));
+  redraw("compare-chart", evals, () => charts.accuracyChart("compare-chart", runs));
+  redraw("depth-strip", `${captures}|${stat}`, () => charts.depthStrip("depth-strip", runs, captureFor, stat, (i) => {
+    $("heat-layer").value = String(i);
+    scheduleRender(true);
+  }));
   renderLessonStatus();
   describeCharts(runs);
-  charts.layerStatsChart("layer-stats-chart", runs, captureFor);
-  charts.histogramChart("histogram-chart", runs, captureFor, kind);
-  charts.signalChart("signal-chart", runs);
+  redraw("layer-stats-chart", captures, () => charts.layerStatsChart("layer-stats-chart", runs, captureFor));
+  const shared = $("hist-shared").checked;
+  redraw("histogram-chart", `${captures}|${kind}|${shared}`,
+    () => charts.histogramChart("histogram-chart", runs, captureFor, kind, shared));
+  redraw("signal-chart", seqs(runs, (r) => r.layers.find((e) => e.step === 0)),
+    () => charts.signalChart("signal-chart", runs));
   fillLayerSelect(shown);
-  charts.heatmapChart("heatmap-chart", shown, Number($("heat-layer").value || 0), kind);
-  charts.boundaryChart("boundary-chart", shown);
+  redraw("heatmap-chart", `${shown?.id}:${shown?.layers.length}|${layer}|${kind}`,
+    () => charts.heatmapChart("heatmap-chart", shown, layer, kind));
+  redraw("boundary-chart", `${shown?.id}:${shown?.boundary?.seq}`, () => charts.boundaryChart("boundary-chart", shown));
   renderSamples(shown);
+  perf.renders.push({ t: t0, ms: performance.now() - t0 });
+  if (perf.renders.length > 2000) perf.renders.splice(0, 1000);
+  if (perf.draws.length > 4000) perf.draws.splice(0, 2000);
 }
 
 // A sentence per chart for screen readers (and the curious): what it shows and the numbers that matter.
@@ -261,13 +306,85 @@ function button(text, onClick) {
 }
 
 // ---- lessons ---------------------------------------------------------------------------------
-function showLesson(preset) {
+function showLesson(preset, prediction = null) {
   $("lesson").hidden = !preset;
   if (!preset) return;
   $("lesson-explanation").textContent = preset.explanation;
-  $("lesson-look").textContent = preset.look_at;
+  $("lesson-look").replaceChildren(...linkPhrases(preset.look_at, preset.links || []));
+  showPrediction(preset, prediction);
+  $("prediction-result").textContent = "";
   $("lesson-outcome").replaceChildren(...preset.expect.map((e, i) => badgeItem("wait", "pending", e.text,
     evidenceText(preset, i))));
+}
+
+// The lesson's key phrases point at their chart: hovering or focusing one outlines the chart, a click
+// (or Enter) brings it into view. Built from text nodes: the lesson text is never parsed as markup.
+function linkPhrases(text, links) {
+  const parts = [];
+  let rest = text;
+  for (;;) {
+    const hits = links.map((l) => ({ ...l, at: rest.indexOf(l.phrase) })).filter((l) => l.at >= 0);
+    if (!hits.length) break;
+    const first = hits.reduce((a, b) => (b.at < a.at ? b : a));
+    parts.push(document.createTextNode(rest.slice(0, first.at)));
+    const span = Object.assign(document.createElement("span"), { className: "chart-link", tabIndex: 0,
+      textContent: first.phrase });
+    span.dataset.chart = first.chart;
+    span.setAttribute("role", "button");
+    span.setAttribute("aria-label", `${first.phrase}: show the chart`);
+    const fig = () => document.querySelector(`[data-testid=${first.chart}]`)?.closest("figure");
+    const point = (on) => fig()?.classList.toggle("pointed", on);
+    span.addEventListener("mouseenter", () => point(true));
+    span.addEventListener("mouseleave", () => point(false));
+    span.addEventListener("focus", () => point(true));
+    span.addEventListener("blur", () => point(false));
+    const go = () => fig()?.scrollIntoView({ block: "center", behavior: "smooth" });
+    span.addEventListener("click", go);
+    span.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); go(); } });
+    parts.push(span);
+    rest = rest.slice(first.at + first.phrase.length);
+  }
+  parts.push(document.createTextNode(rest));
+  return parts;
+}
+
+// Before the run, the learner commits to an answer; after it, the page sets it beside what happened.
+function showPrediction(preset, prediction) {
+  const p = preset.predict;
+  $("lesson-predict").hidden = !p;
+  if (!p) return;
+  $("predict-q").textContent = p.question;
+  $("predict-choices").replaceChildren(...p.choices.map((choice, i) => {
+    const label = document.createElement("label");
+    const radio = Object.assign(document.createElement("input"), { type: "radio", name: "prediction", value: String(i),
+      checked: prediction === i });
+    radio.addEventListener("change", () => {
+      if (state.lesson && state.lesson.preset.id === preset.id) {
+        state.lesson.prediction = i;
+        writeLessonHash();
+        checkLesson();
+      } else {
+        state.pendingPrediction = i;
+      }
+    });
+    label.append(radio, " ", choice);
+    return label;
+  }));
+}
+
+function predictionResult(preset, prediction, outcome) {
+  const p = preset.predict;
+  if (!p) return "";
+  const held = outcome.checks.every((c) => c.held === true);
+  const evidence = preset.evidence && preset.evidence.checks && preset.evidence.checks[0];
+  const sweep = evidence ? ` The same happened in ${evidence.held} of ${evidence.of} seeded trials of the sweep.` : "";
+  const answer = p.choices[p.answer];
+  if (prediction === null || prediction === undefined) {
+    return `The answer: ${answer}.${held ? "" : " (This time not every check held: see below.)"}${sweep}`;
+  }
+  const right = prediction === p.answer;
+  return `You predicted: ${p.choices[prediction]}. ${right ? "Right" : "Not quite"}: ${answer}.`
+    + `${held ? "" : " (This time not every check held: see below.)"}${sweep}`;
 }
 
 // "held in 20/20 trials (seeds 0-9 at 1 and 2 torch threads), margin 0.41 (min 0.33)": the sweep's record
@@ -296,7 +413,7 @@ async function startLesson() {
   $("lesson-start").disabled = true;  // one click, one lesson
   try {
     const runs = await api(`/api/presets/${preset.id}/runs`, { method: "POST" });
-    openLesson(preset, runs[0].group, runs);
+    openLesson(preset, runs[0].group, runs, state.pendingPrediction ?? null);
     refreshRuns();
   } catch (err) {
     $("lesson-start").disabled = false;
@@ -306,11 +423,12 @@ async function startLesson() {
 
 // A lesson opens on its evidence: its runs compared, the slider at the lesson's step, its chart in view
 // and outlined. The lesson and its group live in the URL, so a reload or a shared link comes back here.
-function openLesson(preset, group, runs) {
-  state.lesson = { preset, group, ids: runs.map((r) => r.id) };
+function openLesson(preset, group, runs, prediction = null) {
+  state.lesson = { preset, group, ids: runs.map((r) => r.id), prediction };
+  state.pendingPrediction = null;
   runs.forEach(watch);
   show(state.lesson.ids);
-  showLesson(preset);
+  showLesson(preset, prediction);
   const target = preset.target || {};
   state.stepIndex = target.step === 0 ? 0 : null;
   if (target.strip) $("strip-stat").value = target.strip;
@@ -322,8 +440,14 @@ function openLesson(preset, group, runs) {
     fig.classList.add("target");
     fig.scrollIntoView({ block: "center" });
   }
-  history.replaceState(null, "", `#lesson=${encodeURIComponent(preset.id)}&group=${encodeURIComponent(group)}`);
+  writeLessonHash();
   scheduleRender();
+}
+
+function writeLessonHash() {
+  const { preset, group, prediction } = state.lesson;
+  history.replaceState(null, "", `#lesson=${encodeURIComponent(preset.id)}&group=${encodeURIComponent(group)}`
+    + (prediction === null || prediction === undefined ? "" : `&predict=${prediction}`));
 }
 
 // One status for the whole lesson, and a clear moment when it is done.
@@ -343,6 +467,7 @@ async function checkLesson() {
   const { preset, group } = state.lesson;
   const outcome = await api(`/api/presets/${preset.id}/outcome?group=${encodeURIComponent(group)}`).catch(() => null);
   if (!outcome || !outcome.finished) return;
+  $("prediction-result").textContent = predictionResult(preset, state.lesson.prediction, outcome);
   const fmt = (x) => (x === null || x === undefined ? "n/a" : Math.abs(x) < 1e-3 && x !== 0 ? x.toExponential(2) : x.toFixed(3));
   const unit = (c) => (c.margin_unit === "log10" ? " decades" : "");
   // Both values and the margin: "0.925 against 0.775 (needed above 0.825): margin 0.100"
@@ -407,20 +532,22 @@ async function main() {
   }
   $("f-name").addEventListener("input", writeHash);
   for (const p of presets) $("preset-select").append(Object.assign(document.createElement("option"), { value: p.id, textContent: p.title }));
-  $("preset-select").addEventListener("change", () => showLesson(presets.find((p) => p.id === $("preset-select").value)));
+  $("preset-select").addEventListener("change", () => {
+    state.pendingPrediction = null;
+    showLesson(presets.find((p) => p.id === $("preset-select").value));
+  });
   $("lesson-start").addEventListener("click", startLesson);
   $("config-form").addEventListener("submit", submit);
   $("cancel").addEventListener("click", async () => {
     if (state.shown) await api(`/api/runs/${state.shown}/cancel`, { method: "POST" }).catch(() => {});
     refreshRuns();
   });
-  $("step-slider").addEventListener("input", (e) => { state.stepIndex = Number(e.target.value); scheduleRender(); });
-  $("live-btn").addEventListener("click", () => { state.stepIndex = null; scheduleRender(); });
-  $("hist-kind").addEventListener("change", scheduleRender);
-  $("batch-loss").addEventListener("change", scheduleRender);
-  $("strip-stat").addEventListener("change", scheduleRender);
-
-  $("heat-layer").addEventListener("change", scheduleRender);
+  $("step-slider").addEventListener("input", (e) => { state.stepIndex = Number(e.target.value); scheduleRender(true); });
+  $("live-btn").addEventListener("click", () => { state.stepIndex = null; scheduleRender(true); });
+  for (const id of ["hist-kind", "hist-shared", "batch-loss", "strip-stat", "heat-layer"]) {
+    $(id).addEventListener("change", () => scheduleRender(true));
+  }
+  document.querySelectorAll(".chart").forEach((el) => screenWatch.observe(el));
   const lessonLink = location.hash.match(/lesson=([^&]*)&group=([^&]*)/);
   if (lessonLink) {
     const preset = presets.find((p) => p.id === decodeURIComponent(lessonLink[1]));
@@ -428,7 +555,8 @@ async function main() {
     const list = preset ? await api(`/api/runs?group=${encodeURIComponent(group)}`).catch(() => null) : null;
     if (preset && list && list.count) {
       $("preset-select").value = preset.id;
-      openLesson(preset, group, list.data.reverse());
+      const predicted = location.hash.match(/predict=(\d+)/);
+      openLesson(preset, group, list.data.reverse(), predicted ? Number(predicted[1]) : null);
       checkLesson();
     }
   }
