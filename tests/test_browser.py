@@ -45,7 +45,7 @@ def page(browser, server):
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(server.url + "/")
-    page.wait_for_selector("[name='model.activation']")
+    page.wait_for_selector("[name='model.activation']", state="attached")
     yield page
     context.close()
     unexpected = [e for e in errors if not any(f"status of {s}" in e for s in page.allowed_errors)]
@@ -54,6 +54,23 @@ def page(browser, server):
 
 def traces(page, testid):
     return page.evaluate(f"() => (document.querySelector('[data-testid={testid}]').data || []).length")
+
+
+def drawn(page, testid):
+    """A chart's traces once it has been on screen: the page draws only what a learner can see."""
+    page.locator(f"[data-testid={testid}]").scroll_into_view_if_needed()
+    page.wait_for_function(f"() => (document.querySelector('[data-testid={testid}]').data || []).length > 0",
+                           timeout=10000)
+    return traces(page, testid)
+
+
+def tweak(page):
+    """Open the form as a learner does: "Tweak the settings", then "Advanced"."""
+    page.wait_for_selector("[name='model.activation']", state="attached")
+    if not page.locator("#tweak").evaluate("d => d.open"):
+        page.click("#tweak > summary")
+    if not page.locator("details.advanced").evaluate("d => d.open"):
+        page.click("details.advanced > summary")
 
 
 def wait_for_text(page, selector, prefix, timeout=90000):
@@ -79,14 +96,18 @@ def test_lesson_runs_draws_every_chart_and_shows_the_outcome(page, server):
     badges = page.locator("#lesson-outcome .badge").all_inner_texts()
     assert badges and all(b == "held" for b in badges), page.inner_text("#lesson-outcome")
     for chart in CHARTS:
-        assert traces(page, chart) > 0, chart
+        assert drawn(page, chart) > 0, chart
     # Every run of the group is overlaid: one validation-accuracy trace per run on the compare chart.
     lesson = next(p for p in httpx.get(server.url + "/api/presets").json() if p["id"] == "zero-init")
     assert traces(page, "compare-chart") == len(lesson["runs"])
+    # A panel per run where a chart shows one run at a time: the boundary of each of the three nets.
+    assert page.evaluate("() => document.querySelector('[data-testid=boundary-chart]').data"
+                         ".filter(t => t.type === 'heatmap').length") == len(lesson["runs"])
     shot(page, "lesson-zero-init")
 
 
 def test_step_slider_scrubs_to_step_zero(page, server):
+    tweak(page)
     page.fill("[name='train.epochs']", "3")
     page.fill("[name='telemetry.max_per_second']", "0")  # every 10th step, however fast
     page.fill("[name='telemetry.budget']", "0")
@@ -106,6 +127,7 @@ def test_step_slider_scrubs_to_step_zero(page, server):
 
 
 def test_cancel_a_running_run(page, server):
+    tweak(page)
     page.fill("[name='train.epochs']", "400")
     page.click("[data-testid=start]")
     page.wait_for_function("() => document.querySelector('[data-testid=run-status]').textContent.startsWith('running')",
@@ -117,6 +139,7 @@ def test_cancel_a_running_run(page, server):
 
 def test_invalid_input_shows_the_servers_message_next_to_the_field(page):
     page.allowed_errors.append(422)
+    tweak(page)
     page.fill("[name='model.depth']", "500")
     page.click("[data-testid=start]")
     error = page.locator("[data-error-for='model.depth']")
@@ -130,17 +153,23 @@ def test_invalid_input_shows_the_servers_message_next_to_the_field(page):
     shot(page, "form-errors")
 
 
-def test_fields_that_do_not_apply_are_disabled_with_the_reason(page):
-    assert page.is_disabled("[name='model.init_std']")
-    assert "small_normal" in page.inner_text("[data-field='model.init_std'] .why")
-    assert page.is_disabled("[name='augment.hflip']")
+def test_fields_that_do_not_apply_are_hidden_with_the_reason(page):
+    tweak(page)
+    assert page.is_disabled("[name='model.init_std']") and page.is_hidden("[data-field='model.init_std']")
+    note = page.inner_text("fieldset[data-section=model] .hidden-note")
+    assert "init std" in note and "small_normal" in note, note
+    assert page.is_disabled("[name='augment.hflip']") and page.is_hidden("[name='augment.hflip']")
     page.select_option("[name='model.init']", "small_normal")
-    assert page.is_enabled("[name='model.init_std']")
+    assert page.is_enabled("[name='model.init_std']") and page.is_visible("[name='model.init_std']")
     page.select_option("[name='data.dataset']", "shapes")
-    assert page.is_enabled("[name='augment.hflip']")
+    assert page.is_enabled("[name='augment.hflip']") and page.is_visible("[name='augment.hflip']")
+    # The five settings that matter come first, before "Advanced".
+    first = page.eval_on_selector_all("fieldset[data-section=essentials] [data-field]", "rows => rows.map(r => r.dataset.field)")
+    assert first == ["model.activation", "model.init", "model.depth", "model.batchnorm", "model.dropout"]
 
 
 def test_url_hash_reproduces_the_config(page, server):
+    tweak(page)
     page.select_option("[name='model.activation']", "tanh")
     page.fill("[name='model.depth']", "7")
     url = page.evaluate("() => location.href")
@@ -187,7 +216,7 @@ def test_phone_width_and_keyboard(browser, server):
     context = browser.new_context(viewport={"width": 390, "height": 844})
     page = context.new_page()
     page.goto(server.url + "/")
-    page.wait_for_selector("[name='model.activation']")
+    page.wait_for_selector("[name='model.activation']", state="attached")
     width = page.evaluate("() => document.documentElement.scrollWidth")
     assert width <= 400, width
     page.focus("[data-testid=preset-select]")
@@ -204,7 +233,7 @@ def test_workshop_page_asks_for_the_token_and_instructor_sees_every_owner(browse
         page = context.new_page()
         page.on("dialog", lambda d: d.accept("class-secret"))
         page.goto(live.url + "/")
-        page.wait_for_selector("[name='model.activation']")  # options loaded: the token was taken
+        tweak(page)  # options loaded: the token was taken
         page.fill("[name='train.epochs']", "1")
         page.click("[data-testid=start]")
         page.wait_for_function("() => document.querySelector('[data-testid=run-status]').textContent"
@@ -229,7 +258,7 @@ def test_page_reconnects_after_a_server_restart(browser, tmp_path):
     page = context.new_page()
     with first:
         page.goto(first.url + "/")
-        page.wait_for_selector("[name='model.activation']")
+        tweak(page)
         page.fill("[name='train.epochs']", "1")
         page.click("[data-testid=start]")
         page.wait_for_function("() => document.querySelector('[data-testid=run-status]').textContent"
@@ -239,6 +268,7 @@ def test_page_reconnects_after_a_server_restart(browser, tmp_path):
     with LiveServer(settings, port=port):
         page.wait_for_function("() => document.querySelector('#runs-message').textContent === ''", timeout=15000)
         assert "completed" in page.inner_text("#run-rows")
+        tweak(page)
         page.fill("[name='train.epochs']", "1")
         page.click("[data-testid=start]")
         page.wait_for_function("() => document.querySelectorAll('#run-rows tr').length === 2", timeout=30000)
@@ -319,3 +349,83 @@ def test_charts_have_text_summaries(page, server):
         summary = page.get_attribute(f"[data-testid={testid}]", "aria-describedby")
         label = page.inner_text(f"#{summary}") if summary else ""
         assert words in label and "n/a" not in label, (testid, label)
+
+
+def test_a_lesson_asks_for_a_prediction_and_sets_it_beside_the_result(page, server):
+    page.select_option("[data-testid=preset-select]", "leaky-slope-one")
+    preset = next(p for p in httpx.get(server.url + "/api/presets").json() if p["id"] == "leaky-slope-one")
+    assert page.inner_text("#predict-q") == preset["predict"]["question"]
+    wrong = next(i for i in range(len(preset["predict"]["choices"])) if i != preset["predict"]["answer"])
+    page.locator("#predict-choices input").nth(wrong).check()
+    # A phrase of the lesson text points at its chart: focused, it outlines the chart.
+    link = page.locator("#lesson-look .chart-link").first
+    link.focus()
+    chart = link.get_attribute("data-chart")
+    assert page.locator(f"figure.pointed [data-testid={chart}]").count() == 1
+    link.blur()
+    assert page.locator("figure.pointed").count() == 0
+    page.click("[data-testid=lesson-start]")
+    wait_for_text(page, "#lesson-status", "Done")
+    page.wait_for_function("() => document.getElementById('prediction-result').textContent.length > 0")
+    result = page.inner_text("[data-testid=prediction-result]")
+    answer = preset["predict"]["choices"][preset["predict"]["answer"]]
+    assert result.startswith(f"You predicted: {preset['predict']['choices'][wrong]}. Not quite: {answer}."), result
+    assert "of 20 seeded trials" in result, result
+    # The prediction lives in the URL with the lesson: a reload keeps it.
+    assert f"predict={wrong}" in page.evaluate("() => location.hash")
+    page.reload()
+    page.wait_for_function("() => document.getElementById('prediction-result').textContent.length > 0")
+    assert page.inner_text("[data-testid=prediction-result]") == result
+    # Its two runs, one panel each on the boundary chart.
+    assert drawn(page, "boundary-chart") > 0
+    assert page.evaluate("() => document.querySelector('[data-testid=boundary-chart]').data"
+                         ".filter(t => t.type === 'heatmap').length") == 2
+
+
+def test_delete_can_be_undone_and_otherwise_happens(page, server):
+    with httpx.Client(base_url=server.url) as c:
+        runs = [c.post("/api/runs", json={"name": f"undo me {i}", "train": {"epochs": 1, "fresh": True}}).json()
+                for i in range(2)]
+        for run in runs:
+            wait_for(c, run["id"])
+    page.reload()
+    row = page.locator("#run-rows tr", has_text="undo me 0").first
+    row.wait_for()
+    row.get_by_role("button", name="Delete").click()
+    page.wait_for_selector("[data-testid=undo-bar]")
+    assert "undo me 0" in page.inner_text("[data-testid=undo-bar]")
+    assert page.locator("#run-rows tr", has_text="undo me 0").count() == 0
+    page.click("[data-testid=undo]")
+    page.locator("#run-rows tr", has_text="undo me 0").first.wait_for()
+    page.wait_for_timeout(8500)  # past the undo window: nothing was deleted
+    assert httpx.get(f"{server.url}/api/runs/{runs[0]['id']}").status_code == 200
+    page.locator("#run-rows tr", has_text="undo me 1").first.get_by_role("button", name="Delete").click()
+    page.wait_for_function("() => document.getElementById('undo-bar').hidden", timeout=15000)
+    assert httpx.get(f"{server.url}/api/runs/{runs[1]['id']}").status_code == 404
+
+
+@pytest.mark.parametrize("width, height", [(1440, 900), (1024, 768), (390, 844)])
+def test_a_finished_lesson_at_three_widths(browser, server, width, height):
+    # For the eye (artifacts/lesson-WIDTH.png) and for what a machine can check: nothing wider than the
+    # screen, and on a phone the lesson, then its target chart, then the depth strip.
+    context = browser.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    page.goto(server.url + "/")
+    page.wait_for_selector("[name='model.activation']", state="attached")
+    page.select_option("[data-testid=preset-select]", "dying-relu")
+    page.click("[data-testid=lesson-start]")
+    wait_for_text(page, "#lesson-status", "Done")
+    page.wait_for_timeout(800)
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= width + 1
+    if width < 800:
+        tops = page.evaluate("""() => ['lesson-card', 'depth-fig'].map((id) => document.getElementById(id)
+            .getBoundingClientRect().top).concat([document.querySelector('figure.target').getBoundingClientRect().top,
+            document.getElementById('config-form').getBoundingClientRect().top])""")
+        lesson, strip, target, form = tops
+        assert lesson < target <= strip < form, tops
+    for testid in ("depth-strip", "layer-stats-chart", "histogram-chart", "loss-chart"):
+        drawn(page, testid)
+    page.evaluate("() => window.scrollTo(0, 0)")
+    page.wait_for_timeout(300)
+    shot(page, f"lesson-{width}")
+    context.close()

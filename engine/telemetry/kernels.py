@@ -105,17 +105,11 @@ class HistogramBuffers:
                                             for k, size in enumerate(sizes)])
         return self._offsets[key]
 
-    def offsets(self, sizes: tuple[int, ...], bins: int, dev: torch.device) -> torch.Tensor:
-        """Per value: its tensor's block of bins plus its lane; cached, since the same few layouts repeat
-        (with and without weights, and a smaller last batch)."""
-        key = (sizes, bins, dev)
+    def lanes(self, n_bins: int, dev: torch.device) -> torch.Tensor:
+        """LANES offsets, one per lane: each lane's copy of the counters starts n_bins further on."""
+        key = ("lanes", n_bins, dev)
         if key not in self._offsets:
-            if len(self._offsets) >= 8:
-                self._offsets.pop(next(iter(self._offsets)))
-            block = torch.repeat_interleave(torch.arange(len(sizes), device=dev, dtype=torch.int32) * bins,
-                                            torch.tensor(sizes, device=dev))
-            lane = torch.arange(sum(sizes), device=dev, dtype=torch.int32) % LANES
-            self._offsets[key] = block + lane * (len(sizes) * bins)
+            self._offsets[key] = torch.arange(LANES, dtype=torch.int32, device=dev) * n_bins
         return self._offsets[key]
 
 
@@ -143,7 +137,15 @@ def batched_histograms(flat: list[torch.Tensor], ranges: list[tuple[float, float
             bad.append(k)
     idx.copy_(buf)
     _rebin_near_edges(flat, ranges, bins, buf, idx)
-    idx.add_(buffers.offsets(sizes, bins, dev))
+    # Tensor k's block of bins, then the lanes: adds in place, no per-value offset table (a CNN's was
+    # 100 MB a layout, and building it made the first two captures cost 150 ms more each).
+    pos = 0
+    for k, size in enumerate(sizes):
+        if k:
+            idx[pos:pos + size].add_(k * bins)
+        pos += size
+    body = pos - pos % LANES
+    idx[:body].view(-1, LANES).add_(buffers.lanes(len(flat) * bins, dev))
     counts = torch.bincount(idx, minlength=LANES * len(flat) * bins).view(LANES, len(flat), bins).sum(0)
     if bad:
         counts[bad] = 0

@@ -278,28 +278,41 @@ export function signalChart(id, runs) {
     xaxis: { automargin: true, tickangle: -45 }, margin: { l: 55, r: 10, t: 10, b: 60 } });
 }
 
-export function boundaryChart(id, run) {
-  const ev = run && run.boundary;
-  if (!ev) return draw(id, [], { annotations: [{ text: "2-D datasets only", showarrow: false }] });
-  const k = ev.probs.length;
-  let z, colorscale, zmin, zmax;
-  if (k === 2) {
-    z = ev.probs[1];
-    colorscale = [[0, PALETTE[0]], [0.5, "#ffffff"], [1, PALETTE[1]]];
-    zmin = 0; zmax = ev.prob_scale;
-  } else {
-    z = ev.probs[0].map((row, i) => row.map((_, j) => {
-      let best = 0;
-      for (let c = 1; c < k; c++) if (ev.probs[c][i][j] > ev.probs[best][i][j]) best = c;
-      return best;
-    }));
-    colorscale = Array.from({ length: k }, (_, c) => [[c / k, PALETTE[c]], [(c + 1) / k, PALETTE[c]]]).flat();
-    zmin = -0.5; zmax = k - 0.5;
-  }
-  const pts = run.points || { x: [], y: [], label: [] };
-  draw(id, [
-    { z, x: ev.x, y: ev.y, type: "heatmap", colorscale, zmin, zmax, opacity: 0.45, showscale: false, hoverinfo: "skip" },
-    { x: pts.x, y: pts.y, mode: "markers", type: "scatter", name: "training points",
-      marker: { color: pts.label.map((c) => PALETTE[c % PALETTE.length]), size: 5, line: { width: 0.5, color: "#222" } } },
-  ], { xaxis: { title: { text: "x1 (normalised)" } }, yaxis: { title: { text: "x2" } }, showlegend: false });
+// One small panel per compared run (up to four), side by side on the same axes: a lesson's comparison is
+// the point, and one panel could show only one run's boundary.
+export function boundaryChart(id, runs) {
+  const shown = runs.filter((run) => run.boundary).slice(0, 4);
+  if (!shown.length) return draw(id, [], { annotations: [{ text: "2-D datasets only", showarrow: false }] });
+  const traces = [], annotations = [], layout = {};
+  const n = shown.length, gap = 0.04, width = (1 - gap * (n - 1)) / n;
+  shown.forEach((run, p) => {
+    const ev = run.boundary, k = ev.probs.length;
+    const ax = p === 0 ? "" : String(p + 1);
+    let z, colorscale, zmin, zmax;
+    if (k === 2) {
+      z = ev.probs[1];
+      colorscale = [[0, PALETTE[0]], [0.5, "#ffffff"], [1, PALETTE[1]]];
+      zmin = 0; zmax = ev.prob_scale;
+    } else {
+      z = ev.probs[0].map((row, i) => row.map((_, j) => {
+        let best = 0;
+        for (let c = 1; c < k; c++) if (ev.probs[c][i][j] > ev.probs[best][i][j]) best = c;
+        return best;
+      }));
+      colorscale = Array.from({ length: k }, (_, c) => [[c / k, PALETTE[c]], [(c + 1) / k, PALETTE[c]]]).flat();
+      zmin = -0.5; zmax = k - 0.5;
+    }
+    const pts = run.points || { x: [], y: [], label: [] };
+    traces.push({ z, x: ev.x, y: ev.y, type: "heatmap", colorscale, zmin, zmax, opacity: 0.45, showscale: false,
+      hoverinfo: "skip", xaxis: `x${ax}`, yaxis: `y${ax}` });
+    traces.push({ x: pts.x, y: pts.y, mode: "markers", type: "scatter", name: "training points", xaxis: `x${ax}`,
+      yaxis: `y${ax}`, marker: { color: pts.label.map((c) => PALETTE[c % PALETTE.length]), size: n > 2 ? 3 : 4,
+        line: { width: 0.5, color: "#222" } } });
+    const left = p * (width + gap);
+    layout[`xaxis${ax}`] = { domain: [left, left + width], showticklabels: n < 3, title: { text: p === 0 ? "x1" : "" } };
+    layout[`yaxis${ax}`] = { anchor: `x${ax}`, showticklabels: p === 0, scaleanchor: `x${ax}`, title: { text: p === 0 ? "x2" : "" } };
+    annotations.push({ text: `${label(run)} · step ${ev.step}`, x: left + width / 2, y: 1.0, xref: "paper", yref: "paper",
+      yanchor: "bottom", showarrow: false, font: { size: 10, color: runStyle(runs.indexOf(run)).color } });
+  });
+  draw(id, traces, { ...layout, annotations, showlegend: false, margin: { l: 40, r: 10, t: 24, b: 35 } });
 }

@@ -11,6 +11,9 @@ const NOTATION = {
   "model.bn_momentum": "batchnorm momentum α", "train.momentum": "momentum", "model.init_std": "init std σ",
 };
 
+// The five settings a lesson turns on, shown first; the rest wait under "Advanced".
+const ESSENTIAL = ["model.activation", "model.init", "model.depth", "model.batchnorm", "model.dropout"];
+
 export class ConfigForm {
   constructor(root, options, onChange) {
     this.root = root;
@@ -23,22 +26,33 @@ export class ConfigForm {
 
   render() {
     this.root.replaceChildren();
+    const essentials = this.fieldset("essentials", "The tricks that matter most");
+    for (const name of ESSENTIAL) if (this.fields.has(name)) essentials.append(this.fieldRow(this.fields.get(name)));
+    const advanced = Object.assign(document.createElement("details"), { className: "advanced" });
+    advanced.dataset.testid = "advanced";
+    advanced.append(Object.assign(document.createElement("summary"), {
+      textContent: "Advanced: data, the rest of the model, augmentation, training, telemetry" }));
     for (const section of this.options.sections) {
-      const fs = document.createElement("fieldset");
-      fs.dataset.section = section.name;
-      const legend = document.createElement("legend");
-      legend.textContent = SECTION_TITLES[section.name] || section.name;
-      fs.append(legend);
-      const sectionError = document.createElement("small");
-      sectionError.className = "error";
-      sectionError.dataset.errorFor = section.name;
-      fs.append(sectionError);
-      for (const f of section.fields) fs.append(this.fieldRow(f));
-      this.root.append(fs);
+      const fs = this.fieldset(section.name, SECTION_TITLES[section.name] || section.name);
+      for (const f of section.fields) if (!ESSENTIAL.includes(f.name)) fs.append(this.fieldRow(f));
+      advanced.append(fs);
     }
+    this.root.append(essentials, advanced);
     this.root.addEventListener("input", () => { this.refreshApplicability(); this.onChange(); });
     this.root.addEventListener("change", () => { this.refreshApplicability(); this.onChange(); });
     this.refreshApplicability();
+  }
+
+  fieldset(name, title) {
+    const fs = document.createElement("fieldset");
+    fs.dataset.section = name;
+    const legend = document.createElement("legend");
+    legend.textContent = title;
+    const sectionError = Object.assign(document.createElement("small"), { className: "error" });
+    sectionError.dataset.errorFor = name;
+    const hidden = Object.assign(document.createElement("small"), { className: "hidden-note" });
+    fs.append(legend, sectionError, hidden);
+    return fs;
   }
 
   fieldRow(f) {
@@ -148,14 +162,26 @@ export class ConfigForm {
     return rule.values.includes(v);
   }
 
+  // A field that does not apply is hidden, and its fieldset says which and why in one line.
   refreshApplicability() {
+    const hiddenBySection = new Map();
     for (const f of this.fields.values()) {
       const row = this.root.querySelector(`[data-field="${f.name}"]`);
       const ok = this.applies(f);
       row.classList.toggle("off", !ok);
       // model.arch stays selectable: the server's message explains a cnn on points.
+      const hide = !ok && f.name !== "model.arch";
+      row.hidden = hide;
       if (f.name !== "model.arch") this.input(f.name).disabled = !ok;
       row.querySelector(".why").textContent = ok ? "" : `Off: ${f.applies_when.reason}.`;
+      if (hide) {
+        const fs = row.closest("fieldset");
+        hiddenBySection.set(fs, [...(hiddenBySection.get(fs) || []), `${row.querySelector("label").textContent.trim()} (${f.applies_when.reason})`]);
+      }
+    }
+    for (const fs of this.root.querySelectorAll("fieldset")) {
+      const names = hiddenBySection.get(fs) || [];
+      fs.querySelector(".hidden-note").textContent = names.length ? `Hidden, as they do not apply: ${names.join("; ")}.` : "";
     }
   }
 

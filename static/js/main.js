@@ -15,7 +15,8 @@ const state = {
   lesson: null,       // {preset, group}
   stepIndex: null,    // index into the shown run's captures; null follows the newest
   renderPending: false,
-  pendingPrediction: null,  // a prediction made before the lesson started
+  pendingPrediction: null,
+  pendingDeletes: new Map(),  // run id -> the timer that deletes it unless undone  // a prediction made before the lesson started
 };
 
 // ---- runs and their events -----------------------------------------------------------------
@@ -99,7 +100,7 @@ function show(ids) {
 
 // ---- drawing: live data at most four times a second, the learner's own moves in the next frame ------
 function scheduleRender(nextFrame = false) {
-  if (nextFrame) {
+  if (nextFrame && !REDRAW_ALL) {
     if (state.frameRequested) return;
     state.frameRequested = true;
     requestAnimationFrame(() => { state.frameRequested = false; render(); });
@@ -112,6 +113,9 @@ function scheduleRender(nextFrame = false) {
 
 // A chart is redrawn only when what it shows changed (its key), and only while it is on screen: one that
 // scrolled away is drawn when it comes back. Drawing every chart on every update took 170-390 ms.
+// ?redraw=all draws every chart on every update, on screen or not, as the page did before: only for
+// benchmarks/page_smoothness.py, which measures both ways side by side.
+const REDRAW_ALL = new URLSearchParams(location.search).get("redraw") === "all";
 const drawnKeys = new Map();
 const onScreen = new Set();
 const screenWatch = new IntersectionObserver((entries) => {
@@ -122,7 +126,7 @@ const screenWatch = new IntersectionObserver((entries) => {
 }, { rootMargin: "200px" });
 
 function redraw(id, key, drawChart) {
-  if (!onScreen.has(id) || drawnKeys.get(id) === key) return;
+  if (!REDRAW_ALL && (!onScreen.has(id) || drawnKeys.get(id) === key)) return;
   const t0 = performance.now();
   drawChart();
   drawnKeys.set(id, key);
@@ -153,6 +157,7 @@ function render() {
   $("run-status").textContent = shown ? `${shown.status}${shown.message ? ": " + shown.message : ""}` : "no run yet";
   $("run-progress").value = shown ? shown.progress : 0;
   $("cancel").disabled = !shown || TERMINAL.has(shown.status) || shown.status === "deleted";
+  $("from-shown").disabled = !shown || !shown.config;
   const slider = $("step-slider");
   const n = shown ? shown.layers.length : 0;
   slider.max = Math.max(0, n - 1);
@@ -183,8 +188,8 @@ function render() {
   fillLayerSelect(shown);
   redraw("heatmap-chart", `${shown?.id}:${shown?.layers.length}|${layer}|${kind}`,
     () => charts.heatmapChart("heatmap-chart", shown, layer, kind));
-  redraw("boundary-chart", `${shown?.id}:${shown?.boundary?.seq}`, () => charts.boundaryChart("boundary-chart", shown));
-  renderSamples(shown);
+  redraw("boundary-chart", seqs(runs, (r) => r.boundary), () => charts.boundaryChart("boundary-chart", runs));
+  renderSamples(runs);
   perf.renders.push({ t: t0, ms: performance.now() - t0 });
   if (perf.renders.length > 2000) perf.renders.splice(0, 1000);
   if (perf.draws.length > 4000) perf.draws.splice(0, 2000);
@@ -203,6 +208,31 @@ function describeCharts(runs) {
     const v = ev ? ev.layers.map((l) => l.stats[stat]).filter((x) => x !== null) : [];
     return v.length ? `first layer ${fmt(v[0])}, last ${fmt(v[v.length - 1])}` : "no capture yet";
   })}.`);
+  const hidden = (ev) => ev.layers.filter((l) => l.kind !== "output");
+  charts.describe($("layer-stats-chart"), `Per-layer statistics, input to output. ${each((r) => {
+    const ev = captureFor(r);
+    if (!ev) return "no capture yet";
+    const h = hidden(ev);
+    const mean = (k) => h.reduce((a, l) => a + (l.stats[k] ?? 0), 0) / Math.max(1, h.length);
+    return `at step ${ev.step}, activation std ${fmt(h[0]?.stats.act_std)} (first) to ${fmt(h[h.length - 1]?.stats.act_std)}`
+      + ` (last), gradient norm ${fmt(h[0]?.stats.grad_norm)} to ${fmt(h[h.length - 1]?.stats.grad_norm)},`
+      + ` dead ${fmt(mean("dead_frac"))}, duplicate ${fmt(mean("duplicate_frac"))} on average`;
+  })}.`);
+  const kind = $("hist-kind").value;
+  charts.describe($("histogram-chart"), `Histograms of ${kind} per layer. ${each((r) => {
+    const ev = captureFor(r);
+    if (!ev) return "no capture yet";
+    const [a, b] = [ev.layers[0].hist[kind], ev.layers[ev.layers.length - 1].hist[kind]];
+    return `at step ${ev.step}, the first layer spans ${fmt(a.lo)} to ${fmt(a.hi)}, the output layer ${fmt(b.lo)} to ${fmt(b.hi)}`;
+  })}.`);
+  const shownRun = runs[0];
+  const layerIndex = Number($("heat-layer").value || 0);
+  charts.describe($("heatmap-chart"), shownRun && shownRun.layers.length
+    ? `${kind} of layer ${shownRun.layers[0].layers[Math.min(layerIndex, shownRun.layers[0].layers.length - 1)].name} of `
+      + `${shownRun.name} over ${shownRun.layers.length} captures, steps ${shownRun.layers[0].step} to `
+      + `${last(shownRun.layers).step}.` : "One layer over time: no capture yet.");
+  charts.describe($("boundary-chart"), `Decision boundary of each compared run. ${each((r) => (r.boundary
+    ? `at step ${r.boundary.step}, validation accuracy ${fmt(last(r.evals)?.val_acc)}` : "no boundary (2-D sets only)"))}.`);
   charts.describe($("signal-chart"), `Pre-activation std at step 0 by layer. ${each((r) => {
     const ev = r.layers.find((e) => e.step === 0);
     const v = ev ? ev.layers.filter((l) => l.kind !== "output").map((l) => l.stats.preact_std) : [];
@@ -219,19 +249,30 @@ function fillLayerSelect(run) {
   if (keep && Number(keep) < names.length) select.value = keep;
 }
 
-function renderSamples(run) {
+// A strip of augmented samples per compared run, each headed by its run's name: the augmentation lesson
+// compares a run that augments with one that does not.
+function renderSamples(runs) {
   const box = $("samples");
-  const ev = run && run.samples;
-  if (!ev) { box.textContent = "Image datasets only."; return; }
-  if (box.dataset.seq === String(ev.seq)) return;
-  box.dataset.seq = ev.seq;
-  box.replaceChildren(...ev.images.map((src, i) => {
-    const fig = document.createElement("figure");
-    const img = Object.assign(document.createElement("img"), { src, alt: `augmented sample: ${ev.labels[i]}` });
-    const cap = document.createElement("figcaption");
-    cap.textContent = ev.labels[i];
-    fig.append(img, cap);
-    return fig;
+  const withSamples = runs.filter((run) => run.samples);
+  const key = withSamples.map((run) => `${run.id}:${run.samples.seq}`).join(",");
+  if (!withSamples.length) { box.textContent = "Image datasets only."; box.dataset.key = ""; return; }
+  if (box.dataset.key === key) return;
+  box.dataset.key = key;
+  box.replaceChildren(...withSamples.map((run) => {
+    const ev = run.samples;
+    const group = Object.assign(document.createElement("section"), { className: "sample-run" });
+    const head = Object.assign(document.createElement("h3"), { textContent: `${run.name} (step ${ev.step})` });
+    const strip = Object.assign(document.createElement("div"), { className: "sample-strip" });
+    strip.replaceChildren(...ev.images.map((src, i) => {
+      const fig = document.createElement("figure");
+      const img = Object.assign(document.createElement("img"), { src, alt: `${run.name}, training sample: ${ev.labels[i]}` });
+      const cap = document.createElement("figcaption");
+      cap.textContent = ev.labels[i];
+      fig.append(img, cap);
+      return fig;
+    }));
+    group.append(head, strip);
+    return group;
   }));
 }
 
@@ -245,58 +286,103 @@ async function refreshRuns() {
     return;
   }
   if ($("runs-message").textContent.startsWith("The server")) $("runs-message").textContent = "";
-  const rows = list.data.map((run) => {
-    const v = state.views.get(run.id);
-    if (v && !v.stream) { v.status = run.status; v.progress = run.progress; }
-    const tr = document.createElement("tr");
-    if (run.id === state.shown) tr.className = "shown";
-    const pick = Object.assign(document.createElement("input"), { type: "checkbox", checked: state.compare.includes(run.id) });
-    pick.setAttribute("aria-label", `compare ${run.name}`);
-    pick.addEventListener("change", () => {
-      const ids = state.compare.filter((id) => id !== run.id);
-      if (pick.checked) { watch(run); ids.push(run.id); }
-      show(ids.length ? ids : []);
-      refreshRuns();
-    });
-    const name = document.createElement("button");
-    name.type = "button";
-    name.className = "secondary";
-    name.textContent = run.name;  // text, never markup: a run name is user input
-    name.title = "show this run";
-    name.addEventListener("click", () => { watch(run); show([run.id, ...state.compare.filter((id) => id !== run.id)]); refreshRuns(); });
-    const status = document.createElement("span");
-    status.className = `status-${run.status}`;
-    status.textContent = run.status;
-    if (run.error) status.title = run.error;
-    const bar = Object.assign(document.createElement("progress"), { max: 1, value: run.progress });
-    bar.setAttribute("aria-label", `progress of ${run.name}`);
-    const actions = document.createElement("td");
-    if (!TERMINAL.has(run.status)) {
-      actions.append(button("Cancel", async () => { await api(`/api/runs/${run.id}/cancel`, { method: "POST" }).catch(() => {}); refreshRuns(); }));
-    } else {
-      actions.append(button("Delete", async () => {
-        await api(`/api/runs/${run.id}`, { method: "DELETE" }).catch(() => {});
-        state.views.delete(run.id);
-        show(state.compare.filter((id) => id !== run.id));
-        refreshRuns();
-      }));
-      const report = Object.assign(document.createElement("a"), { href: `/api/runs/${run.id}/report`, textContent: "Report", target: "_blank" });
-      actions.append(" ", report);
+  const rows = [];
+  let lastGroup;
+  for (const run of list.data.filter((r) => !state.pendingDeletes.has(r.id))) {
+    // A lesson's runs share a group: a heading row names the lesson, so three "relu" runs of three
+    // lessons are told apart.
+    if (run.group !== lastGroup) {
+      lastGroup = run.group;
+      if (run.group) rows.push(groupRow(run.group));
     }
-    // The run as a standalone PyTorch script: the config is known from the start, so every run has one.
-    const script = Object.assign(document.createElement("a"), { href: `/api/runs/${run.id}/script`, textContent: "PyTorch script", download: `deepscope-${run.id}.py` });
-    script.setAttribute("aria-label", `PyTorch script of ${run.name}`);
-    actions.append(" ", script);
-    const cells = [pick, name, status, bar].map((el, i) => {
-      const td = document.createElement("td");
-      if (i === 1) td.className = "name";
-      td.append(el);
-      return td;
-    });
-    tr.append(...cells, actions);
-    return tr;
-  });
+    rows.push(runRow(run));
+  }
   $("run-rows").replaceChildren(...rows);
+}
+
+function groupRow(group) {
+  const preset = state.presets.find((p) => group.startsWith(`${p.id}-`));
+  const tr = Object.assign(document.createElement("tr"), { className: "group-row" });
+  const th = Object.assign(document.createElement("th"), { scope: "rowgroup", colSpan: 5,
+    textContent: preset ? `Lesson: ${preset.title} (${group.slice(preset.id.length + 1)})` : `Group ${group}` });
+  tr.append(th);
+  return tr;
+}
+
+function runRow(run) {
+  const v = state.views.get(run.id);
+  if (v && !v.stream) { v.status = run.status; v.progress = run.progress; }
+  const tr = document.createElement("tr");
+  if (run.id === state.shown) tr.className = "shown";
+  const pick = Object.assign(document.createElement("input"), { type: "checkbox", checked: state.compare.includes(run.id) });
+  pick.setAttribute("aria-label", `compare ${run.name}`);
+  pick.addEventListener("change", () => {
+    const ids = state.compare.filter((id) => id !== run.id);
+    if (pick.checked) { watch(run); ids.push(run.id); }
+    show(ids.length ? ids : []);
+    refreshRuns();
+  });
+  const name = document.createElement("button");
+  name.type = "button";
+  name.className = "secondary";
+  name.textContent = run.name;  // text, never markup: a run name is user input
+  name.title = "show this run";
+  name.addEventListener("click", () => { watch(run); show([run.id, ...state.compare.filter((id) => id !== run.id)]); refreshRuns(); });
+  const status = document.createElement("span");
+  status.className = `status-${run.status}`;
+  status.textContent = run.status;
+  if (run.error) status.title = run.error;
+  const bar = Object.assign(document.createElement("progress"), { max: 1, value: run.progress });
+  bar.setAttribute("aria-label", `progress of ${run.name}`);
+  const actions = document.createElement("td");
+  if (!TERMINAL.has(run.status)) {
+    actions.append(button("Cancel", async () => { await api(`/api/runs/${run.id}/cancel`, { method: "POST" }).catch(() => {}); refreshRuns(); }));
+  } else {
+    actions.append(button("Delete", () => deleteWithUndo(run)));
+    const report = Object.assign(document.createElement("a"), { href: `/api/runs/${run.id}/report`, textContent: "Report", target: "_blank" });
+    actions.append(" ", report);
+  }
+  // The run as a standalone PyTorch script: the config is known from the start, so every run has one.
+  const script = Object.assign(document.createElement("a"), { href: `/api/runs/${run.id}/script`, textContent: "PyTorch script", download: `deepscope-${run.id}.py` });
+  script.setAttribute("aria-label", `PyTorch script of ${run.name}`);
+  actions.append(" ", script);
+  const cells = [pick, name, status, bar].map((el, i) => {
+    const td = document.createElement("td");
+    if (i === 1) td.className = "name";
+    td.append(el);
+    return td;
+  });
+  tr.append(...cells, actions);
+  return tr;
+}
+
+// Delete waits UNDO_MS behind an Undo button before it reaches the server: a slip costs nothing.
+const UNDO_MS = 8000;
+
+function deleteWithUndo(run) {
+  const timer = setTimeout(async () => {
+    state.pendingDeletes.delete(run.id);
+    await api(`/api/runs/${run.id}`, { method: "DELETE" }).catch(() => {});
+    state.views.delete(run.id);
+    if ($("undo-bar").dataset.run === run.id) $("undo-bar").hidden = true;
+    refreshRuns();
+  }, UNDO_MS);
+  state.pendingDeletes.set(run.id, timer);
+  show(state.compare.filter((id) => id !== run.id));
+  const bar = $("undo-bar");
+  bar.dataset.run = run.id;
+  $("undo-text").textContent = `Deleted “${run.name}”.`;
+  bar.hidden = false;
+  $("undo-btn").focus();
+  refreshRuns();
+}
+
+function undoDelete() {
+  const id = $("undo-bar").dataset.run;
+  clearTimeout(state.pendingDeletes.get(id));
+  state.pendingDeletes.delete(id);
+  $("undo-bar").hidden = true;
+  refreshRuns();
 }
 
 function button(text, onClick) {
@@ -512,6 +598,11 @@ async function submit(event) {
   } catch (err) {
     if (err instanceof ApiError && err.status === 422) {
       const rest = state.form.showErrors(err.detail);
+      // The message goes next to its field: open the panels that hold it.
+      for (const slot of document.querySelectorAll("#config-form [data-error-for]")) {
+        if (!slot.textContent) continue;
+        for (let d = slot.closest("details"); d; d = d.parentElement.closest("details")) d.open = true;
+      }
       $("form-error").textContent = rest.join(" ");
     } else {
       $("form-error").textContent = err instanceof ApiError ? err.message : String(err);
@@ -529,7 +620,16 @@ async function main() {
   if (fromHash) {
     state.form.setConfig(fromHash);
     if (fromHash.name) $("f-name").value = fromHash.name;
+    $("tweak").open = true;
   }
+  // "Tweak this lesson": the form starts from the shown run's settings, then the learner changes one.
+  $("from-shown").addEventListener("click", () => {
+    const shown = state.views.get(state.shown);
+    if (!shown || !shown.config) return;
+    state.form.setConfig(shown.config);
+    $("f-name").value = "";
+    writeHash();
+  });
   $("f-name").addEventListener("input", writeHash);
   for (const p of presets) $("preset-select").append(Object.assign(document.createElement("option"), { value: p.id, textContent: p.title }));
   $("preset-select").addEventListener("change", () => {
@@ -537,6 +637,7 @@ async function main() {
     showLesson(presets.find((p) => p.id === $("preset-select").value));
   });
   $("lesson-start").addEventListener("click", startLesson);
+  $("undo-btn").addEventListener("click", undoDelete);
   $("config-form").addEventListener("submit", submit);
   $("cancel").addEventListener("click", async () => {
     if (state.shown) await api(`/api/runs/${state.shown}/cancel`, { method: "POST" }).catch(() => {});

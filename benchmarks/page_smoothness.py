@@ -1,0 +1,109 @@
+"""How smooth the playground is while a 30-layer lesson streams, in the browser tests' Chromium (software
+rendering), with the page as it is and, side by side, drawing every chart on every update as before:
+
+    python benchmarks/page_smoothness.py [--seconds 20] [--moves 12]
+
+Two pages open at once, each in its own browser context, at 1440x900: the page as served, and the same
+page with ``?redraw=all``. Both start the xavier-vs-he lesson (three 30-layer ReLU nets); the second
+press shares the first one's trainings, so both pages receive the same events live. While it streams:
+
+- update: the page's own timing of each update (``window.deepscopePerf``; goal: median <= 50 ms);
+- blocked: the share of the time the main thread spent in long tasks (over 50 ms, the Long Tasks API;
+  goal: <= 20%);
+- then, with the runs finished, slider response: from moving the step slider to the frame after the
+  charts are drawn again (goal: <= 100 ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+from pathlib import Path
+
+from deepscope.app.settings import Settings
+from devtools.server import LiveServer
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+LONG_TASKS = """
+window.__longTasks = [];
+new PerformanceObserver((list) => list.getEntries().forEach((e) => window.__longTasks.push([e.startTime, e.duration])))
+  .observe({ type: "longtask", buffered: true });
+"""
+SLIDER_MOVE = """async (value) => {
+  const slider = document.getElementById("step-slider");
+  const t0 = performance.now();
+  slider.value = String(value);
+  slider.dispatchEvent(new Event("input", { bubbles: true }));
+  const seen = document.getElementById("step-value").textContent;
+  // Done when the drawn step changed and a frame has been painted after it.
+  for (let i = 0; i < 100; i++) {
+    await new Promise((r) => requestAnimationFrame(() => r()));
+    if (document.getElementById("step-value").textContent !== seen) break;
+  }
+  await new Promise((r) => requestAnimationFrame(() => r()));
+  return performance.now() - t0;
+}"""
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
+
+
+def open_page(browser, url: str):
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    page = context.new_page()
+    page.add_init_script(LONG_TASKS)
+    page.goto(url)
+    page.wait_for_selector("[name='model.activation']", state="attached")
+    page.select_option("[data-testid=preset-select]", "xavier-vs-he")
+    return page
+
+
+def streaming_figures(page, t_start: float, t_end: float) -> tuple[list[float], float]:
+    renders = page.evaluate("() => window.deepscopePerf.renders")
+    updates = [r["ms"] for r in renders if t_start <= r["t"] <= t_end]
+    long_tasks = page.evaluate("() => window.__longTasks")
+    blocked = sum(max(0.0, min(s + d, t_end) - max(s, t_start)) for s, d in long_tasks)
+    return updates, blocked / (t_end - t_start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=20.0, help="how long to watch the lesson stream")
+    parser.add_argument("--moves", type=int, default=12, help="slider moves to time")
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    with LiveServer(Settings(data_dir=Path(tempfile.mkdtemp()), workers=2)) as live, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True)
+        pages = {"as served": open_page(browser, live.url + "/"),
+                 "?redraw=all (before)": open_page(browser, live.url + "/?redraw=all")}
+        for page in pages.values():
+            page.click("[data-testid=lesson-start]")
+        for page in pages.values():  # the first capture has arrived: the stream is on
+            page.wait_for_function("() => window.deepscopePerf.renders.length > 3", timeout=60000)
+        starts = {name: page.evaluate("() => performance.now()") for name, page in pages.items()}
+        next(iter(pages.values())).wait_for_timeout(args.seconds * 1000)
+        figures = {name: streaming_figures(page, starts[name], page.evaluate("() => performance.now()"))
+                   for name, page in pages.items()}
+        for page in pages.values():
+            page.wait_for_function("() => document.getElementById('lesson-status').textContent.startsWith('Done')",
+                                   timeout=600000)
+            page.wait_for_function("() => Number(document.getElementById('step-slider').max) > 4", timeout=60000)
+        print(f"xavier-vs-he (3 runs x 30 layers) streaming for {args.seconds:g} s, 1440x900, both pages at once:")
+        print(f"  {'page':22} {'updates':>7} {'median ms':>9} {'p90 ms':>7} {'blocked':>8} {'slider median ms':>17} "
+              f"{'slider max ms':>14}")
+        for name, page in pages.items():
+            updates, blocked = figures[name]
+            top = int(page.evaluate("() => document.getElementById('step-slider').max"))
+            moves = [page.evaluate(SLIDER_MOVE, (i * 7) % (top + 1)) for i in range(1, args.moves + 1)]
+            print(f"  {name:22} {len(updates):7d} {statistics.median(updates) if updates else float('nan'):9.1f} "
+                  f"{pct(updates, 0.9):7.1f} {blocked:8.1%} {statistics.median(moves):17.1f} {max(moves):14.1f}")
+        browser.close()
+
+
+if __name__ == "__main__":
+    main()
