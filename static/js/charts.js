@@ -109,7 +109,8 @@ export function depthStrip(id, runs, pick, stat, onLayer) {
     zmin: log ? undefined : 0, zmax: log ? undefined : (stat === "slope_mean" ? 1 : 1), xgap: 2, ygap: 2,
     colorbar: { title: { text: log ? "log10" : "" }, thickness: 10 },
     hovertemplate: "%{y}<br>%{x}: %{text}<extra></extra>" }],
-  { margin: { l: 120, r: 10, t: 5, b: 30 }, yaxis: { automargin: true }, xaxis: { type: "category" } });
+  { margin: { l: 120, r: 10, t: 5, b: 30 }, yaxis: { automargin: true },
+    xaxis: { type: "category", automargin: true, nticks: 12, tickangle: 0 } });
   const el = document.getElementById(id);
   if (onLayer && el.on && !el.dataset.clickBound) {  // Plotly adds .on to a div once it has drawn there
     el.dataset.clickBound = "1";
@@ -148,36 +149,37 @@ function logAxis(traces, yaxis) {
   return { range: [lo - 0.05, hi + 0.05], extra, hasZero };
 }
 
-const STAT_PANELS = [
-  ["act_std", "activation std", "y", "log"], ["grad_norm", "gradient norm", "y2", "log"],
-  ["dead_frac", "dead", "y3", "linear"], ["saturated_frac", "saturated", "y3", "linear"],
-  ["duplicate_frac", "duplicate", "y3", "linear"],
-];
-const DASH = { dead_frac: "solid", saturated_frac: "dash", duplicate_frac: "dot" };
+export const STAT_LABELS = {
+  act_std: "activation std", grad_norm: "gradient norm", dead_frac: "dead fraction",
+  saturated_frac: "saturated fraction", slope_mean: "mean slope f'(z)", duplicate_frac: "duplicate fraction",
+};
 
-// Per-layer stats against depth at the chosen capture of each run: three panels side by side.
-export function layerStatsChart(id, runs, pick) {
+// One statistic against depth at the chosen capture of each run (the depth strip's statistic): one
+// chart per statistic, with the run's name at the end of its line, instead of three cramped panels.
+export function layerStatsChart(id, runs, pick, stat) {
   const traces = [];
   runs.forEach((run, i) => {
     const ev = pick(run);
     if (!ev) return;
-    const names = ev.layers.map((l) => l.name);
-    const color = PALETTE[i % PALETTE.length];
-    for (const [key, name, yaxis] of STAT_PANELS) {
-      const xaxis = { y: "x", y2: "x2", y3: "x3" }[yaxis];
-      traces.push({ x: names, y: ev.layers.map((l) => l.stats[key]), name: `${label(run)}: ${name}`, xaxis, yaxis,
-        mode: "lines+markers", type: "scatter", line: { color, dash: DASH[key] || "solid" }, legendgroup: run.id });
-    }
+    const s = runStyle(i);
+    traces.push({ x: ev.layers.map((l) => l.name), y: ev.layers.map((l) => l.stats[stat]), name: label(run),
+      endLabel: label(run), mode: "lines+markers", type: "scatter", line: { color: s.color, dash: s.dash },
+      marker: { symbol: s.symbol, size: 6 } });
   });
-  const act = logAxis(traces, "y"), grad = logAxis(traces, "y2");
-  traces.push(...act.extra, ...grad.extra);
-  draw(id, traces, {
-    grid: { rows: 3, columns: 1, pattern: "independent" }, height: undefined,
-    yaxis: { type: "log", range: act.range, title: { text: "act std" } },
-    yaxis2: { type: "log", range: grad.range, title: { text: grad.hasZero ? "grad norm (× = 0)" : "grad norm" } },
-    yaxis3: { range: [-0.02, 1.02], title: { text: "fraction" } }, xaxis3: { title: { text: "layer (input → output)" } },
-    margin: { l: 60, r: 10, t: 10, b: 40 },
-  });
+  const log = LOG_STATS.has(stat);
+  const yaxis = { title: { text: STAT_LABELS[stat] || stat } };
+  if (log) {
+    const axis = logAxis(traces, "y");
+    traces.push(...axis.extra);
+    Object.assign(yaxis, { type: "log", range: axis.range, exponentformat: "power",
+      title: { text: `${STAT_LABELS[stat]} (log${axis.hasZero ? "; × = exactly 0" : ""})` } });
+  } else {
+    yaxis.range = stat === "slope_mean" ? undefined : [-0.03, 1.03];
+    if (stat === "slope_mean") yaxis.rangemode = "tozero";
+  }
+  draw(id, traces, { showlegend: false, annotations: endLabels(traces.filter((t) => t.endLabel)), yaxis,
+    xaxis: { title: { text: "layer (input → output)" }, automargin: true, type: "category" },
+    margin: { l: 60, r: 90, t: 10, b: 40 } });
 }
 
 function centres(h) {
@@ -210,7 +212,7 @@ export function histogramChart(id, runs, pick, kind, shared = false) {
       const xs = centres(h);
       // Closed on its own baseline, so the filled shape sits on the layer's row.
       traces.push({ x: [h.lo, ...xs, h.hi].map((x) => pos(i, x)), y: [i, ...h.counts.map((c) => i + 0.9 * c / peak), i],
-        customdata: [h.lo, ...xs, h.hi], name: `${label(runs[r])}: ${layer.name}`,
+        customdata: [h.lo, ...xs, h.hi], name: i === 0 ? label(runs[r]) : `${label(runs[r])}: ${layer.name}`,
         mode: "lines", fill: "toself", type: "scatter", showlegend: i === 0,
         legendgroup: runs[r].id, line: { color: s.color, width: 1, shape: "hvh", dash: s.dash },
         hovertemplate: `${layer.name}: %{customdata:.3g}<extra>${label(runs[r])}</extra>` });
@@ -274,7 +276,7 @@ export function signalChart(id, runs) {
   });
   const axis = logAxis(traces, "y");
   traces.push(...axis.extra);
-  draw(id, traces, { yaxis: { type: "log", range: axis.range, title: { text: "std at step 0" } },
+  draw(id, traces, { yaxis: { type: "log", range: axis.range, exponentformat: "power", title: { text: "std at step 0" } },
     xaxis: { automargin: true, tickangle: -45 }, margin: { l: 55, r: 10, t: 10, b: 60 } });
 }
 

@@ -179,7 +179,9 @@ function render() {
   }));
   renderLessonStatus();
   describeCharts(runs);
-  redraw("layer-stats-chart", captures, () => charts.layerStatsChart("layer-stats-chart", runs, captureFor));
+  redraw("layer-stats-chart", `${captures}|${stat}`,
+    () => charts.layerStatsChart("layer-stats-chart", runs, captureFor, stat));
+  $("stats-stat").textContent = charts.STAT_LABELS[stat] || stat;
   const shared = $("hist-shared").checked;
   redraw("histogram-chart", `${captures}|${kind}|${shared}`,
     () => charts.histogramChart("histogram-chart", runs, captureFor, kind, shared));
@@ -188,6 +190,9 @@ function render() {
   fillLayerSelect(shown);
   redraw("heatmap-chart", `${shown?.id}:${shown?.layers.length}|${layer}|${kind}`,
     () => charts.heatmapChart("heatmap-chart", shown, layer, kind));
+  // The boundary is for 2-D sets and the samples for image sets: a card that cannot apply steps aside.
+  $("boundary-fig").hidden = !runs.some((r) => r.boundary) && !$("boundary-fig").classList.contains("target");
+  $("samples-fig").hidden = !runs.some((r) => r.samples) && !$("samples-fig").classList.contains("target");
   redraw("boundary-chart", seqs(runs, (r) => r.boundary), () => charts.boundaryChart("boundary-chart", runs));
   renderSamples(runs);
   perf.renders.push({ t: t0, ms: performance.now() - t0 });
@@ -208,15 +213,13 @@ function describeCharts(runs) {
     const v = ev ? ev.layers.map((l) => l.stats[stat]).filter((x) => x !== null) : [];
     return v.length ? `first layer ${fmt(v[0])}, last ${fmt(v[v.length - 1])}` : "no capture yet";
   })}.`);
-  const hidden = (ev) => ev.layers.filter((l) => l.kind !== "output");
-  charts.describe($("layer-stats-chart"), `Per-layer statistics, input to output. ${each((r) => {
+  charts.describe($("layer-stats-chart"), `${charts.STAT_LABELS[stat] || stat} per layer, input to output. ${each((r) => {
     const ev = captureFor(r);
     if (!ev) return "no capture yet";
-    const h = hidden(ev);
-    const mean = (k) => h.reduce((a, l) => a + (l.stats[k] ?? 0), 0) / Math.max(1, h.length);
-    return `at step ${ev.step}, activation std ${fmt(h[0]?.stats.act_std)} (first) to ${fmt(h[h.length - 1]?.stats.act_std)}`
-      + ` (last), gradient norm ${fmt(h[0]?.stats.grad_norm)} to ${fmt(h[h.length - 1]?.stats.grad_norm)},`
-      + ` dead ${fmt(mean("dead_frac"))}, duplicate ${fmt(mean("duplicate_frac"))} on average`;
+    const v = ev.layers.map((l) => l.stats[stat]);
+    const zeros = v.filter((x) => x === 0).length;
+    return `at step ${ev.step}, ${fmt(v[0])} at the first layer, ${fmt(v[v.length - 1])} at the output`
+      + (zeros ? `, exactly 0 at ${zeros} layer${zeros > 1 ? "s" : ""}` : "");
   })}.`);
   const kind = $("hist-kind").value;
   charts.describe($("histogram-chart"), `Histograms of ${kind} per layer. ${each((r) => {
@@ -293,7 +296,7 @@ async function refreshRuns() {
     // lessons are told apart.
     if (run.group !== lastGroup) {
       lastGroup = run.group;
-      if (run.group) rows.push(groupRow(run.group));
+      rows.push(groupRow(run.group));
     }
     rows.push(runRow(run));
   }
@@ -301,10 +304,11 @@ async function refreshRuns() {
 }
 
 function groupRow(group) {
-  const preset = state.presets.find((p) => group.startsWith(`${p.id}-`));
+  const preset = group && state.presets.find((p) => group.startsWith(`${p.id}-`));
   const tr = Object.assign(document.createElement("tr"), { className: "group-row" });
   const th = Object.assign(document.createElement("th"), { scope: "rowgroup", colSpan: 5,
-    textContent: preset ? `Lesson: ${preset.title} (${group.slice(preset.id.length + 1)})` : `Group ${group}` });
+    textContent: !group ? "Single runs" : preset ? `Lesson: ${preset.title} (${group.slice(preset.id.length + 1)})`
+      : `Group ${group}` });
   tr.append(th);
   return tr;
 }
