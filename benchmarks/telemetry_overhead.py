@@ -1,20 +1,24 @@
 """What watching costs, with every core busy training: steps/s with telemetry against the bare loop.
 
-    python benchmarks/telemetry_overhead.py [--repeats 3] [--seconds 6] [--workers N] [--only NAME]
+    python benchmarks/telemetry_overhead.py [--repeats 3] [--seconds 15] [--workers N] [--only NAME]
 
 A workshop server trains as many runs at once as it has workers (one torch thread each), so no idle
-core hides the summary thread. For each model and repeat, N processes (default: one per core) train at
-once; each runs every mode below in turn, starting at a different one, so each mode meets every other
-as a neighbour:
+core hides the summary thread. For each model, repeat and mode, N processes (default: one per core)
+train at once, all in the same mode, as a class's runs would; the modes take turns, in a different
+order each repeat:
 
 - bare: telemetry off;
+- bare, again: the same, measured as a mode: its ratio shows how far two identical runs differ on this
+  machine (the noise the other ratios carry);
 - budget: the defaults (every 10 steps, at most 10 a second, telemetry.budget 0.03);
 - budget, every step: every_steps 1 and no rate cap, so only the budget spaces the captures;
 - fixed 10/s: no budget, every_steps set for about 10 captures a second (how captures were spaced
   before the budget), side by side.
 
-A mode's ratio is its median steps/s over the bare median; "worst" is the lowest of the per-repeat
-ratios (goal: >= 0.97 for the two budget modes). Speed counts the steps between the 'running' and the
+A process that has finished its run keeps training, unmeasured, until every one is done, so every core
+stays busy to the end. A mode's ratio is its median steps/s over the bare median; "worst" is the lowest
+of the per-repeat ratios (goal: >= 0.97 for the two budget modes). Step 0 and the last step are always
+captured, so a short run pays those two captures whatever the budget: runs here last about 15 s. Speed counts the steps between the 'running' and the
 final status event, so data generation and start-up are left out and every mode pays the same
 evaluation. Captures/s is the rate reached; "share" the CPU share telemetry reported spending; ms per
 capture is timed directly, in one process, before the parallel part.
@@ -28,6 +32,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -50,11 +55,11 @@ MODELS = {
     "shapes CNN 4x32": {"data": {"dataset": "shapes", "n_samples": 1200},
                         "model": {"arch": "cnn", "depth": 4, "width": 32}, "train": {"batch_size": 128}},
 }
-MODES = ("bare", "budget", "budget, every step", "fixed 10/s")
+MODES = ("bare", "bare, again", "budget", "budget, every step", "fixed 10/s")
 
 
 def telemetry_for(mode: str, fixed_every: int) -> dict:
-    return {"bare": {"every_steps": 0},
+    return {"bare": {"every_steps": 0}, "bare, again": {"every_steps": 0},
             "budget": {},
             "budget, every step": {"every_steps": 1, "max_per_second": 0},
             "fixed 10/s": {"every_steps": fixed_every, "max_per_second": 10, "budget": 0}}[mode]
@@ -105,12 +110,14 @@ def capture_ms(config: dict) -> float:
 
 
 def worker(args: argparse.Namespace) -> None:
-    """One busy core: every mode in turn, from ``--first``; prints one JSON line per mode."""
+    """One busy core: one run in ``--mode``, printed as a JSON line. Then it keeps training, unmeasured,
+    until ``--stop`` exists: one that finished first would otherwise leave a core idle, and the others
+    would end their runs faster."""
     config = MODELS[args.worker]
-    order = MODES[args.first:] + MODES[:args.first]
-    for mode in order:
-        print(json.dumps({"mode": mode, **measure(config, telemetry_for(mode, args.fixed_every), args.epochs)}),
-              flush=True)
+    print(json.dumps({"mode": args.mode, **measure(config, telemetry_for(args.mode, args.fixed_every), args.epochs)}),
+          flush=True)
+    while not os.path.exists(args.stop):
+        measure(config, {"every_steps": 0}, 1)
 
 
 def calibrate(config: dict, seconds: float) -> tuple[int, int]:
@@ -129,13 +136,14 @@ def calibrate(config: dict, seconds: float) -> tuple[int, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=6.0, help="rough length of each run")
+    parser.add_argument("--seconds", type=float, default=15.0, help="rough length of each run")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="runs training at once")
     parser.add_argument("--only", help="one model, by the start of its name")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--first", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--mode", default="bare", help=argparse.SUPPRESS)
     parser.add_argument("--epochs", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--fixed-every", type=int, default=10, help=argparse.SUPPRESS)
+    parser.add_argument("--stop", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker(args)
@@ -149,12 +157,16 @@ def main() -> None:
         ms = capture_ms(config)
         results: dict[str, list[list[dict]]] = {mode: [] for mode in MODES}
         for repeat in range(args.repeats):
-            procs = [subprocess.Popen([sys.executable, __file__, "--worker", label, "--first", str((repeat + i) % len(MODES)),
-                                       "--epochs", str(epochs), "--fixed-every", str(fixed_every)],
-                                      stdout=subprocess.PIPE, text=True) for i in range(args.workers)]
-            rows = [json.loads(line) for p in procs for line in p.communicate()[0].splitlines()]
-            for mode in MODES:
-                results[mode].append([r for r in rows if r["mode"] == mode])
+            for mode in MODES[repeat % len(MODES):] + MODES[:repeat % len(MODES)]:
+                stop = os.path.join(tempfile.mkdtemp(), "stop")
+                procs = [subprocess.Popen([sys.executable, __file__, "--worker", label, "--mode", mode, "--epochs",
+                                           str(epochs), "--fixed-every", str(fixed_every), "--stop", stop],
+                                          stdout=subprocess.PIPE, text=True) for _ in range(args.workers)]
+                rows = [json.loads(p.stdout.readline()) for p in procs]
+                open(stop, "w").close()
+                for p in procs:
+                    p.wait()
+                results[mode].append(rows)
         bare = statistics.median(r["steps_per_s"] for rep in results["bare"] for r in rep)
         print(f"\n{label}: bare {bare:.1f} steps/s per run; a capture costs {ms:.1f} ms of CPU")
         print(f"  {'mode':20} {'steps/s':>8} {'ratio':>6} {'worst':>6} {'captures/s':>10} {'share':>6}")

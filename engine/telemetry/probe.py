@@ -225,7 +225,7 @@ class LayerProbe:
         unit_z = cap.unit_z if cap.unit_z is not None else cap.pre[:-1]
         units = [unit_stats(act, z.float(), self.saturating, peak)
                  for act, z, peak in zip(self.acts, unit_z, self.peaks, strict=True)]
-        units.append(torch.stack([zero, zero, torch.full((), float("nan"), device=dev)]))  # no activation
+        units.append(torch.full((3,), float("nan"), device=dev))  # the output has no activation: n/a (None)
         columns = [
             [p[0] for p in pre_m], [p[1] for p in pre_m], [a[0] for a in act_m], [a[1] for a in act_m],
             grad_norm, act_grad_std, w_std,

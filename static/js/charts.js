@@ -1,6 +1,8 @@
 // Plotly charts drawn from a run's events. Every function takes the runs to draw (the shown run first)
 // and gives each run the same colour everywhere. Okabe–Ito: safe for the common colour blindnesses.
 
+// Classes in a decision boundary get their own colours, apart from the runs' (Paul Tol's muted scheme).
+const CLASSES = ["#332288", "#44AA99", "#AA4499", "#DDCC77", "#88CCEE", "#882255"];
 export const PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"];
 const CONFIG = { responsive: true, displaylogo: false };
 const BASE = { margin: { l: 50, r: 10, t: 10, b: 40 }, legend: { orientation: "h", y: -0.2 }, font: { size: 11 } };
@@ -22,11 +24,18 @@ export const runStyle = (i) => ({ color: PALETTE[i % PALETTE.length], dash: DASH
 
 // A name at the end of each line instead of a legend box: the legend took a third of the card and
 // overprinted the axis title.
-function endLabels(traces) {
-  return traces.filter((t) => t.x.length).map((t) => ({
-    x: t.x[t.x.length - 1], y: t.y[t.y.length - 1], xref: t.xaxis || "x", yref: t.yaxis || "y",
-    text: t.endLabel, showarrow: false, xanchor: "left", xshift: 4, font: { size: 10, color: t.line.color },
-  }));
+// Labels that would print on the same spot (two runs ending at the same value) are moved apart.
+function endLabels(traces, log = false) {
+  const ends = traces.filter((t) => t.x.length && t.y[t.y.length - 1] !== null && t.y[t.y.length - 1] !== undefined);
+  const pos = (t) => (log ? Math.log10(Math.max(t.y[t.y.length - 1], 1e-300)) : t.y[t.y.length - 1]);
+  const values = ends.map(pos);
+  const span = (Math.max(...values) - Math.min(...values)) || 1;
+  return ends.map((t, i) => {
+    const crowded = values.slice(0, i).filter((v) => Math.abs(v - values[i]) < 0.06 * span).length;
+    return { x: t.x[t.x.length - 1], y: t.y[t.y.length - 1], xref: t.xaxis || "x", yref: t.yaxis || "y",
+      text: t.endLabel, showarrow: false, xanchor: "left", xshift: 4, yshift: -12 * crowded,
+      font: { size: 10, color: t.line.color } };
+  });
 }
 
 // Validation loss per run (training loss thin beside it; the noisy batch loss on request).
@@ -105,12 +114,15 @@ export function depthStrip(id, runs, pick, stat, onLayer) {
     return log ? Math.log10(Math.max(v, 1e-12)) : v;
   }));
   const text = rows.map((r) => names.map((_, j) => (r[j] === null || r[j] === undefined ? "n/a" : Number(r[j]).toPrecision(2))));
+  // On a narrow card "linear1 linear2 ..." runs together: L1, L2, ..., out.
+  const narrow = document.getElementById(id).clientWidth < 520;
+  const ticktext = narrow ? names.map((nm) => nm.replace(/^linear/, "L").replace(/^conv/, "C").replace("output", "out")) : names;
   draw(id, [{ z, x: names, y: runs.map((run) => label(run)), text, type: "heatmap", colorscale: "Viridis",
     zmin: log ? undefined : 0, zmax: log ? undefined : (stat === "slope_mean" ? 1 : 1), xgap: 2, ygap: 2,
     colorbar: { title: { text: log ? "log10" : "" }, thickness: 10 },
     hovertemplate: "%{y}<br>%{x}: %{text}<extra></extra>" }],
   { margin: { l: 120, r: 10, t: 5, b: 30 }, yaxis: { automargin: true },
-    xaxis: { type: "category", automargin: true, nticks: 12, tickangle: 0 } });
+    xaxis: { type: "category", automargin: true, tickangle: 0, tickvals: names, ticktext } });
   const el = document.getElementById(id);
   if (onLayer && el.on && !el.dataset.clickBound) {  // Plotly adds .on to a div once it has drawn there
     el.dataset.clickBound = "1";
@@ -177,7 +189,7 @@ export function layerStatsChart(id, runs, pick, stat) {
     yaxis.range = stat === "slope_mean" ? undefined : [-0.03, 1.03];
     if (stat === "slope_mean") yaxis.rangemode = "tozero";
   }
-  draw(id, traces, { showlegend: false, annotations: endLabels(traces.filter((t) => t.endLabel)), yaxis,
+  draw(id, traces, { showlegend: false, annotations: endLabels(traces.filter((t) => t.endLabel), log), yaxis,
     xaxis: { title: { text: "layer (input → output)" }, automargin: true, type: "category" },
     margin: { l: 60, r: 90, t: 10, b: 40 } });
 }
@@ -253,7 +265,8 @@ export function heatmapChart(id, run, layerIndex, kind) {
   draw(id, [{ z: zs, x: evs.map((e) => e.step), y: Array.from({ length: bins }, (_, i) => lo + (i + 0.5) * width),
     type: "heatmap", colorscale: "Viridis", colorbar: { title: { text: "√share" } },
     hovertemplate: "step %{x}<br>value %{y:.3g}<br>√share %{z:.3f}<extra></extra>" }],
-  { xaxis: { title: { text: "step" } }, yaxis: { title: { text: kind } } });
+  { xaxis: { title: { text: "step" }, range: [evs[0].step, evs[evs.length - 1].step || 1] },
+    yaxis: { title: { text: `${kind} value` } } });
 }
 
 // Step 0: the measured pre-activation std per hidden layer, and the engine's theory line: each layer's
@@ -271,11 +284,15 @@ export function signalChart(id, runs) {
       mode: "lines+markers", type: "scatter", line: { color } });
     if (ev.theory_preact_std) {
       traces.push({ x: names, y: ev.theory_preact_std, name: `${label(run)}: theory`, mode: "lines", type: "scatter",
-        line: { color, dash: "dash" } });
+        line: { color, dash: "dash" }, theory: true });
     }
   });
-  const axis = logAxis(traces, "y");
+  // The range follows the measurements (a dead layer's 0 marked by a cross), plus two decades: a theory
+  // line that falls to 1e-38 runs off the bottom instead of flattening every measured line.
+  const measured = traces.filter((t) => !t.theory);
+  const axis = logAxis(measured, "y");
   traces.push(...axis.extra);
+  axis.range[0] = Math.min(axis.range[0], axis.range[1] - 2);
   draw(id, traces, { yaxis: { type: "log", range: axis.range, exponentformat: "power", title: { text: "std at step 0" } },
     xaxis: { automargin: true, tickangle: -45 }, margin: { l: 55, r: 10, t: 10, b: 60 } });
 }
@@ -287,13 +304,16 @@ export function boundaryChart(id, runs) {
   if (!shown.length) return draw(id, [], { annotations: [{ text: "2-D datasets only", showarrow: false }] });
   const traces = [], annotations = [], layout = {};
   const n = shown.length, gap = 0.04, width = (1 - gap * (n - 1)) / n;
+  // A phone has no room for panels side by side: they stack, each as tall as the card.
+  const stacked = n > 1 && document.getElementById(id).clientWidth < 520;
+  const size = stacked ? (1 - gap * (n - 1)) / n : width;
   shown.forEach((run, p) => {
     const ev = run.boundary, k = ev.probs.length;
     const ax = p === 0 ? "" : String(p + 1);
     let z, colorscale, zmin, zmax;
     if (k === 2) {
       z = ev.probs[1];
-      colorscale = [[0, PALETTE[0]], [0.5, "#ffffff"], [1, PALETTE[1]]];
+      colorscale = [[0, CLASSES[0]], [0.5, "#ffffff"], [1, CLASSES[1]]];
       zmin = 0; zmax = ev.prob_scale;
     } else {
       z = ev.probs[0].map((row, i) => row.map((_, j) => {
@@ -301,20 +321,26 @@ export function boundaryChart(id, runs) {
         for (let c = 1; c < k; c++) if (ev.probs[c][i][j] > ev.probs[best][i][j]) best = c;
         return best;
       }));
-      colorscale = Array.from({ length: k }, (_, c) => [[c / k, PALETTE[c]], [(c + 1) / k, PALETTE[c]]]).flat();
+      colorscale = Array.from({ length: k }, (_, c) => [[c / k, CLASSES[c % CLASSES.length]],
+        [(c + 1) / k, CLASSES[c % CLASSES.length]]]).flat();
       zmin = -0.5; zmax = k - 0.5;
     }
     const pts = run.points || { x: [], y: [], label: [] };
     traces.push({ z, x: ev.x, y: ev.y, type: "heatmap", colorscale, zmin, zmax, opacity: 0.45, showscale: false,
       hoverinfo: "skip", xaxis: `x${ax}`, yaxis: `y${ax}` });
     traces.push({ x: pts.x, y: pts.y, mode: "markers", type: "scatter", name: "training points", xaxis: `x${ax}`,
-      yaxis: `y${ax}`, marker: { color: pts.label.map((c) => PALETTE[c % PALETTE.length]), size: n > 2 ? 3 : 4,
+      yaxis: `y${ax}`, marker: { color: pts.label.map((c) => CLASSES[c % CLASSES.length]), size: n > 2 ? 3 : 4,
         line: { width: 0.5, color: "#222" } } });
-    const left = p * (width + gap);
-    layout[`xaxis${ax}`] = { domain: [left, left + width], showticklabels: n < 3, title: { text: p === 0 ? "x1" : "" } };
-    layout[`yaxis${ax}`] = { anchor: `x${ax}`, showticklabels: p === 0, scaleanchor: `x${ax}`, title: { text: p === 0 ? "x2" : "" } };
-    annotations.push({ text: `${label(run)} · step ${ev.step}`, x: left + width / 2, y: 1.0, xref: "paper", yref: "paper",
-      yanchor: "bottom", showarrow: false, font: { size: 10, color: runStyle(runs.indexOf(run)).color } });
+    const left = stacked ? 0 : p * (width + gap);
+    const top = stacked ? 1 - p * (size + gap) : 1;
+    layout[`xaxis${ax}`] = { domain: stacked ? [0, 1] : [left, left + width], anchor: `y${ax}`,
+      showticklabels: stacked || n < 3, title: { text: p === n - 1 || !stacked ? "x1" : "" } };
+    layout[`yaxis${ax}`] = { domain: stacked ? [top - size, top] : [0, 1], anchor: `x${ax}`,
+      showticklabels: stacked || p === 0, title: { text: stacked || p === 0 ? "x2" : "" } };
+    annotations.push({ text: `${label(run)} · step ${ev.step}`, x: stacked ? 0.5 : left + width / 2, y: top,
+      xref: "paper", yref: "paper", yanchor: "bottom", showarrow: false,
+      font: { size: 10, color: runStyle(runs.indexOf(run)).color } });
   });
+  document.getElementById(id).style.height = stacked ? `${280 * n}px` : "";
   draw(id, traces, { ...layout, annotations, showlegend: false, margin: { l: 40, r: 10, t: 24, b: 35 } });
 }

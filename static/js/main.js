@@ -152,8 +152,8 @@ function captureFor(run) {
 function render() {
   const shown = state.views.get(state.shown);
   const runs = state.compare.map((id) => state.views.get(id)).filter(Boolean);
-  $("shown-title").textContent = shown ? `${shown.name} (${runs.length > 1 ? `with ${runs.length - 1} more` : "alone"})`
-    : "No run shown";
+  $("shown-title").textContent = !shown ? "No run shown" : runs.length > 1
+    ? `Comparing ${runs.map((r) => r.name).join(" · ")}` : shown.name;
   $("run-status").textContent = shown ? `${shown.status}${shown.message ? ": " + shown.message : ""}` : "no run yet";
   $("run-progress").value = shown ? shown.progress : 0;
   $("cancel").disabled = !shown || TERMINAL.has(shown.status) || shown.status === "deleted";
@@ -550,7 +550,7 @@ function renderLessonStatus() {
   $("lesson-start").disabled = active > 0;
   $("lesson-status").textContent = active
     ? `${count("running")} of ${views.length} runs running, ${count("queued")} queued`
-    : `Done: all ${views.length} runs have ended.`;
+    : `Done: ${views.length === 2 ? "both runs have" : `all ${views.length} runs have`} ended.`;
 }
 
 async function checkLesson() {
