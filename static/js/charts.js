@@ -214,34 +214,40 @@ export function histogramChart(id, runs, pick, kind, shared = false) {
     const [lo, hi] = rowRange[i];
     return shared ? x : (hi > lo ? (x - lo) / (hi - lo) : 0.5);
   };
+  // One trace per run: every row's shape, closed on its own baseline, one after the other with a gap
+  // (null) between them. Ninety traces for three 30-layer runs took most of an update to draw.
   const traces = [];
   captures.forEach((ev, r) => {
     if (!ev) return;
     const s = runStyle(r);
+    const x = [], y = [], value = [], text = [];
     ev.layers.forEach((layer, i) => {
       const h = layer.hist[kind];
       const peak = Math.max(1, ...h.counts);
-      const xs = centres(h);
-      // Closed on its own baseline, so the filled shape sits on the layer's row.
-      traces.push({ x: [h.lo, ...xs, h.hi].map((x) => pos(i, x)), y: [i, ...h.counts.map((c) => i + 0.9 * c / peak), i],
-        customdata: [h.lo, ...xs, h.hi], name: i === 0 ? label(runs[r]) : `${label(runs[r])}: ${layer.name}`,
-        mode: "lines", fill: "toself", type: "scatter", showlegend: i === 0,
-        legendgroup: runs[r].id, line: { color: s.color, width: 1, shape: "hvh", dash: s.dash },
-        hovertemplate: `${layer.name}: %{customdata:.3g}<extra>${label(runs[r])}</extra>` });
+      const xs = [h.lo, ...centres(h), h.hi];
+      x.push(...xs.map((v) => pos(i, v)), null);
+      y.push(i, ...h.counts.map((c) => i + 0.9 * c / peak), i, null);
+      value.push(...xs, null);
+      text.push(...xs.map(() => layer.name), null);
     });
+    traces.push({ x, y, customdata: value, text, name: label(runs[r]), mode: "lines", fill: "toself", type: "scatter",
+      line: { color: s.color, width: 1, shape: "hvh", dash: s.dash },
+      hovertemplate: `%{text}: %{customdata:.3g}<extra>${label(runs[r])}</extra>` });
   });
+  // Each row's range at its ends: one text trace (sixty annotations took longer to draw than the shapes).
   const fmt = (v) => Number(v.toPrecision(2)).toString();
-  const ends = shared ? [] : rowRange.flatMap(([lo, hi], i) => [
-    { x: -0.01, y: i + 0.2, xref: "x", yref: "y", text: fmt(lo), showarrow: false, xanchor: "right",
-      font: { size: 9, color: "#444" } },
-    { x: 1.01, y: i + 0.2, xref: "x", yref: "y", text: fmt(hi), showarrow: false, xanchor: "left",
-      font: { size: 9, color: "#444" } }]);
+  if (!shared && rowRange.length) {
+    traces.push({ x: rowRange.flatMap(() => [-0.01, 1.01]), y: rowRange.flatMap((_, i) => [i + 0.2, i + 0.2]),
+      text: rowRange.flatMap(([lo, hi]) => [fmt(lo), fmt(hi)]), mode: "text", type: "scatter", showlegend: false,
+      textposition: rowRange.flatMap(() => ["middle left", "middle right"]), hoverinfo: "skip",
+      textfont: { size: 9, color: "#444" } });
+  }
   const title = { act: "activation", preact: "pre-activation", grad: "dLoss/dW", weight: "weight" }[kind];
   draw(id, traces, { yaxis: { tickvals: names.map((_, i) => i), ticktext: names, zeroline: false, automargin: true },
     xaxis: shared ? { title: { text: title } }
       : { title: { text: `${title}: each row from its lowest to its highest value` }, showticklabels: false,
         range: [-0.14, 1.14], zeroline: false, showgrid: false },
-    annotations: ends, margin: { l: 60, r: 10, t: 10, b: 40 }, showlegend: runs.length > 1,
+    margin: { l: 60, r: 10, t: 10, b: 40 }, showlegend: runs.length > 1,
     legend: { orientation: "h", y: 1.02, yanchor: "bottom" } });
 }
 
@@ -325,7 +331,11 @@ export function boundaryChart(id, runs) {
         [(c + 1) / k, CLASSES[c % CLASSES.length]]]).flat();
       zmin = -0.5; zmax = k - 0.5;
     }
-    const pts = run.points || { x: [], y: [], label: [] };
+    // At most about 400 training points a panel: the shape of the data shows, and drawing stays quick.
+    const all = run.points || { x: [], y: [], label: [] };
+    const every = Math.max(1, Math.ceil(all.x.length / 400));
+    const keep = (arr) => arr.filter((_, i) => i % every === 0);
+    const pts = { x: keep(all.x), y: keep(all.y), label: keep(all.label) };
     traces.push({ z, x: ev.x, y: ev.y, type: "heatmap", colorscale, zmin, zmax, opacity: 0.45, showscale: false,
       hoverinfo: "skip", xaxis: `x${ax}`, yaxis: `y${ax}` });
     traces.push({ x: pts.x, y: pts.y, mode: "markers", type: "scatter", name: "training points", xaxis: `x${ax}`,
