@@ -1,6 +1,6 @@
 """What watching costs, with every core busy training: steps/s with telemetry against the bare loop.
 
-    python benchmarks/telemetry_overhead.py [--repeats 3] [--seconds 15] [--workers N] [--only NAME]
+    python benchmarks/telemetry_overhead.py [--repeats 3] [--seconds 15] [--workers N] [--only NAME] [--modes ...]
 
 A workshop server trains as many runs at once as it has workers (one torch thread each), so no idle
 core hides the summary thread. For each model, repeat and mode, N processes (default: one per core)
@@ -139,6 +139,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0, help="rough length of each run")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="runs training at once")
     parser.add_argument("--only", help="one model, by the start of its name")
+    parser.add_argument("--modes", nargs="+", choices=MODES[1:], default=list(MODES[1:]),
+                        help="the modes to measure besides bare (default: all)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="bare", help=argparse.SUPPRESS)
     parser.add_argument("--epochs", type=int, default=1, help=argparse.SUPPRESS)
@@ -155,9 +157,10 @@ def main() -> None:
             continue
         epochs, fixed_every = calibrate(config, args.seconds)
         ms = capture_ms(config)
-        results: dict[str, list[list[dict]]] = {mode: [] for mode in MODES}
+        modes = ("bare", *args.modes)
+        results: dict[str, list[list[dict]]] = {mode: [] for mode in modes}
         for repeat in range(args.repeats):
-            for mode in MODES[repeat % len(MODES):] + MODES[:repeat % len(MODES)]:
+            for mode in modes[repeat % len(modes):] + modes[:repeat % len(modes)]:
                 stop = os.path.join(tempfile.mkdtemp(), "stop")
                 procs = [subprocess.Popen([sys.executable, __file__, "--worker", label, "--mode", mode, "--epochs",
                                            str(epochs), "--fixed-every", str(fixed_every), "--stop", stop],
@@ -170,7 +173,7 @@ def main() -> None:
         bare = statistics.median(r["steps_per_s"] for rep in results["bare"] for r in rep)
         print(f"\n{label}: bare {bare:.1f} steps/s per run; a capture costs {ms:.1f} ms of CPU")
         print(f"  {'mode':20} {'steps/s':>8} {'ratio':>6} {'worst':>6} {'captures/s':>10} {'share':>6}")
-        for mode in MODES[1:]:
+        for mode in modes[1:]:
             speeds = [r["steps_per_s"] for rep in results[mode] for r in rep]
             worst = min(statistics.median(r["steps_per_s"] for r in rep) /
                         statistics.median(b["steps_per_s"] for b in bare_rep)

@@ -38,9 +38,9 @@ def backends(tmp_path_factory):
     drop_schema(schema)
 
 
-def settings(backends, replica_id="test-app") -> Settings:
+def settings(backends, replica_id="test-app", **more) -> Settings:
     return Settings(executor="celery", redis_url=REDIS_URL, database_url=backends["db"], data_dir=backends["data"],
-                    replica_id=replica_id)
+                    replica_id=replica_id, **more)
 
 
 def stored(client, run_id) -> list[dict]:
@@ -53,7 +53,8 @@ def assert_whole(events: list[dict]) -> None:
 
 
 def test_two_workers_six_runs_all_complete_and_stream(backends):
-    with LiveServer(settings(backends)) as live, httpx.Client(base_url=live.url, timeout=30) as c:
+    with LiveServer(settings(backends, instructor_token="teacher")) as live, \
+            httpx.Client(base_url=live.url, timeout=30) as c:
         runs = [c.post("/api/runs", json=QUICK).json() for _ in range(6)]
         streamed = {}
         for run in runs:
@@ -74,7 +75,7 @@ def test_two_workers_six_runs_all_complete_and_stream(backends):
         # Both workers took part, and the instructor sees both connected, taking the runs queue.
         hosts = {r.get(K.claim(run["id"])).split(b"|")[0] for run in runs}
         assert len(hosts) == 2, hosts
-        workers = c.get("/api/instructor/workers").json()["data"]
+        workers = c.get("/api/instructor/workers", headers={"X-DeepScope-Instructor": "teacher"}).json()["data"]
         assert len(workers) == 2 and all("runs" in w["queues"] for w in workers), workers
 
 

@@ -31,7 +31,9 @@ def run_worker(queues: str = "runs", concurrency: int | None = None) -> int:
               file=sys.stderr)
         return 2
     app = make_celery(settings.redis_url)
+    # A name per process (Celery's default is celery@HOST): two workers on one machine stay two in the
+    # replies the instructor's worker list is made of.
     argv = ["worker", "-Q", ",".join(wanted), "--pool=prefork", "--loglevel=INFO", "--without-gossip",
-            "--without-mingle", "-c", str(concurrency or os.cpu_count() or 1)]
+            "--without-mingle", "-c", str(concurrency or os.cpu_count() or 1), "-n", f"deepscope-{os.getpid()}@%h"]
     app.worker_main(argv=argv)
     return 0
