@@ -22,7 +22,7 @@ router = APIRouter()
 COMPRESS_FROM = 1024  # smaller events (steps, evals) gain little and would cost a decode each on the page
 
 
-@functools.lru_cache(maxsize=512)
+@functools.lru_cache(maxsize=64)  # the events in flight to viewers now; a 100-layer one is about 115 KB
 def deflated(raw: str) -> bytes:
     return zlib.compress(raw.encode(), 6)
 

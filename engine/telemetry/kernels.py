@@ -79,7 +79,7 @@ class HistogramBuffers:
     def __init__(self) -> None:
         self.buf: torch.Tensor | None = None
         self.idx: torch.Tensor | None = None
-        self._offsets: dict[Any, torch.Tensor] = {}
+        self._layouts: dict[Any, torch.Tensor] = {}
 
     def get(self, total: int, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         if self.buf is None or self.buf.numel() < total or self.buf.device != dev:
@@ -95,22 +95,23 @@ class HistogramBuffers:
         return torch.empty(size, device=dev)
 
     def owners(self, sizes: tuple[int, ...], dev: torch.device) -> torch.Tensor:
-        """Per value: the index of its tensor (int64); cached like ``offsets``."""
+        """Per value: the index of its tensor (int64), cached per layout (the same few repeat: with and
+        without weights, and a smaller last batch)."""
         key = ("owners", sizes, dev)
-        if key not in self._offsets:
-            if len(self._offsets) >= 8:
-                self._offsets.pop(next(iter(self._offsets)))
+        if key not in self._layouts:
+            if len(self._layouts) >= 8:
+                self._layouts.pop(next(iter(self._layouts)))
             # Filled on the device: copying the sizes there from the host would be a sync.
-            self._offsets[key] = torch.cat([torch.full((size,), k, dtype=torch.int64, device=dev)
+            self._layouts[key] = torch.cat([torch.full((size,), k, dtype=torch.int64, device=dev)
                                             for k, size in enumerate(sizes)])
-        return self._offsets[key]
+        return self._layouts[key]
 
     def lanes(self, n_bins: int, dev: torch.device) -> torch.Tensor:
         """LANES offsets, one per lane: each lane's copy of the counters starts n_bins further on."""
         key = ("lanes", n_bins, dev)
-        if key not in self._offsets:
-            self._offsets[key] = torch.arange(LANES, dtype=torch.int32, device=dev) * n_bins
-        return self._offsets[key]
+        if key not in self._layouts:
+            self._layouts[key] = torch.arange(LANES, dtype=torch.int32, device=dev) * n_bins
+        return self._layouts[key]
 
 
 def batched_histograms(flat: list[torch.Tensor], ranges: list[tuple[float, float]], bins: int,

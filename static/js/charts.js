@@ -78,14 +78,6 @@ export function accuracyChart(id, runs) {
     xaxis: { title: { text: "step" } }, yaxis: { title: { text: "validation accuracy" }, range: [0, 1.02] } });
 }
 
-export function compareChart(id, runs) {
-  const traces = runs.map((run, i) => ({
-    x: run.evals.map((e) => e.epoch + 1), y: run.evals.map((e) => e.val_acc), name: label(run),
-    line: { color: PALETTE[i % PALETTE.length], width: 2 }, mode: "lines+markers", type: "scatter",
-  }));
-  draw(id, traces, { xaxis: { title: { text: "epoch" } }, yaxis: { title: { text: "validation accuracy" }, range: [0, 1] } });
-}
-
 // One sentence per chart for screen readers (and anyone): what it shows and the numbers that matter.
 // (A hidden paragraph the chart points to with aria-describedby: the chart itself holds Plotly's buttons,
 // so it cannot be an image with a label.)

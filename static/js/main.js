@@ -136,12 +136,19 @@ let draining = false;
 // Charts that change slowly and cost much to draw wait at least this long between live redraws.
 const MIN_GAP_MS = { "boundary-chart": 2000 };
 const lastDrawn = new Map();
+const waiting = new Set();  // charts with a render already set for the end of their gap
 
 function redraw(id, key, drawChart) {
   if (REDRAW_ALL) { timed(id, drawChart); return; }
   if (!onScreen.has(id) || drawnKeys.get(id) === key) { queue.delete(id); return; }
   const wait = (lastDrawn.get(id) ?? -Infinity) + (MIN_GAP_MS[id] || 0) - performance.now();
-  if (wait > 0) { setTimeout(() => scheduleRender(), wait); return; }
+  if (wait > 0) {
+    if (!waiting.has(id)) {
+      waiting.add(id);
+      setTimeout(() => { waiting.delete(id); scheduleRender(); }, wait);
+    }
+    return;
+  }
   queue.set(id, [key, drawChart]);
   if (!draining) { draining = true; requestAnimationFrame(() => drain()); }
 }
