@@ -10,7 +10,7 @@ import zlib
 
 import httpx
 import pytest
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from deepscope.app.settings import Settings
@@ -83,10 +83,13 @@ def test_deflate_encoding_sends_big_events_compressed_and_small_ones_as_text(ser
         assert isinstance(frame, bytes) == (size >= 1024), (event["type"], size)
     layers = [f for f, e in zip(frames, events, strict=True) if e["type"] == "layers"]
     assert layers and all(len(f) < len(zlib.decompress(f)) / 2 for f in layers)
-    # An unknown encoding is refused before the socket opens (403), never answered in some other format.
-    with pytest.raises(InvalidStatus) as refused:
-        connect(f"{server.ws_url}/ws/runs/{run['id']}?encoding=gzip", open_timeout=10)
-    assert refused.value.response.status_code == 403
+    # An unknown encoding is refused with a close that names the field and the choices, never answered
+    # in some other format.
+    with connect(f"{server.ws_url}/ws/runs/{run['id']}?encoding=gzip", open_timeout=10) as ws, \
+            pytest.raises(ConnectionClosed) as refused:
+        ws.recv(timeout=10)
+    assert refused.value.rcvd.code == 4400
+    assert refused.value.rcvd.reason == "encoding must be one of json, deflate (got 'gzip')"
 
 
 def test_replay_after_completion_and_paging(server, client):

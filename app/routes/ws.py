@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import zlib
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 
@@ -19,6 +19,7 @@ from deepscope.app.deps import ServiceDep, caller, ws_allowed
 from deepscope.app.service import ViewerOverflow
 
 router = APIRouter()
+ENCODINGS = ("json", "deflate")
 COMPRESS_FROM = 1024  # smaller events (steps, evals) gain little and would cost a decode each on the page
 
 
@@ -29,8 +30,9 @@ def deflated(raw: str) -> bytes:
 
 @router.websocket("/ws/runs/{run_id}")
 async def run_stream(websocket: WebSocket, run_id: str, service: ServiceDep,
-                     encoding: Annotated[Literal["json", "deflate"], Query(
-                         description="deflate: events of 1 KB or more come as binary zlib-deflated JSON")] = "json",
+                     encoding: Annotated[str, Query(
+                         description="json (default), or deflate: events of 1 KB or more come as binary "
+                                     "zlib-deflated JSON")] = "json",
                      ) -> None:
     refused = ws_allowed(websocket)
     if refused:
@@ -38,6 +40,10 @@ async def run_stream(websocket: WebSocket, run_id: str, service: ServiceDep,
         return
     run = await asyncio.to_thread(service.get, run_id)
     await websocket.accept()
+    if encoding not in ENCODINGS:  # said on the socket: a refused handshake could only say 403
+        await websocket.close(code=4400, reason=f"encoding must be one of {', '.join(ENCODINGS)} "
+                                                f"(got {encoding[:40]!r})")
+        return
     if run is None or not caller(websocket).may_read(run):  # another student's run does not exist for you
         await websocket.close(code=4404, reason=f"no run with id {run_id}")
         return
