@@ -1,32 +1,35 @@
 """What watching costs, with every core busy training: steps/s with telemetry against the bare loop.
 
-    python benchmarks/telemetry_overhead.py [--repeats 3] [--seconds 15] [--workers N] [--only NAME] [--modes ...]
+    python benchmarks/telemetry_overhead.py [--repeats 4] [--seconds 20] [--only NAME] [--modes ...]
 
 A workshop server trains as many runs at once as it has workers (one torch thread each), so no idle
-core hides the summary thread. For each model, repeat and mode, N processes (default: one per core)
-train at once, all in the same mode, as a class's runs would; the modes take turns, in a different
-order each repeat:
+core hides the summary thread. Each window trains one run per core, all at once, each process pinned to
+its own core (with its summary thread): half of them bare, half in the mode measured. The bare runs and
+the watched ones share the window, so the machine's drift over minutes (this is a shared VM) falls on
+both alike; which cores are bare alternates from window to window, so a faster core favours neither.
+A window's ratio is the watched run's steps/s over its bare partner's; a mode's ratio is the median of
+its windows, and "worst" the lowest window. The modes:
 
-- bare: telemetry off;
-- bare, again: the same, measured as a mode: its ratio shows how far two identical runs differ on this
-  machine (the noise the other ratios carry);
+- bare, again: bare against bare: how far two identical runs differ here (the noise in every ratio);
 - budget: the defaults (every 10 steps, at most 10 a second, telemetry.budget 0.03);
 - budget, every step: every_steps 1 and no rate cap, so only the budget spaces the captures;
 - fixed 10/s: no budget, every_steps set for about 10 captures a second (how captures were spaced
   before the budget), side by side.
 
-A process that has finished its run keeps training, unmeasured, until every one is done, so every core
-stays busy to the end. A mode's ratio is its median steps/s over the bare median; "worst" is the lowest
-of the per-repeat ratios (goal: >= 0.97 for the two budget modes). Step 0 and the last step are always
-captured, so a short run pays those two captures whatever the budget: runs here last about 15 s. Speed counts the steps between the 'running' and the
-final status event, so data generation and start-up are left out and every mode pays the same
-evaluation. Captures/s is the rate reached; "share" the CPU share telemetry reported spending; ms per
-capture is timed directly, in one process, before the parallel part.
+Goal: >= 0.97 for the two budget modes. A process that has finished its run keeps training, unmeasured,
+until its partner is done, so no core goes idle. Step 0 and the last step are always captured, so a
+short run pays those two captures whatever the budget: runs here last about 20 s. Speed counts the steps
+between the 'running' and the final status event, so data generation and start-up are left out and
+every mode pays the same evaluation. "CPU ratio" compares steps per CPU second of the whole process
+(summary thread included): what a saturated server's throughput loses, free of the wall clock's noise.
+Captures/s is the rate reached; "share" the CPU share telemetry reported spending; ms per capture is
+timed directly, in one process, before the windows.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -66,13 +69,24 @@ def telemetry_for(mode: str, fixed_every: int) -> dict:
 
 
 def measure(config: dict, telemetry: dict, epochs: int) -> dict:
+    """One run: steps/s of wall time, and steps per CPU second of the whole process (every thread, the
+    summary thread included), both from the 'running' status to the end."""
     events: list[dict] = []
+    cpu_start: list[float] = []
+
+    def emit(event: dict) -> None:
+        if event["type"] == "status" and not cpu_start:
+            cpu_start.append(time.process_time())
+        events.append(event)
+
     cfg = {**config, "train": {**config["train"], "epochs": epochs}, "telemetry": telemetry}
-    result = train(cfg, events.append)
+    result = train(cfg, emit)
+    cpu = time.process_time() - cpu_start[0]
     assert result["status"] == "completed", result
     start = next(e["t"] for e in events if e["type"] == "status")
     seconds = events[-1]["t"] - start
-    return {"steps_per_s": events[0]["total_steps"] / seconds,
+    steps = events[0]["total_steps"]
+    return {"steps_per_s": steps / seconds, "steps_per_cpu_s": steps / cpu,
             "captures_per_s": sum(e["type"] == "layers" for e in events) / seconds,
             "share": result["summary"].get("telemetry_share", 0.0)}
 
@@ -133,14 +147,39 @@ def calibrate(config: dict, seconds: float) -> tuple[int, int]:
     return max(1, round(seconds * speed / steps_per_epoch)), max(1, round(speed / 10))
 
 
+def window(label: str, mode: str, swap: bool, cores: list[int], epochs: int, fixed_every: int) -> list[dict]:
+    """One window: every core trains at once, each process pinned to its core, half of them bare and half
+    in ``mode`` (which half is on which cores alternates with ``swap``). Returns the median of the pairs'
+    ratios, mode over bare; a core left over (an odd count) trains bare, unmeasured."""
+    stop = os.path.join(tempfile.mkdtemp(), "stop")
+    pairs = len(cores) // 2
+    roles = ["bare"] * pairs + [mode] * pairs + ["bare"] * (len(cores) % 2)
+    if swap:
+        roles[:2 * pairs] = roles[pairs:2 * pairs] + roles[:pairs]
+    procs = [subprocess.Popen([sys.executable, __file__, "--worker", label, "--mode", role, "--epochs", str(epochs),
+                               "--fixed-every", str(fixed_every), "--stop", stop], stdout=subprocess.PIPE, text=True,
+                              preexec_fn=functools.partial(os.sched_setaffinity, 0, {core}))
+             for role, core in zip(roles, cores, strict=True)]
+    rows = [json.loads(p.stdout.readline()) for p in procs]
+    open(stop, "w").close()
+    for p in procs:
+        p.wait()
+    ratios = []
+    for k in range(pairs):
+        bare_row, mode_row = (rows[k], rows[pairs + k]) if not swap else (rows[pairs + k], rows[k])
+        ratios.append({"ratio": mode_row["steps_per_s"] / bare_row["steps_per_s"],
+                       "cpu_ratio": mode_row["steps_per_cpu_s"] / bare_row["steps_per_cpu_s"], **mode_row})
+    return ratios
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=15.0, help="rough length of each run")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="runs training at once")
+    parser.add_argument("--repeats", type=int, default=4, help="windows per mode (an even count puts each mode "
+                                                               "on every core equally often)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="rough length of each run")
     parser.add_argument("--only", help="one model, by the start of its name")
     parser.add_argument("--modes", nargs="+", choices=MODES[1:], default=list(MODES[1:]),
-                        help="the modes to measure besides bare (default: all)")
+                        help="the modes to measure against bare (default: all)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="bare", help=argparse.SUPPRESS)
     parser.add_argument("--epochs", type=int, default=1, help=argparse.SUPPRESS)
@@ -150,38 +189,33 @@ def main() -> None:
     if args.worker:
         worker(args)
         return
-    print(f"torch {torch.__version__}, one thread per run, {args.workers} runs at once on {os.cpu_count()} cores, "
-          f"{args.repeats} repeats of about {args.seconds:g} s per mode")
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        sys.exit("needs at least 2 cores: one run bare and one watched, side by side")
+    print(f"torch {torch.__version__}, one thread per run, {len(cores)} runs at once, each pinned to one of "
+          f"cores {cores}; {args.repeats} windows of about {args.seconds:g} s per mode")
     for label, config in MODELS.items():
         if args.only and not label.startswith(args.only):
             continue
         epochs, fixed_every = calibrate(config, args.seconds)
         ms = capture_ms(config)
-        modes = ("bare", *args.modes)
-        results: dict[str, list[list[dict]]] = {mode: [] for mode in modes}
+        results: dict[str, list[list[dict]]] = {mode: [] for mode in args.modes}
         for repeat in range(args.repeats):
-            for mode in modes[repeat % len(modes):] + modes[:repeat % len(modes)]:
-                stop = os.path.join(tempfile.mkdtemp(), "stop")
-                procs = [subprocess.Popen([sys.executable, __file__, "--worker", label, "--mode", mode, "--epochs",
-                                           str(epochs), "--fixed-every", str(fixed_every), "--stop", stop],
-                                          stdout=subprocess.PIPE, text=True) for _ in range(args.workers)]
-                rows = [json.loads(p.stdout.readline()) for p in procs]
-                open(stop, "w").close()
-                for p in procs:
-                    p.wait()
-                results[mode].append(rows)
-        bare = statistics.median(r["steps_per_s"] for rep in results["bare"] for r in rep)
-        print(f"\n{label}: bare {bare:.1f} steps/s per run; a capture costs {ms:.1f} ms of CPU")
-        print(f"  {'mode':20} {'steps/s':>8} {'ratio':>6} {'worst':>6} {'captures/s':>10} {'share':>6}")
-        for mode in modes[1:]:
-            speeds = [r["steps_per_s"] for rep in results[mode] for r in rep]
-            worst = min(statistics.median(r["steps_per_s"] for r in rep) /
-                        statistics.median(b["steps_per_s"] for b in bare_rep)
-                        for rep, bare_rep in zip(results[mode], results["bare"], strict=True))
-            rate = statistics.median(r["captures_per_s"] for rep in results[mode] for r in rep)
-            share = statistics.median(r["share"] for rep in results[mode] for r in rep)
-            print(f"  {mode:20} {statistics.median(speeds):8.1f} {statistics.median(speeds) / bare:6.3f} "
-                  f"{worst:6.3f} {rate:10.2f} {share:6.3f}", flush=True)
+            turn = repeat % len(args.modes)
+            for mode in args.modes[turn:] + args.modes[:turn]:
+                results[mode].append(window(label, mode, repeat % 2 == 1, cores, epochs, fixed_every))
+        print(f"\n{label}: a capture costs {ms:.1f} ms of CPU")
+        print(f"  {'mode':20} {'ratio':>6} {'worst':>6} {'per window':>34} {'CPU ratio':>9} {'captures/s':>10} "
+              f"{'share':>6}")
+        for mode in args.modes:
+            per_window = [statistics.median(r["ratio"] for r in rows) for rows in results[mode]]
+            rows = [r for rows in results[mode] for r in rows]
+            cpu_ratio = statistics.median(r["cpu_ratio"] for r in rows)
+            rate = statistics.median(r["captures_per_s"] for r in rows)
+            share = statistics.median(r["share"] for r in rows)
+            listed = " ".join(f"{x:.3f}" for x in per_window)
+            print(f"  {mode:20} {statistics.median(per_window):6.3f} {min(per_window):6.3f} {listed:>34} "
+                  f"{cpu_ratio:9.3f} {rate:10.2f} {share:6.3f}", flush=True)
 
 
 if __name__ == "__main__":

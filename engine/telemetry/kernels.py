@@ -77,16 +77,19 @@ class HistogramBuffers:
     """Scratch kept between captures: fresh megabytes would cost a page fault per 4 KiB."""
 
     def __init__(self) -> None:
+        self.raw: torch.Tensor = torch.empty(0)
         self.buf: torch.Tensor | None = None
         self.idx: torch.Tensor | None = None
         self._layouts: dict[Any, torch.Tensor] = {}
 
-    def get(self, total: int, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    def get(self, total: int, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Raw values, local coordinates and bins of ``total`` values (a chunk of ``batched_histograms``)."""
         if self.buf is None or self.buf.numel() < total or self.buf.device != dev:
+            self.raw = torch.empty(total, device=dev)
             self.buf = torch.empty(total, device=dev)
             self.idx = torch.empty(total, device=dev, dtype=torch.int32)
         assert self.idx is not None
-        return self.buf[:total], self.idx[:total]
+        return self.raw[:total], self.buf[:total], self.idx[:total]
 
     def scratch(self, size: int, dev: torch.device) -> torch.Tensor:
         """A float buffer of ``size`` for moments, reusing the histogram buffer when it is big enough."""
@@ -114,9 +117,16 @@ class HistogramBuffers:
         return self._layouts[key]
 
 
+# Values binned at a time: 2 MB of float32 local coordinates and 2 MB of int32 bins stay in cache through
+# the dozen passes of a chunk. One buffer for a whole capture streamed every pass through memory, and a
+# CNN's was 200 MB of fresh pages to fault in on the first capture.
+HIST_CHUNK = 1 << 19
+
+
 def batched_histograms(flat: list[torch.Tensor], ranges: list[tuple[float, float]], bins: int,
                        buffers: HistogramBuffers) -> list[list[int]]:
-    """Exact equal-width histograms of every tensor in ``flat`` over its range, in one ``bincount``.
+    """Exact equal-width histograms of every tensor in ``flat`` over its range, a ``bincount`` per
+    HIST_CHUNK values.
 
     Each value becomes its bin in local coordinates, (x - lo) * scale: small numbers that float32
     bins as exactly as float64 would. One integer add then moves tensor k to its own block of bins
@@ -124,60 +134,102 @@ def batched_histograms(flat: list[torch.Tensor], ranges: list[tuple[float, float
     ReLU layer is 0) would otherwise make every increment wait for the previous one. A tensor with
     NaN or inf inside gets zero counts.
     """
-    dev = flat[0].device
-    sizes = tuple(t.numel() for t in flat)
-    buf, idx = buffers.get(sum(sizes), dev)
-    bad, pos = [], 0
-    for k, (t, (lo, hi)) in enumerate(zip(flat, ranges, strict=True)):
-        part = buf[pos:pos + t.numel()]
-        pos += t.numel()
-        if hi > lo:
-            torch.sub(t, lo, out=part).mul_(bins / (hi - lo)).clamp_max_(bins - 0.5)
-        else:
-            part.zero_()
-            bad.append(k)
-    idx.copy_(buf)
-    _rebin_near_edges(flat, ranges, bins, buf, idx)
-    # Tensor k's block of bins, then the lanes: adds in place, no per-value offset table (a CNN's was
-    # 100 MB a layout, and building it made the first two captures cost 150 ms more each).
-    pos = 0
-    for k, size in enumerate(sizes):
-        if k:
-            idx[pos:pos + size].add_(k * bins)
-        pos += size
-    body = pos - pos % LANES
-    idx[:body].view(-1, LANES).add_(buffers.lanes(len(flat) * bins, dev))
-    counts = torch.bincount(idx, minlength=LANES * len(flat) * bins).view(LANES, len(flat), bins).sum(0)
+    dev, n = flat[0].device, len(flat)
+    counts = torch.zeros(LANES * n * bins, dtype=torch.int64, device=dev)
+    chunk: list[tuple[int, torch.Tensor]] = []  # (tensor index, a slice of its values)
+    size = 0
+    for k, t in enumerate(flat):
+        for at in range(0, t.numel(), HIST_CHUNK):
+            piece = t[at:at + HIST_CHUNK]
+            chunk.append((k, piece))
+            size += piece.numel()
+            if size >= HIST_CHUNK:
+                counts += _count_chunk(chunk, size, ranges, bins, n, buffers)
+                chunk, size = [], 0
+    if chunk:
+        counts += _count_chunk(chunk, size, ranges, bins, n, buffers)
+    counts = counts.view(LANES, n, bins).sum(0)
+    bad = [k for k, (lo, hi) in enumerate(ranges) if not hi > lo]
     if bad:
         counts[bad] = 0
     return counts.tolist()
 
 
+def _equal_size_runs(chunk: list[tuple[int, torch.Tensor]]) -> list[tuple[slice, slice, int, int]]:
+    """For each run of consecutive pieces of one size: its pieces, its values in the chunk, how many
+    pieces and the values in each."""
+    sizes: list[list[int]] = []  # [first piece, pieces, values each, first value]
+    pos = 0
+    for p, (_, x) in enumerate(chunk):
+        if sizes and sizes[-1][2] == x.numel():
+            sizes[-1][1] += 1
+        else:
+            sizes.append([p, 1, x.numel(), pos])
+        pos += x.numel()
+    return [(slice(first, first + count), slice(at, at + count * each), count, each)
+            for first, count, each, at in sizes]
+
+
+def _count_chunk(chunk: list[tuple[int, torch.Tensor]], size: int, ranges: list[tuple[float, float]], bins: int,
+                 n: int, buffers: HistogramBuffers) -> torch.Tensor:
+    """The lanes' counts (LANES * n * bins) of the values in ``chunk``. Pieces of one size (a deep MLP's
+    layers) are handled as the rows of one matrix: a few operations per chunk, not a few per layer."""
+    dev = chunk[0][1].device
+    raw, buf, idx = buffers.get(size, dev)
+    if len(chunk) == 1:
+        raw = chunk[0][1].reshape(-1)
+    else:
+        torch.cat([x for _, x in chunk], out=raw)
+    lo_hi = torch.tensor([ranges[k] for k, _ in chunk], dtype=torch.float64, device=dev)
+    valid = lo_hi[:, 1] > lo_hi[:, 0]
+    # An invalid range (NaN or inf inside) gets scale 0: its values land in bin 0, and its counts are zeroed.
+    lo = torch.where(valid, lo_hi[:, 0], 0.0)
+    scale = torch.where(valid, bins / (lo_hi[:, 1] - lo_hi[:, 0]).where(valid, 1.0), 0.0)
+    lo32, scale32 = lo.to(raw.dtype), scale.to(raw.dtype)
+    offset = torch.tensor([k * bins for k, _ in chunk], dtype=idx.dtype, device=dev)
+    runs = _equal_size_runs(chunk)
+    for rows, values, count, each in runs:
+        view = buf[values].view(count, each)
+        torch.sub(raw[values].view(count, each), lo32[rows, None], out=view)
+        # Clamped to EDGE_EPS from below: a value at the lower bound (ReLU's zeros: half a layer) is bin 0
+        # for sure, and stays off the near-edge list without a test of its own.
+        view.mul_(scale32[rows, None]).clamp_(EDGE_EPS, bins - 0.5)
+    pos = 0
+    for k, x in chunk:
+        if not ranges[k][1] > ranges[k][0]:
+            buf[pos:pos + x.numel()].fill_(EDGE_EPS)  # NaN stays NaN through the clamp
+        pos += x.numel()
+    idx.copy_(buf)
+    _rebin_near_edges(raw, lo_hi, [x.numel() for _, x in chunk], bins, buf, idx)
+    # Tensor k's block of bins plus the lane, in one add in place: no per-value offset table.
+    lanes = buffers.lanes(n * bins, dev)
+    for rows, values, count, each in runs:
+        if each % LANES == 0:
+            idx[values].view(count, each // LANES, LANES).add_(offset[rows, None, None] + lanes)
+        else:
+            region = idx[values]
+            region.view(count, each).add_(offset[rows, None])
+            body = region.numel() - region.numel() % LANES
+            region[:body].view(-1, LANES).add_(lanes)
+    return torch.bincount(idx, minlength=LANES * n * bins)
+
+
 EDGE_EPS = 1e-3  # in bins: far wider than float32 rounding of (x - lo) * scale for |local coordinate| < bins
 
 
-def _rebin_near_edges(flat: list[torch.Tensor], ranges: list[tuple[float, float]], bins: int,
-                      buf: torch.Tensor, idx: torch.Tensor) -> None:
+def _rebin_near_edges(raw: torch.Tensor, lo_hi: torch.Tensor, sizes: list[int], bins: int, buf: torch.Tensor,
+                      idx: torch.Tensor) -> None:
     """Values within float32 rounding of a bin edge are binned again in float64 against numpy's own
     edges (``np.linspace(lo, hi, bins + 1)``: i * step + lo, the last edge hi), so every count equals
-    ``np.histogram``'s. Few values qualify; finding them is two passes, and binning them is one batch
-    for all tensors (per tensor, it was 13 of a 20-layer capture's 22 ms)."""
-    # Near an edge; but a value exactly at the lower bound (ReLU's zeros: half a layer) is bin 0 for sure.
-    above_lo = buf > 0
-    frac = buf.frac_()  # in place (the local coordinates are spent once idx holds the bins): u - floor(u), u >= 0
-    near = ((frac < EDGE_EPS).logical_and_(above_lo).logical_or_(frac > 1 - EDGE_EPS)).nonzero().flatten()
+    ``np.histogram``'s. Few values qualify; finding them is two comparisons and a ``nonzero``, and
+    binning them one batch for the chunk (per tensor, it was 13 of a 20-layer capture's 22 ms)."""
+    frac = buf.frac_()  # in place (the local coordinates are spent once idx holds the bins)
+    near = (frac < EDGE_EPS).logical_or_(frac > 1 - EDGE_EPS).nonzero().flatten()
     if near.numel() == 0:
         return
-    starts = torch.tensor([0] + [t.numel() for t in flat]).cumsum(0)
-    which = torch.searchsorted(starts, near, right=True) - 1
-    # near is in ascending order, so each tensor's values are one run of it
-    x = torch.empty(near.numel(), dtype=torch.float64)
-    at = 0
-    for k, n in enumerate(torch.bincount(which, minlength=len(flat)).tolist()):
-        if n:
-            x[at:at + n] = flat[k].reshape(-1)[near[at:at + n] - starts[k]]
-            at += n
-    bounds = torch.tensor(ranges, dtype=torch.float64)[which]
+    starts = torch.tensor([0, *sizes], device=raw.device).cumsum(0)
+    bounds = lo_hi[torch.searchsorted(starts, near, right=True) - 1]
+    x = raw[near].double()
     lo, hi = bounds[:, 0], bounds[:, 1]
     valid = hi > lo
     span = torch.where(valid, hi - lo, 1.0)
@@ -200,6 +252,42 @@ def moments(t: torch.Tensor, scratch: torch.Tensor) -> tuple[torch.Tensor, torch
     return mean, (torch.dot(d, d) / t.numel()).sqrt()
 
 
+# Values per stacked group: 512 KB of float32 stays in a core's L2 cache for the few operations that follow.
+# One stack of all 100 layers streamed each operation through memory and was slower than a loop per layer.
+CHUNK_VALUES = 1 << 17
+
+
+def stacked_runs(tensors: list[torch.Tensor], kinds: list[Any] | None = None) -> list[tuple[int, torch.Tensor]]:
+    """Runs of consecutive tensors of equal shape (and equal ``kinds``, where given), stacked on a new first
+    dimension in chunks of at most CHUNK_VALUES values, each with the position of its first tensor. A
+    statistic then costs a few operations per chunk instead of a few per layer (per layer, the stat table
+    was 25 of a 100-layer capture's 70 ms: mostly Python). The chunks are in order, so their results
+    concatenate into one value per tensor with no index tensor: on a GPU, building one from the host would
+    be a sync."""
+    runs: list[list[int]] = []
+    for i, t in enumerate(tensors):
+        prev = runs[-1] if runs else None
+        if (prev is None or tensors[prev[0]].shape != t.shape or (kinds is not None and kinds[prev[0]] != kinds[i])
+                or (len(prev) + 1) * t.numel() > CHUNK_VALUES):
+            runs.append([i])
+        else:
+            prev.append(i)
+    return [(run[0], torch.stack([tensors[i] for i in run])) for run in runs]
+
+
+def row_moments(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``moments`` of each row of a (G, N) tensor, overwriting it (the caller's stacked copy)."""
+    mean = rows.sum(1) / rows.shape[1]
+    d = rows.sub_(mean[:, None])
+    return mean, (d.mul_(d).sum(1) / rows.shape[1]).sqrt_()
+
+
+def moments_of(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``moments`` of every tensor (flattened, in float32), as two tensors of len(tensors)."""
+    parts = [row_moments(rows) for _, rows in stacked_runs([t.reshape(-1).float() for t in tensors])]
+    return torch.cat([m for m, _ in parts]), torch.cat([s for _, s in parts])
+
+
 @functools.lru_cache(maxsize=64)
 def _hash_vector(size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     gen = torch.Generator(device="cpu").manual_seed(12345)
@@ -207,23 +295,29 @@ def _hash_vector(size: int, device: torch.device, dtype: torch.dtype) -> torch.T
 
 
 def duplicate_fraction(w: torch.Tensor) -> torch.Tensor:
-    """Fraction of units (rows of w, flattened per unit) whose incoming weights equal another unit's.
+    """Fraction of units (rows of w, flattened per unit) whose incoming weights equal another unit's."""
+    return duplicate_fractions(w.reshape(1, w.shape[0], -1))[0]
+
+
+def duplicate_fractions(w: torch.Tensor) -> torch.Tensor:
+    """``duplicate_fraction`` of each of G layers' weights, stacked as (G, units, fan-in).
 
     Each row is hashed with one dot product; rows sorted by hash fall into runs of equal hashes, and each
     row is compared exactly with the first row of its run. No step waits for the host (no ``unique``,
     no ``.item()``), so on a GPU it costs no sync."""
-    rows = w.reshape(w.shape[0], -1)
-    n = rows.shape[0]
+    g, n, k = w.shape
     if n < 2:
-        return torch.zeros((), device=w.device)
-    probe = _hash_vector(rows.shape[1], w.device, w.dtype)
+        return torch.zeros(g, device=w.device)
+    probe = _hash_vector(k, w.device, w.dtype)
     # Identical rows give bit-identical hashes: each row is reduced with the same sequence of operations.
-    keys, order = (rows * probe).sum(1).sort()
-    position = torch.arange(n, device=w.device)
-    starts_run = torch.ones(n, dtype=torch.bool, device=w.device)
-    starts_run[1:] = keys[1:] != keys[:-1]
-    run_start = torch.where(starts_run, position, 0).cummax(0).values
-    sorted_rows = rows[order]
-    same = (sorted_rows == sorted_rows[run_start]).all(1)
-    members = torch.zeros(n, device=w.device).scatter_add_(0, run_start, same.float())
-    return (same & (members[run_start] > 1)).float().mean()
+    keys, order = (w * probe).sum(2).sort(1)
+    position = torch.arange(n, device=w.device).expand(g, n)
+    starts_run = torch.ones(g, n, dtype=torch.bool, device=w.device)
+    starts_run[:, 1:] = keys[:, 1:] != keys[:, :-1]
+    run_start = torch.where(starts_run, position, 0).cummax(1).values
+    # rows picked with flat row numbers: take_along_dim's broadcasting made it 5x slower
+    offset = (torch.arange(g, device=w.device) * n)[:, None]
+    sorted_rows = w.reshape(g * n, k).index_select(0, (order + offset).flatten())
+    same = (sorted_rows == sorted_rows.index_select(0, (run_start + offset).flatten())).all(1).view(g, n)
+    members = torch.zeros(g, n, device=w.device).scatter_add_(1, run_start, same.float())
+    return (same & (members.gather(1, run_start) > 1)).float().mean(1)

@@ -22,10 +22,11 @@ from deepscope.engine.telemetry.kernels import (
     batched_histograms,
     device_bounds,
     device_histograms,
-    duplicate_fraction,
-    moments,
+    duplicate_fractions,
+    moments_of,
+    stacked_runs,
 )
-from deepscope.engine.telemetry.units import capture_preacts, max_slope, unit_stats
+from deepscope.engine.telemetry.units import capture_preacts, max_slope, same_activation, unit_stats
 
 # Weights move by update_ratio (~1e-3) a step, so their histogram, std and duplicate check are taken on
 # every WEIGHT_EVERY-th capture and repeated in between, marked with the step they were taken at.
@@ -71,6 +72,9 @@ class LayerProbe:
         self.acts = [b.act for b in model.blocks]
         self.norms = [b.norm if isinstance(b.norm, nn.modules.batchnorm._BatchNorm) else None for b in model.blocks]
         self.peaks = [max_slope(a) for a in self.acts]
+        # per layer, the first layer whose activation computes the same function: their units are counted together
+        self._act_kind = [next(j for j in range(i + 1) if same_activation(self.acts[j], a))
+                          for i, a in enumerate(self.acts)]
         self._unit_z: list[torch.Tensor] | None = None
         self.names = model.layer_names()
         self.kinds = [b.kind for b in model.blocks] + ["output"]
@@ -206,32 +210,27 @@ class LayerProbe:
 
     def _stat_table(self, cap: Capture, flat: list[torch.Tensor], per: int, fresh: bool) -> torch.Tensor:
         """Rows of STAT_NAMES per layer, as a tensor. Without fresh weights, weight_std and duplicate_frac
-        are left at 0 for the caller to fill from the last snapshot."""
+        are left at 0 for the caller to fill from the last snapshot. Each statistic is taken once per
+        group of equal-shape layers (``stack_by_shape``), not once per layer."""
         n, dev = len(self.names), flat[0].device
-        largest = max(max(t.numel() for t in flat), max(g.numel() for g in cap.act_grad))
-        scratch = self._buffers.scratch(largest, dev)
-        zero = torch.zeros((), device=dev)
-
-        def m(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            return moments(t, scratch[:t.numel()])
-
-        pre_m = [m(flat[per * i]) for i in range(n)]
-        act_m = [m(flat[per * i + 1]) for i in range(n)]
-        w_std = [m(flat[per * i + 3])[1] for i in range(n)] if fresh else [zero] * n
-        duplicate = [duplicate_fraction(w) for w in cap.w_before] if fresh else [zero] * n
-        act_grad_std = [m(g.reshape(-1).float())[1] for g in cap.act_grad]
-        grad_norm = torch._foreach_norm(cap.grads)
-        before_norm = torch._foreach_norm(cap.w_before)
-        unit_z = cap.unit_z if cap.unit_z is not None else cap.pre[:-1]
-        units = [unit_stats(act, z.float(), self.saturating, peak)
-                 for act, z, peak in zip(self.acts, unit_z, self.peaks, strict=True)]
-        units.append(torch.full((3,), float("nan"), device=dev))  # the output has no activation: n/a (None)
-        columns = [
-            [p[0] for p in pre_m], [p[1] for p in pre_m], [a[0] for a in act_m], [a[1] for a in act_m],
-            grad_norm, act_grad_std, w_std,
-            [u / b.clamp_min(1e-30) for u, b in zip(cap.update_norm, before_norm, strict=True)],
-            [u[0] for u in units], [u[1] for u in units], duplicate, [u[2] for u in units],
-        ]
+        zero = torch.zeros(n, device=dev)
+        pre_mean, pre_std = moments_of([flat[per * i] for i in range(n)])
+        act_mean, act_std = moments_of([flat[per * i + 1] for i in range(n)])
+        w_std = moments_of([flat[per * i + 3] for i in range(n)])[1] if fresh else zero
+        duplicate = torch.cat([duplicate_fractions(w.reshape(w.shape[0], w.shape[1], -1))
+                               for _, w in stacked_runs(cap.w_before)]) if fresh else zero
+        act_grad_std = moments_of(cap.act_grad)[1]
+        grad_norm = torch.stack(torch._foreach_norm(cap.grads))
+        update_ratio = torch.stack(cap.update_norm) / torch.stack(torch._foreach_norm(cap.w_before)).clamp_min(1e-30)
+        units = self._unit_table(cap.unit_z if cap.unit_z is not None else cap.pre[:-1])
         norm = cap.norm_params if cap.norm_params is not None else torch.full((n, 2), float("nan"), device=dev)
-        columns += [list(norm[:, 0]), list(norm[:, 1])]
-        return torch.stack([torch.stack([c.reshape(()).float() for c in col]) for col in columns]).T
+        return torch.stack([pre_mean, pre_std, act_mean, act_std, grad_norm, act_grad_std, w_std, update_ratio,
+                            units[:, 0], units[:, 1], duplicate, units[:, 2], norm[:, 0], norm[:, 1]], 1)
+
+    def _unit_table(self, unit_z: list[torch.Tensor]) -> torch.Tensor:
+        """(dead, saturated, slope) per layer, (n, 3): hidden layers grouped by activation and shape, and
+        a NaN row for the output, which has no activation (None in the event)."""
+        kinds = self._act_kind
+        rows = [unit_stats(self.acts[kinds[first]], z.float(), self.saturating, self.peaks[kinds[first]])
+                for first, z in stacked_runs(unit_z, kinds)]
+        return torch.cat([*rows, torch.full((1, 3), float("nan"), device=unit_z[0].device)])

@@ -65,17 +65,24 @@ def capture_preacts(model: nn.Module, blocks: list[nn.Module], x: torch.Tensor) 
     return zs
 
 
-def _every_sample(mask: torch.Tensor) -> torch.Tensor:
-    """Per unit: true on every sample (and, for a conv channel, at every position)."""
-    return mask.all(0) if mask.ndim == 2 else mask.flatten(2).all(2).all(0)
-
-
 def unit_stats(act: nn.Module, z: torch.Tensor, saturating: bool, peak: float) -> torch.Tensor:
-    """(dead fraction, saturated fraction, mean slope) of one layer's units, as a tensor of 3.
+    """(dead fraction, saturated fraction, mean slope) of the units of G layers that share one activation,
+    from their pre-activations stacked as (G, samples, units) or (G, samples, channels, height, width);
+    a (G, 3) tensor.
 
     Calls ``act.forward``, never ``act(...)``: this runs on the summary thread while training goes on,
     and calling the module would fire the hooks the probe has on it."""
-    dead = _every_sample(act.forward(z) == 0).float().mean()
-    s = slope(act, z)
-    saturated = (s.abs() < SATURATED_SLOPE * peak).float().mean() if saturating else torch.zeros((), device=z.device)
-    return torch.stack([dead, saturated, s.mean()])
+    g = z.shape[0]
+    off = act.forward(z) == 0
+    # a unit is dead when it is off for every sample (and, for a conv channel, at every position)
+    dead = (off.all(1) if z.ndim == 3 else off.flatten(3).all(3).all(1)).reshape(g, -1).float().mean(1)
+    s = slope(act, z).reshape(g, -1)
+    saturated = (s.abs() < SATURATED_SLOPE * peak).float().mean(1) if saturating else torch.zeros(g, device=z.device)
+    return torch.stack([dead, saturated, s.mean(1)], 1)
+
+
+def same_activation(a: nn.Module, b: nn.Module) -> bool:
+    """Whether two activation modules compute the same function (one net's layers share a kind and its
+    settings; a module with parameters of its own is only ever the same as itself)."""
+    return a is b or (type(a) is type(b) and repr(a) == repr(b)
+                      and not any(True for _ in a.parameters()) and not any(True for _ in b.parameters()))
