@@ -1,29 +1,32 @@
 """What watching costs, with every core busy training: steps/s with telemetry against the bare loop.
 
-    python benchmarks/telemetry_overhead.py [--repeats 4] [--seconds 20] [--only NAME] [--modes ...]
+    python benchmarks/telemetry_overhead.py [--repeats 2] [--seconds 20] [--only NAME] [--modes ...]
 
 A workshop server trains as many runs at once as it has workers (one torch thread each), so no idle
-core hides the summary thread. Each window trains one run per core, all at once, each process pinned to
-its own core (with its summary thread): half of them bare, half in the mode measured. The bare runs and
-the watched ones share the window, so the machine's drift over minutes (this is a shared VM) falls on
-both alike; which cores are bare alternates from window to window, so a faster core favours neither.
-A window's ratio is the watched run's steps/s over its bare partner's; a mode's ratio is the median of
-its windows, and "worst" the lowest window. The modes:
+core hides the summary thread. Here every core trains one process, pinned to it (with its summary
+thread), and all of them run the same sequence at once: bare, a mode, bare, the next mode, bare, ...
+(``--repeats`` times through the modes). Each watched run is compared with the median speed of the bare
+runs of the same process, interleaved with it: the same core, the same memory, the same minutes. Two
+separate processes, even with the same config at the same moment, differed by 10-20% on this shared VM,
+so a ratio between processes measures the machine, not telemetry; and one bare run against the next in
+the same process differs by about 2% (the "bare, again" row shows it).
 
-- bare, again: bare against bare: how far two identical runs differ here (the noise in every ratio);
+A mode's ratio is the median over its runs (repeats x cores); "worst" is the lowest run. The modes:
+
+- bare, again: bare against bare: how far identical runs differ here (the noise in every ratio);
 - budget: the defaults (every 10 steps, at most 10 a second, telemetry.budget 0.03);
 - budget, every step: every_steps 1 and no rate cap, so only the budget spaces the captures;
 - fixed 10/s: no budget, every_steps set for about 10 captures a second (how captures were spaced
   before the budget), side by side.
 
-Goal: >= 0.97 for the two budget modes. A process that has finished its run keeps training, unmeasured,
-until its partner is done, so no core goes idle. Step 0 and the last step are always captured, so a
-short run pays those two captures whatever the budget: runs here last about 20 s. Speed counts the steps
-between the 'running' and the final status event, so data generation and start-up are left out and
-every mode pays the same evaluation. "CPU ratio" compares steps per CPU second of the whole process
-(summary thread included): what a saturated server's throughput loses, free of the wall clock's noise.
-Captures/s is the rate reached; "share" the CPU share telemetry reported spending; ms per capture is
-timed directly, in one process, before the windows.
+Goal: >= 0.97 for the two budget modes. A process that has finished its sequence keeps training,
+unmeasured, until every one is done, so no core goes idle. Step 0 and the last step are always captured,
+so a short run pays those two captures whatever the budget: runs here last about 20 s. Speed counts the
+steps between the 'running' and the final status event, so data generation and start-up are left out
+and every mode pays the same evaluation. "CPU ratio" compares steps per CPU second of the whole process
+(summary thread included): what a saturated server's throughput loses. Captures/s is the rate reached;
+"share" the CPU share telemetry reported spending; ms per capture is timed directly, in one process,
+before the runs.
 """
 
 from __future__ import annotations
@@ -124,12 +127,13 @@ def capture_ms(config: dict) -> float:
 
 
 def worker(args: argparse.Namespace) -> None:
-    """One busy core: one run in ``--mode``, printed as a JSON line. Then it keeps training, unmeasured,
-    until ``--stop`` exists: one that finished first would otherwise leave a core idle, and the others
-    would end their runs faster."""
+    """One busy core: a run in each of ``--modes``, in order, each printed as a JSON line. Then it keeps
+    training, unmeasured, until ``--stop`` exists: one that finished first would otherwise leave a core
+    idle, and the others would end their runs faster."""
     config = MODELS[args.worker]
-    print(json.dumps({"mode": args.mode, **measure(config, telemetry_for(args.mode, args.fixed_every), args.epochs)}),
-          flush=True)
+    for mode in json.loads(args.sequence):
+        row = measure(config, telemetry_for(mode, args.fixed_every), args.epochs)
+        print(json.dumps({"mode": mode, **row}), flush=True)
     while not os.path.exists(args.stop):
         measure(config, {"every_steps": 0}, 1)
 
@@ -147,41 +151,48 @@ def calibrate(config: dict, seconds: float) -> tuple[int, int]:
     return max(1, round(seconds * speed / steps_per_epoch)), max(1, round(speed / 10))
 
 
-def window(label: str, mode: str, swap: bool, cores: list[int], epochs: int, fixed_every: int) -> list[dict]:
-    """One window: every core trains at once, each process pinned to its core, half of them bare and half
-    in ``mode`` (which half is on which cores alternates with ``swap``). Returns the median of the pairs'
-    ratios, mode over bare; a core left over (an odd count) trains bare, unmeasured."""
+def sequence(modes: list[str], repeats: int) -> list[str]:
+    """bare, then each mode followed by bare, ``repeats`` times: every watched run between two bare ones."""
+    return ["bare", *[step for _ in range(repeats) for mode in modes for step in (mode, "bare")]]
+
+
+def interleaved(label: str, modes: list[str], repeats: int, cores: list[int], epochs: int,
+                fixed_every: int) -> dict[str, list[dict]]:
+    """Every core trains the same sequence at once, each process pinned to its core. Each watched run is
+    compared with the median speed of the bare runs of the same process, interleaved with it: the same
+    core, the same memory, the same minutes."""
     stop = os.path.join(tempfile.mkdtemp(), "stop")
-    pairs = len(cores) // 2
-    roles = ["bare"] * pairs + [mode] * pairs + ["bare"] * (len(cores) % 2)
-    if swap:
-        roles[:2 * pairs] = roles[pairs:2 * pairs] + roles[:pairs]
-    procs = [subprocess.Popen([sys.executable, __file__, "--worker", label, "--mode", role, "--epochs", str(epochs),
-                               "--fixed-every", str(fixed_every), "--stop", stop], stdout=subprocess.PIPE, text=True,
+    order = sequence(modes, repeats)
+    procs = [subprocess.Popen([sys.executable, __file__, "--worker", label, "--sequence", json.dumps(order),
+                               "--epochs", str(epochs), "--fixed-every", str(fixed_every), "--stop", stop],
+                              stdout=subprocess.PIPE, text=True,
                               preexec_fn=functools.partial(os.sched_setaffinity, 0, {core}))
-             for role, core in zip(roles, cores, strict=True)]
-    rows = [json.loads(p.stdout.readline()) for p in procs]
+             for core in cores]
+    runs = [[json.loads(p.stdout.readline()) for _ in order] for p in procs]
     open(stop, "w").close()
     for p in procs:
         p.wait()
-    ratios = []
-    for k in range(pairs):
-        bare_row, mode_row = (rows[k], rows[pairs + k]) if not swap else (rows[pairs + k], rows[k])
-        ratios.append({"ratio": mode_row["steps_per_s"] / bare_row["steps_per_s"],
-                       "cpu_ratio": mode_row["steps_per_cpu_s"] / bare_row["steps_per_cpu_s"], **mode_row})
-    return ratios
+    results: dict[str, list[dict]] = {mode: [] for mode in modes}
+    for rows in runs:
+        bare = [r for r in rows if r["mode"] == "bare"]
+        speed = statistics.median(r["steps_per_s"] for r in bare)
+        cpu_speed = statistics.median(r["steps_per_cpu_s"] for r in bare)
+        for row in rows:
+            if row["mode"] != "bare":
+                results[row["mode"]].append({**row, "ratio": row["steps_per_s"] / speed,
+                                             "cpu_ratio": row["steps_per_cpu_s"] / cpu_speed})
+    return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=4, help="windows per mode (an even count puts each mode "
-                                                               "on every core equally often)")
+    parser.add_argument("--repeats", type=int, default=2, help="watched runs per mode and core")
     parser.add_argument("--seconds", type=float, default=20.0, help="rough length of each run")
     parser.add_argument("--only", help="one model, by the start of its name")
     parser.add_argument("--modes", nargs="+", choices=MODES[1:], default=list(MODES[1:]),
                         help="the modes to measure against bare (default: all)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--mode", default="bare", help=argparse.SUPPRESS)
+    parser.add_argument("--sequence", default='["bare"]', help=argparse.SUPPRESS)
     parser.add_argument("--epochs", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--fixed-every", type=int, default=10, help=argparse.SUPPRESS)
     parser.add_argument("--stop", default="", help=argparse.SUPPRESS)
@@ -190,31 +201,25 @@ def main() -> None:
         worker(args)
         return
     cores = sorted(os.sched_getaffinity(0))
-    if len(cores) < 2:
-        sys.exit("needs at least 2 cores: one run bare and one watched, side by side")
     print(f"torch {torch.__version__}, one thread per run, {len(cores)} runs at once, each pinned to one of "
-          f"cores {cores}; {args.repeats} windows of about {args.seconds:g} s per mode")
+          f"cores {cores}; each runs {' / '.join(sequence(args.modes, args.repeats))}, about {args.seconds:g} s a run")
     for label, config in MODELS.items():
         if args.only and not label.startswith(args.only):
             continue
         epochs, fixed_every = calibrate(config, args.seconds)
         ms = capture_ms(config)
-        results: dict[str, list[list[dict]]] = {mode: [] for mode in args.modes}
-        for repeat in range(args.repeats):
-            turn = repeat % len(args.modes)
-            for mode in args.modes[turn:] + args.modes[:turn]:
-                results[mode].append(window(label, mode, repeat % 2 == 1, cores, epochs, fixed_every))
+        results = interleaved(label, args.modes, args.repeats, cores, epochs, fixed_every)
         print(f"\n{label}: a capture costs {ms:.1f} ms of CPU")
-        print(f"  {'mode':20} {'ratio':>6} {'worst':>6} {'per window':>34} {'CPU ratio':>9} {'captures/s':>10} "
+        print(f"  {'mode':20} {'ratio':>6} {'worst':>6} {'per run':>34} {'CPU ratio':>9} {'captures/s':>10} "
               f"{'share':>6}")
         for mode in args.modes:
-            per_window = [statistics.median(r["ratio"] for r in rows) for rows in results[mode]]
-            rows = [r for rows in results[mode] for r in rows]
+            rows = results[mode]
+            ratios = [r["ratio"] for r in rows]
             cpu_ratio = statistics.median(r["cpu_ratio"] for r in rows)
             rate = statistics.median(r["captures_per_s"] for r in rows)
             share = statistics.median(r["share"] for r in rows)
-            listed = " ".join(f"{x:.3f}" for x in per_window)
-            print(f"  {mode:20} {statistics.median(per_window):6.3f} {min(per_window):6.3f} {listed:>34} "
+            listed = " ".join(f"{x:.3f}" for x in ratios)
+            print(f"  {mode:20} {statistics.median(ratios):6.3f} {min(ratios):6.3f} {listed:>34} "
                   f"{cpu_ratio:9.3f} {rate:10.2f} {share:6.3f}", flush=True)
 
 
