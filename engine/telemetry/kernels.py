@@ -91,12 +91,6 @@ class HistogramBuffers:
         assert self.idx is not None
         return self.raw[:total], self.buf[:total], self.idx[:total]
 
-    def scratch(self, size: int, dev: torch.device) -> torch.Tensor:
-        """A float buffer of ``size`` for moments, reusing the histogram buffer when it is big enough."""
-        if self.buf is not None and self.buf.device == dev and self.buf.numel() >= size:
-            return self.buf[:size]
-        return torch.empty(size, device=dev)
-
     def owners(self, sizes: tuple[int, ...], dev: torch.device) -> torch.Tensor:
         """Per value: the index of its tensor (int64), cached per layout (the same few repeat: with and
         without weights, and a smaller last batch)."""
@@ -244,14 +238,6 @@ def _rebin_near_edges(raw: torch.Tensor, lo_hi: torch.Tensor, sizes: list[int], 
     idx[near[valid]] = j.clamp_(0, bins - 1)[valid].to(idx.dtype)
 
 
-def moments(t: torch.Tensor, scratch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and std of a flat tensor, two-pass (mean, then squares about it) in ``scratch``: a deep
-    sigmoid net's activations can have std/mean ~ 1e-4, where E[x^2] - E[x]^2 loses every digit."""
-    mean = t.sum() / t.numel()
-    d = torch.sub(t, mean, out=scratch)
-    return mean, (torch.dot(d, d) / t.numel()).sqrt()
-
-
 # Values per stacked group: 512 KB of float32 stays in a core's L2 cache for the few operations that follow.
 # One stack of all 100 layers streamed each operation through memory and was slower than a loop per layer.
 CHUNK_VALUES = 1 << 17
@@ -276,14 +262,16 @@ def stacked_runs(tensors: list[torch.Tensor], kinds: list[Any] | None = None) ->
 
 
 def row_moments(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``moments`` of each row of a (G, N) tensor, overwriting it (the caller's stacked copy)."""
+    """Mean and std of each row of a (G, N) tensor, overwriting it (the caller's stacked copy). Two-pass
+    (mean, then squares about it): a deep sigmoid net's activations can have std/mean ~ 1e-4, where
+    E[x^2] - E[x]^2 loses every digit."""
     mean = rows.sum(1) / rows.shape[1]
     d = rows.sub_(mean[:, None])
     return mean, (d.mul_(d).sum(1) / rows.shape[1]).sqrt_()
 
 
 def moments_of(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """``moments`` of every tensor (flattened, in float32), as two tensors of len(tensors)."""
+    """``row_moments`` of every tensor (flattened, in float32), as two tensors of len(tensors)."""
     parts = [row_moments(rows) for _, rows in stacked_runs([t.reshape(-1).float() for t in tensors])]
     return torch.cat([m for m, _ in parts]), torch.cat([s for _, s in parts])
 
