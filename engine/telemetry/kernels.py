@@ -175,11 +175,12 @@ def _count_chunk(chunk: list[tuple[int, torch.Tensor]], size: int, ranges: list[
     else:
         torch.cat([x for _, x in chunk], out=raw)
     lo_hi = torch.tensor([ranges[k] for k, _ in chunk], dtype=torch.float64, device=dev)
-    valid = lo_hi[:, 1] > lo_hi[:, 0]
-    # An invalid range (NaN or inf inside) gets scale 0: its values land in bin 0, and its counts are zeroed.
-    lo = torch.where(valid, lo_hi[:, 0], 0.0)
-    scale = torch.where(valid, bins / (lo_hi[:, 1] - lo_hi[:, 0]).where(valid, 1.0), 0.0)
-    lo32, scale32 = lo.to(raw.dtype), scale.to(raw.dtype)
+    valid = [ranges[k][1] > ranges[k][0] for k, _ in chunk]
+    # An invalid range (NaN or inf inside): its values are set to bin 0 below, and its counts zeroed after.
+    lo32 = torch.tensor([ranges[k][0] if ok else 0.0 for (k, _), ok in zip(chunk, valid, strict=True)],
+                        dtype=raw.dtype, device=dev)
+    scale32 = torch.tensor([bins / (ranges[k][1] - ranges[k][0]) if ok else 0.0
+                            for (k, _), ok in zip(chunk, valid, strict=True)], dtype=raw.dtype, device=dev)
     offset = torch.tensor([k * bins for k, _ in chunk], dtype=idx.dtype, device=dev)
     runs = _equal_size_runs(chunk)
     for rows, values, count, each in runs:
@@ -189,8 +190,8 @@ def _count_chunk(chunk: list[tuple[int, torch.Tensor]], size: int, ranges: list[
         # for sure, and stays off the near-edge list without a test of its own.
         view.mul_(scale32[rows, None]).clamp_(EDGE_EPS, bins - 0.5)
     pos = 0
-    for k, x in chunk:
-        if not ranges[k][1] > ranges[k][0]:
+    for (_, x), ok in zip(chunk, valid, strict=True):
+        if not ok:
             buf[pos:pos + x.numel()].fill_(EDGE_EPS)  # NaN stays NaN through the clamp
         pos += x.numel()
     idx.copy_(buf)

@@ -211,7 +211,7 @@ class LayerProbe:
     def _stat_table(self, cap: Capture, flat: list[torch.Tensor], per: int, fresh: bool) -> torch.Tensor:
         """Rows of STAT_NAMES per layer, as a tensor. Without fresh weights, weight_std and duplicate_frac
         are left at 0 for the caller to fill from the last snapshot. Each statistic is taken once per
-        group of equal-shape layers (``stack_by_shape``), not once per layer."""
+        run of equal-shape layers (``stacked_runs``), not once per layer."""
         n, dev = len(self.names), flat[0].device
         zero = torch.zeros(n, device=dev)
         pre_mean, pre_std = moments_of([flat[per * i] for i in range(n)])

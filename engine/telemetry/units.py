@@ -85,4 +85,4 @@ def same_activation(a: nn.Module, b: nn.Module) -> bool:
     """Whether two activation modules compute the same function (one net's layers share a kind and its
     settings; a module with parameters of its own is only ever the same as itself)."""
     return a is b or (type(a) is type(b) and repr(a) == repr(b)
-                      and not any(True for _ in a.parameters()) and not any(True for _ in b.parameters()))
+                      and next(a.parameters(), None) is None and next(b.parameters(), None) is None)
