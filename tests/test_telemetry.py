@@ -163,3 +163,32 @@ def test_weight_summaries_refresh_every_fourth_capture_and_say_when():
     assert all(e["layers"][0]["weight_step"] == t for e, t in zip(events, taken, strict=True))
     assert events[4]["layers"][0]["hist"]["weight"] != events[0]["layers"][0]["hist"]["weight"]
     assert all(e["layers"][0]["hist"]["act"]["step"] == i for i, e in enumerate(events))  # the rest every time
+
+
+def test_histograms_split_across_chunks_still_match_numpy(monkeypatch):
+    """Small chunks force every case of the chunked count: a tensor split over several chunks, several
+    equal-size tensors in one chunk (rows of one matrix), an odd size, ReLU zeros, NaN and a constant."""
+    from deepscope.engine.telemetry import kernels
+
+    monkeypatch.setattr(kernels, "HIST_CHUNK", 1000)
+    gen = torch.Generator().manual_seed(0)
+    flat = [torch.randn(2500, generator=gen), *[torch.relu(torch.randn(300, generator=gen)) for _ in range(4)],
+            torch.randn(301, generator=gen) * 1e-3 + 5, torch.full((50,), 2.0), torch.tensor([1.0, float("nan"), 3.0]),
+            torch.rand(999, generator=gen)]
+    ranges = kernels.all_bounds(flat)
+    counts = kernels.batched_histograms(flat, ranges, 16, kernels.HistogramBuffers())
+    for t, got in zip(flat[:-2] + flat[-1:], counts[:-2] + counts[-1:], strict=True):
+        assert got == by_hand_hist(t, 16)[2].tolist()
+    assert counts[-2] == [0] * 16  # NaN inside: zero counts
+
+
+def test_moments_of_stacked_runs_match_each_tensor():
+    from deepscope.engine.telemetry import kernels
+
+    gen = torch.Generator().manual_seed(1)
+    tensors = [torch.randn(64, 8, generator=gen), *[torch.randn(512, 300, generator=gen) * k for k in (1, 2, 3)],
+               torch.randn(10, generator=gen) + 1e4]
+    mean, std = kernels.moments_of(tensors)
+    for t, m, s in zip(tensors, mean.tolist(), std.tolist(), strict=True):
+        a = t.double().numpy().ravel()
+        assert m == pytest.approx(a.mean(), rel=1e-5, abs=1e-6) and s == pytest.approx(a.std(), rel=1e-4)
