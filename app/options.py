@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from deepscope.app.statuses import ACTIVE_STATUSES, FINISHED, STATUSES
+from deepscope.app.statuses import ACTIVE_STATUSES, FINISHED, STATUSES, CloseCode
 from deepscope.engine.activations import ACTIVATIONS
 from deepscope.engine.config import SECTIONS, RunConfig, field_limits
 from deepscope.engine.datasets import DATASETS
@@ -68,6 +68,7 @@ def options() -> dict[str, Any]:
     name = RunConfig.model_fields["name"]
     return {"sections": sections,
             "statuses": {"all": list(STATUSES), "active": sorted(ACTIVE_STATUSES), "finished": sorted(FINISHED)},
+            "close_codes": {code.name.lower(): code.value for code in CloseCode},
             "event_types": [t.value for t in EventType],
             "activations": {e.name: {k: v for k, v in e.meta.items() if k != "takes"} for e in ACTIVATIONS},
             "name": {"name": "name", "default": "", "help": name.description, **field_limits(None, "name")},

@@ -1,15 +1,15 @@
 """Runs as the service sees them: the one owner of the store, the executor and the hub.
 
 Routes translate HTTP and call this; executors report to it through the ``EventSink`` half. For each
-event the sink (1) queues the row for the batched writer, (2) keeps the run's row current (status,
+event the sink (1) queues the row for the event log, (2) keeps the run's row current (status,
 progress, summary), (3) publishes to the hub. ``stream`` is the replay-then-live hand-over every
-WebSocket viewer gets (docs/architecture.md, "The seam").
+WebSocket viewer gets (docs/architecture.md, "The seam"). What may be created is ``quotas.py``'s call,
+and what is shared ``sharing.py``'s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -17,13 +17,15 @@ from typing import Any
 
 import orjson
 
-from deepscope import __version__
+from deepscope.app import sharing
+from deepscope.app.event_log import EventLog, EventWriter
 from deepscope.app.executors import Executor
 from deepscope.app.hub import Hub
+from deepscope.app.quotas import Quotas
 from deepscope.app.statuses import FINISHED
-from deepscope.app.store import QuotaError, Store, mirror, now_iso
+from deepscope.app.store import Store, Transaction, now_iso
 from deepscope.engine.config import RunConfig
-from deepscope.engine.events import EventType, Status, status_event
+from deepscope.engine.events import EventType, Status
 
 # Events per store read while replaying: what one socket holds at once. A page is read only when the
 # socket has sent the last one (each send waits while the client does not read), so 64 events of a
@@ -34,21 +36,20 @@ REPLAY_PAGE = 64
 SNAPSHOT_INTERVAL_S = {EventType.LAYERS.value: 0.5, EventType.BOUNDARY.value: 0.5, EventType.SAMPLES.value: 1.0}
 
 
-class QuotaExceeded(Exception):
-    def __init__(self, message: str, retry_after: int = 10) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
 class RunService:
-    def __init__(self, store: Store, hub: Hub, executor: Executor, max_queued: int = 200,
-                 max_active_per_client: int = 0, max_active_per_address: int = 0) -> None:
+    """``quotas``: how many runs may be active (none: no limit). ``log``: where events and row updates
+    are written (by default a batched ``EventWriter`` on the store, stopped by ``close``)."""
+
+    def __init__(self, store: Store, hub: Hub, executor: Executor, quotas: Quotas | None = None,
+                 log: EventLog | None = None) -> None:
         self.store, self.hub, self.executor = store, hub, executor
-        self.max_queued = max_queued
-        self.max_active_per_client = max_active_per_client
-        self.max_active_per_address = max_active_per_address
+        self.quotas = quotas or Quotas()
+        self.log = log or EventWriter(store, followers=sharing.followed)
         self._live: dict[str, dict[str, Any]] = {}  # active runs' newest state, ahead of the writer
         self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self.log.stop()
 
     # -- commands ---------------------------------------------------------------------------
     def submit(self, config: RunConfig, group: str | None = None, owner: str | None = None,
@@ -57,59 +58,51 @@ class RunService:
 
     def submit_many(self, configs: list[RunConfig], group: str | None = None,
                     owner: str | None = None, address: str | None = None) -> list[dict[str, Any]]:
-        """Create the runs, all or none, within the quotas (checked atomically in the store), then train
-        each one, or, where an identical training exists or runs already, share it (docs/workshop.md)."""
-        try:
-            runs = self.store.create_runs([(c.display_name(), c.model_dump()) for c in configs], group=group,
-                                          owner=owner, max_active=self.max_queued,
-                                          max_active_per_owner=self.max_active_per_client,
-                                          share_keys=[None if c.train.fresh else share_key(c) for c in configs],
-                                          address=address, max_active_per_address=self.max_active_per_address)
-        except QuotaError as exc:
-            raise _quota_message(exc) from None
+        """Create the runs, all or none, within the quotas (checked in the creating transaction), then train
+        each one, or, where an identical training exists or runs already, share it (docs/workshop.md).
+        ``QuotaExceeded`` says which limit a request would pass."""
+        keys = sharing.keys_for(configs)
+
+        def decide(tx: Transaction, ids: list[str]) -> list[dict[str, Any]]:
+            plan = sharing.plan(tx, ids, keys)
+            self.quotas.check(tx, owner, address, runs=len(configs),
+                              trainings=sum(not row.get("shared_from") for row in plan))
+            return plan
+
+        runs = self.store.create_runs([(c.display_name(), c.model_dump()) for c in configs], group=group,
+                                      owner=owner, address=address, decide=decide)
         for run in runs:
             if run["shared_from"] is None:
                 notice = self.executor.submit(run["id"], run["config"], owner)
                 if notice:  # shown until the run starts (the first event rewrites the summary)
                     self.store.update_run(run["id"], summary={"notice": notice})
             else:
-                self._catch_up(run["id"], run["shared_from"])
+                sharing.catch_up(self.store, run["id"], run["shared_from"])
         return [self.get(run["id"]) or run for run in runs]
 
-    def _catch_up(self, share_id: str, source_id: str) -> None:
-        """A source that finished between the lookup and the insert: mirror its final state now (the
-        writer's own mirroring, in the same transaction as the source's row, covers every later change)."""
-        source = self.store.get_run(source_id)
-        if source and source["status"] in FINISHED:
-            self.store.update_run(share_id, **mirror(source))
+    def count_active(self, owner: str | None) -> int:
+        return self.store.count_active(owner) if owner else 0
+
+    def workers(self) -> list[dict[str, Any]]:
+        return self.executor.workers()
 
     def cancel(self, run_id: str, force: bool = False) -> bool:
         """Stop a queued or running run. A share stops only itself (it ends at the event it had reached);
         a training that other runs share stops only with ``force`` (the instructor), else ``SharedTraining``."""
         run = self.store.get_run(run_id)
         if run and run["shared_from"]:
-            source = self.store.get_run(run["shared_from"])
-            self.store.update_run(run_id, status=Status.CANCELLED.value, finished_at=now_iso(), error="cancelled",
-                                  share_seq=source["last_seq"] if source else -1)
+            sharing.stop_watching(self.store, run)
             return True
-        watchers = [s for s in self.store.shares_of(run_id, attached_only=True) if s["owner"] != (run or {}).get("owner")]
+        watchers = sharing.others_watching(self.store, run) if run else 0
         if watchers and not force:
-            raise SharedTraining(len(watchers))
+            raise SharedTraining(watchers)
         return self.executor.cancel(run_id)
 
     def delete(self, run_id: str) -> None:
-        """Forget a run. A training that other runs share keeps its events for them; the last share of a
-        forgotten training takes the events with it."""
+        """Forget a run (a training that others share keeps its events for them: ``sharing.forget``)."""
         run = self.store.get_run(run_id)
-        if run is None:
-            return
-        if run["shared_from"]:
-            self.store.delete_run(run_id, keep_events=True)
-            source = run["shared_from"]
-            if self.store.get_run(source) is None and not self.store.shares_of(source):
-                self.store.delete_events(source)
-            return
-        self.store.delete_run(run_id, keep_events=bool(self.store.shares_of(run_id)))
+        if run is not None:
+            sharing.forget(self.store, run)
 
     # -- reads ------------------------------------------------------------------------------
     def get(self, run_id: str) -> dict[str, Any] | None:
@@ -117,11 +110,7 @@ class RunService:
         return self._overlay(run) if run else None
 
     def _events_of(self, run_id: str) -> tuple[str, int | None]:
-        """Whose events a run shows, and the last seq it shows (a cancelled share stops where it was)."""
-        run = self.store.get_run(run_id)
-        if run is None or not run["shared_from"]:
-            return run_id, None
-        return run["shared_from"], run["share_seq"]
+        return sharing.events_of(self.store.get_run(run_id), run_id)
 
     def list(self, **filters: Any) -> list[dict[str, Any]]:
         return [self._overlay(r) for r in self.store.list_runs(**filters)]
@@ -134,7 +123,7 @@ class RunService:
         if until is not None:
             rows = [r for r in rows if r[0] <= until]
             if (types is None or EventType.STATUS in types) and after <= until and len(rows) < limit:
-                rows.append(_share_ended(until))
+                rows.append(sharing.ended_at(until))
         return rows
 
     def all_events(self, run_id: str, types: tuple[str, ...] | None = None, page: int = 1000) -> Iterator[dict]:
@@ -147,8 +136,7 @@ class RunService:
 
     def _overlay(self, run: dict[str, Any]) -> dict[str, Any]:
         """The row, with the newest state the writer has not stored yet (a share: its training's progress)."""
-        attached = run["shared_from"] and run["share_seq"] is None
-        key = run["shared_from"] if attached else run["id"]
+        key, attached = sharing.live_key(run)
         with self._lock:
             if run["status"] in FINISHED:
                 # Stored as finished: final. (With several replicas, another one may have stored the end,
@@ -222,16 +210,16 @@ class RunService:
 
     def flush(self) -> None:
         """Returns once every event handed to ``persist`` before the call is committed."""
-        self.store.writer.flush()
+        self.log.flush()
 
     def persist(self, run_id: str, event: dict[str, Any], raw: str) -> None:
         type_, seq = event["type"], event["seq"]
-        self.store.writer.add_event(run_id, seq, type_, event.get("step"), raw)
+        self.log.add_event(run_id, seq, type_, event.get("step"), raw)
         with self._lock:
             live = self._live.setdefault(run_id, {})
             fields = {"seq": seq, **_row_fields(event, live.get("summary", {}))}
             live.update(fields)
-        self.store.writer.update_run(run_id, **fields)
+        self.log.update_run(run_id, **fields)
         if fields.get("status") in FINISHED:
             # Durable before anyone is told: a client that sees the terminal event can read the final row.
             self.flush()
@@ -284,32 +272,6 @@ class SharedTraining(Exception):
     def __init__(self, watchers: int) -> None:
         super().__init__(f"{watchers} other run(s) share this training, so it goes on for them; your run ends "
                          "when it does (delete it then), or ask the instructor to stop it")
-
-
-def share_key(config: RunConfig) -> str:
-    """Identical trainings get one key: the config without its name, the engine's version and the device
-    kind. Same key, same seed: same numbers (docs/workshop.md), so one training can serve them all."""
-    body = config.model_dump(exclude={"name": True, "train": {"fresh"}})
-    text = orjson.dumps({"config": body, "engine": __version__}, option=orjson.OPT_SORT_KEYS)
-    return hashlib.sha256(text).hexdigest()[:40]
-
-
-def _share_ended(seq: int) -> tuple[int, str, str]:
-    event = {"seq": seq + 1, **status_event(Status.CANCELLED, "cancelled: this run stopped watching the "
-                                                               "training it shared")}
-    return seq + 1, EventType.STATUS.value, orjson.dumps(event).decode()
-
-
-def _quota_message(exc: QuotaError) -> QuotaExceeded:
-    if exc.scope == "server":
-        return QuotaExceeded(f"the server already has {exc.limit} runs queued or running; "
-                             "try again when some finish", retry_after=30)
-    if exc.scope == "address":
-        return QuotaExceeded(f"{exc.active} runs from your network address are queued or running, and this "
-                             f"server takes at most {exc.limit} from one address; try again when some finish",
-                             retry_after=30)
-    return QuotaExceeded(f"you have {exc.active} runs queued or running and may have at most {exc.limit}; "
-                         "cancel one or wait for it to finish")
 
 
 class ViewerOverflow(Exception):

@@ -1,17 +1,15 @@
 """Durable runs and events (SQLAlchemy Core): SQLite in WAL mode by default, PostgreSQL by URL.
 
-Events arrive far faster than one transaction each could take, so ``EventWriter`` batches them on
-its own thread; ``flush()`` is a barrier that returns once everything enqueued before it is
-committed, which is what lets a WebSocket replay the store and then go live with no gap.
+The store keeps rows and runs transactions; what may be created, shared or mirrored is the service's
+call (``quotas.py``, ``sharing.py``). Events are written in batches by ``event_log.EventWriter``.
 """
 
 from __future__ import annotations
 
 import json
-import queue
 import threading
-import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,9 +36,6 @@ from sqlalchemy.engine import Engine
 
 from deepscope.app.statuses import ACTIVE_STATUSES, INTERRUPTED
 from deepscope.engine.events import Status
-
-SHAREABLE = (*sorted(ACTIVE_STATUSES), Status.COMPLETED.value, Status.DIVERGED.value)  # trainings another request may watch
-MIRRORED = ("status", "started_at", "finished_at", "summary", "error", "progress")
 
 metadata = MetaData()
 runs = Table(
@@ -78,13 +73,6 @@ events = Table(
 Index("events_run_type", events.c.run_id, events.c.type)
 
 
-def mirror(source: dict[str, Any]) -> dict[str, Any]:
-    """What a share copies of its training when it starts watching, or when the training finishes."""
-    return {"shared_from": source["id"], "status": source["status"], "started_at": source["started_at"],
-            "finished_at": source["finished_at"], "progress": source["progress"], "error": source["error"],
-            "summary": json.dumps({**source["summary"], "shared_from": source["id"]})}
-
-
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
@@ -120,12 +108,35 @@ def _run_dict(row: Any) -> dict[str, Any]:
     }
 
 
-class QuotaError(Exception):
-    """Creating the runs would pass a limit: ``scope`` is "server" or "client"."""
+def encoded(fields: dict[str, Any]) -> dict[str, Any]:
+    """A row's fields as stored: the summary and the config are JSON text."""
+    return {k: json.dumps(v) if k in ("summary", "config") and not isinstance(v, str) else v for k, v in fields.items()}
 
-    def __init__(self, scope: str, active: int, limit: int) -> None:
-        super().__init__(f"{scope} quota: {active} active, limit {limit}")
-        self.scope, self.active, self.limit = scope, active, limit
+
+class Transaction:
+    """What the service's policy reads while runs are created (quotas.ActiveCounts, sharing.Lookup)."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    def active_runs(self, owner: str) -> int:
+        """A client's queued and running runs, shares included (to a student they are runs)."""
+        q = select(func.count()).select_from(runs).where(runs.c.status.in_(ACTIVE_STATUSES), runs.c.owner == owner)
+        return int(self.conn.execute(q).scalar_one())
+
+    def active_trainings(self, address: str | None = None) -> int:
+        """Queued and running trainings (shares left out: they take no worker), from one address if given."""
+        q = select(func.count()).select_from(runs).where(runs.c.status.in_(ACTIVE_STATUSES),
+                                                         runs.c.shared_from.is_(None))
+        if address is not None:
+            q = q.where(runs.c.address == address)
+        return int(self.conn.execute(q).scalar_one())
+
+    def newest_training(self, share_key: str, statuses: frozenset[str]) -> dict[str, Any] | None:
+        q = (select(runs).where(runs.c.share_key == share_key, runs.c.shared_from.is_(None),
+                                runs.c.status.in_(sorted(statuses))).order_by(runs.c.created_at.desc()).limit(1))
+        row = self.conn.execute(q).first()
+        return _run_dict(row) if row is not None else None
 
 
 class Store:
@@ -134,7 +145,6 @@ class Store:
         self.engine = make_engine(url)
         metadata.create_all(self.engine)
         self._add_missing_columns()
-        self.writer = EventWriter(self)
 
     def _add_missing_columns(self) -> None:
         """A database made by an older DeepScope gets the columns added since (nothing is rewritten)."""
@@ -145,7 +155,6 @@ class Store:
                     conn.exec_driver_sql(f"ALTER TABLE runs ADD COLUMN {name} {sql_type}")
 
     def close(self) -> None:
-        self.writer.stop()
         self.engine.dispose()
 
     # -- runs -------------------------------------------------------------------------------
@@ -154,53 +163,25 @@ class Store:
         return self.create_runs([(name, config)], group=group, owner=owner)[0]
 
     def create_runs(self, specs: list[tuple[str, dict[str, Any]]], group: str | None = None,
-                    owner: str | None = None, max_active: int = 0, max_active_per_owner: int = 0,
-                    share_keys: list[str | None] | None = None, address: str | None = None,
-                    max_active_per_address: int = 0) -> list[dict[str, Any]]:
-        """Create queued runs, all or none, after checking the quotas in the same transaction: two requests
-        at once cannot both pass a check that only one of them fits (``QuotaError`` says which limit).
-        A run with a share key whose training exists (or is being created alongside) shares it: its row
-        gets ``shared_from`` and a copy of that training's state; a request at the same moment cannot
-        start the same training twice.
-
-        SQLite serialises through a lock here (one service process writes it); PostgreSQL through a
-        transaction-scoped advisory lock, which also holds across several app replicas."""
+                    owner: str | None = None, address: str | None = None,
+                    decide: Callable[[Transaction, list[str]], list[dict[str, Any]]] | None = None,
+                    ) -> list[dict[str, Any]]:
+        """Create queued runs, all or none, in one transaction. ``decide(transaction, ids)`` runs inside it
+        first: it may refuse (raise) or give each row more columns (the service's quotas and sharing), and
+        no other creation runs between its reads and the insert. SQLite serialises through a lock here
+        (one service process writes it); PostgreSQL through a transaction-scoped advisory lock, which
+        also holds across several app replicas."""
         ids = [uuid.uuid4().hex[:12] for _ in specs]
         with self._create_lock, self.engine.begin() as conn:
             if self.engine.dialect.name == "postgresql":
                 conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7243)")
-            keys = share_keys or [None] * len(specs)
-            extra: list[dict[str, Any]] = []
-            for i, key in enumerate(keys):
-                twin = next((j for j in range(i) if key and keys[j] == key), None)  # the same run twice
-                row = self._shareable(conn, key) if key and twin is None else None
-                source = _run_dict(row) if row is not None else None
-                if source is not None:
-                    extra.append({"share_key": key, **mirror(source)})
-                elif twin is not None:
-                    extra.append({"share_key": key, "shared_from": ids[twin], "status": Status.QUEUED.value})
-                else:
-                    extra.append({"share_key": key})
-            if max_active:
-                active = self._count_active(conn, None)
-                if active + len(specs) > max_active:
-                    raise QuotaError("server", active, max_active)
-            if max_active_per_owner and owner is not None:
-                mine = self._count_active(conn, owner)
-                if mine + len(specs) > max_active_per_owner:
-                    raise QuotaError("client", mine, max_active_per_owner)
-            trainings = sum(1 for e in extra if not e.get("shared_from"))
-            if max_active_per_address and address is not None and trainings:
-                here = self._count_active(conn, None, address)
-                if here + trainings > max_active_per_address:
-                    raise QuotaError("address", here, max_active_per_address)
+            extra = decide(Transaction(conn), ids) if decide else [{} for _ in specs]
             now = now_iso()
-            conn.execute(insert(runs), [
-                {"id": run_id, "name": name, "group_id": group, "owner": owner, "address": address,
-                 "status": Status.QUEUED.value,
-                 "created_at": now, "progress": 0.0, "config": json.dumps(config), "summary": "{}", "seq": -1,
-                 **extra[i]}
-                for i, (run_id, (name, config)) in enumerate(zip(ids, specs, strict=True))])
+            conn.execute(insert(runs), [encoded({
+                "id": run_id, "name": name, "group_id": group, "owner": owner, "address": address,
+                "status": Status.QUEUED.value, "created_at": now, "progress": 0.0, "config": config, "summary": {},
+                "seq": -1, **more})
+                for run_id, (name, config), more in zip(ids, specs, extra, strict=True)])
         return [self.get_run(run_id) for run_id in ids]  # type: ignore[misc]
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
@@ -221,28 +202,10 @@ class Store:
             return [_run_dict(r) for r in conn.execute(q)]
 
     def count_active(self, owner: str | None = None) -> int:
+        """Queued and running runs of one owner (shares included), or trainings on the whole server."""
         with self.engine.connect() as conn:
-            return self._count_active(conn, owner)
-
-    @staticmethod
-    def _count_active(conn: Any, owner: str | None, address: str | None = None) -> int:
-        """Active runs of one owner (shares included: to a student they are runs), or trainings on the whole
-        server or from one address (shares left out: they take no worker)."""
-        q = select(func.count()).select_from(runs).where(runs.c.status.in_(ACTIVE_STATUSES))
-        if owner is not None:
-            q = q.where(runs.c.owner == owner)
-        else:
-            q = q.where(runs.c.shared_from.is_(None))
-            if address is not None:
-                q = q.where(runs.c.address == address)
-        return int(conn.execute(q).scalar_one())
-
-    @staticmethod
-    def _shareable(conn: Any, key: str) -> Any:
-        """The newest run that trains (or trained) this exact config and can be watched again."""
-        q = (select(runs).where(runs.c.share_key == key, runs.c.shared_from.is_(None),
-                                runs.c.status.in_(SHAREABLE)).order_by(runs.c.created_at.desc()).limit(1))
-        return conn.execute(q).first()
+            tx = Transaction(conn)
+            return tx.active_runs(owner) if owner is not None else tx.active_trainings()
 
     def shares_of(self, run_id: str, attached_only: bool = False) -> list[dict[str, Any]]:
         q = select(runs).where(runs.c.shared_from == run_id)
@@ -251,28 +214,25 @@ class Store:
         with self.engine.connect() as conn:
             return [_run_dict(r) for r in conn.execute(q)]
 
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        with self.engine.begin() as conn:
+            self.update_in(conn, run_id, fields)
+
+    @staticmethod
+    def update_in(conn: Any, run_id: str, fields: dict[str, Any]) -> None:
+        """One run's new fields, inside a transaction the caller holds."""
+        conn.execute(update(runs).where(runs.c.id == run_id).values(**encoded(fields)))
+
+    @staticmethod
+    def update_followers_in(conn: Any, run_id: str, fields: dict[str, Any]) -> None:
+        """The same fields for the runs attached to ``run_id`` (its shares that still watch it)."""
+        if fields:
+            conn.execute(update(runs).where(runs.c.shared_from == run_id, runs.c.share_seq.is_(None))
+                         .values(**encoded(fields)))
+
     def delete_events(self, run_id: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(delete(events).where(events.c.run_id == run_id))
-
-    @staticmethod
-    def mirror_to_shares(conn: Any, run_id: str, fields: dict[str, Any]) -> None:
-        """Mirror a run's new state onto the attached runs that share it (the writer calls this in the
-        transaction that stores the run's own new state)."""
-        mirrored = {k: v for k, v in fields.items() if k in MIRRORED}
-        if "summary" in mirrored:
-            summary = mirrored["summary"] if isinstance(mirrored["summary"], dict) else json.loads(mirrored["summary"])
-            mirrored["summary"] = json.dumps({**summary, "shared_from": run_id})
-        if mirrored:
-            conn.execute(update(runs).where(runs.c.shared_from == run_id, runs.c.share_seq.is_(None))
-                         .values(**mirrored))
-
-    def update_run(self, run_id: str, **fields: Any) -> None:
-        for key in ("summary", "config"):
-            if key in fields and not isinstance(fields[key], str):
-                fields[key] = json.dumps(fields[key])
-        with self.engine.begin() as conn:
-            conn.execute(update(runs).where(runs.c.id == run_id).values(**fields))
 
     def delete_run(self, run_id: str, keep_events: bool = False) -> None:
         with self.engine.begin() as conn:
@@ -291,8 +251,9 @@ class Store:
         return ids
 
     # -- events -----------------------------------------------------------------------------
-    def insert_ignoring_duplicates(self, conn: Any, rows: list[dict[str, Any]]) -> None:
-        # Idempotent by (run_id, seq): a replayed stream or a second app replica writes nothing twice.
+    def insert_events_in(self, conn: Any, rows: list[dict[str, Any]]) -> None:
+        """Event rows, inside a transaction the caller holds; idempotent by (run_id, seq): a replayed
+        stream or a second app replica writes nothing twice."""
         dialect = self.engine.dialect.name
         if dialect == "sqlite":
             from sqlalchemy.dialects.sqlite import insert as dialect_insert
@@ -312,82 +273,3 @@ class Store:
             q = q.where(events.c.type.in_(types))
         with self.engine.connect() as conn:
             return [(r.seq, r.type, r.data) for r in conn.execute(q)]
-
-
-class EventWriter:
-    """Batches event rows and run updates into one transaction every ``interval`` seconds at most."""
-
-    def __init__(self, store: Store, interval: float = 0.05, max_batch: int = 2000) -> None:
-        self.store = store
-        self.interval = interval
-        self.max_batch = max_batch
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._loop, name="deepscope-event-writer", daemon=True)
-        self._stopping = False
-        self._thread.start()
-
-    def add_event(self, run_id: str, seq: int, type_: str, step: int | None, data: str) -> None:
-        self._queue.put(("event", {"run_id": run_id, "seq": seq, "type": type_, "step": step, "data": data}))
-
-    def update_run(self, run_id: str, **fields: Any) -> None:
-        self._queue.put(("run", (run_id, fields)))
-
-    def flush(self, timeout: float = 10.0) -> bool:
-        done = threading.Event()
-        self._queue.put(("barrier", done))
-        return done.wait(timeout)
-
-    def stop(self) -> None:
-        if not self._stopping:
-            self.flush()
-            self._stopping = True
-            self._queue.put(("stop", None))
-            self._thread.join(timeout=10)
-
-    def _loop(self) -> None:
-        while True:
-            kind, item = self._queue.get()
-            batch_events, batch_runs, barriers, stop = [], {}, [], False
-            deadline = time.monotonic() + self.interval
-            while True:
-                if kind == "event":
-                    batch_events.append(item)
-                elif kind == "run":
-                    batch_runs.setdefault(item[0], {}).update(item[1])
-                elif kind == "barrier":
-                    barriers.append(item)
-                else:
-                    stop = True
-                if barriers or stop or len(batch_events) >= self.max_batch:
-                    break
-                try:
-                    kind, item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    break
-            self._commit(batch_events, batch_runs)
-            for b in barriers:
-                b.set()
-            if stop:
-                return
-
-    def _commit(self, batch_events: list[dict[str, Any]], batch_runs: dict[str, dict[str, Any]]) -> None:
-        if not batch_events and not batch_runs:
-            return
-        for attempt in range(5):
-            try:
-                with self.store.engine.begin() as conn:
-                    if batch_events:
-                        self.store.insert_ignoring_duplicates(conn, batch_events)
-                    for run_id, fields in batch_runs.items():
-                        if "status" in fields:  # the runs that share this one follow its status
-                            self.store.mirror_to_shares(conn, run_id, fields)
-                        if "summary" in fields and not isinstance(fields["summary"], str):
-                            fields["summary"] = json.dumps(fields["summary"])
-                        conn.execute(update(runs).where(runs.c.id == run_id).values(**fields))
-                return
-            except Exception:  # a locked or briefly unreachable database: retry, never drop events
-                if attempt == 4:
-                    import logging
-                    logging.getLogger("deepscope.store").exception("could not store %d events", len(batch_events))
-                    return
-                time.sleep(0.2 * (attempt + 1))

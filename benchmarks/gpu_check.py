@@ -88,8 +88,9 @@ def speed(config: dict, device: str, every: int, epochs: int) -> tuple[float, in
 
 
 def syncs_per_capture(config: dict, device: str) -> float | None:
-    """Host syncs in one whole capture (probe set, armed step, take, summarise), counted by CUDA's sync
-    debug mode on the second capture: the first also fills caches and loads kernels."""
+    """Host syncs in one whole capture (probe set, armed step, take, summary), counted by CUDA's sync
+    debug mode on the fifth capture, which passes the probe set and reads the weights too (the first
+    also fills caches and loads kernels)."""
     if device != "cuda":
         return None
     import warnings
@@ -98,28 +99,26 @@ def syncs_per_capture(config: dict, device: str) -> float | None:
     from deepscope.engine.datasets import load_dataset
     from deepscope.engine.models import build_model
     from deepscope.engine.paths import default_data_dir
-    from deepscope.engine.telemetry import LayerProbe
+    from deepscope.engine.telemetry import Settings, Telemetry, layers_of_net
 
     cfg = RunConfig.model_validate(config)
     data = load_dataset(cfg.data, 0, default_data_dir()).to(torch.device("cuda"))
     model = build_model(cfg.model, data.input_shape, data.n_classes).cuda()
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     xb, yb = data.x_train[:128], data.y_train[:128]
-    with LayerProbe(model, 32, probe_x=data.x_train[:256]) as probe:
-        for capture in range(2):
+    with Telemetry(model, layers_of_net(model), Settings(), None, lambda event: None, opt,
+                   probe_x=data.x_train[:256], background=False) as telemetry:
+        for capture in range(5):
             torch.cuda.synchronize()
-            if capture == 1:
+            if capture == 4:
                 torch.cuda.set_sync_debug_mode("warn")
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                probe.measure_units()
-                probe.armed = True
-                loss = torch.nn.functional.cross_entropy(model(xb), yb)
-                opt.zero_grad()
-                loss.backward()
-                probe.before_step()
-                opt.step()
-                probe.summarise(probe.take(capture))
+                with telemetry.step(capture, due=True):
+                    loss = torch.nn.functional.cross_entropy(model(xb), yb)
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
             torch.cuda.set_sync_debug_mode("default")
     sites = [f"{os.path.basename(w.filename)}:{w.lineno}" for w in caught if "synchroniz" in str(w.message)]
     if sites:

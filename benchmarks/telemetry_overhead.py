@@ -48,8 +48,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch  # noqa: E402
 
 from deepscope.engine import train  # noqa: E402
-from deepscope.engine.telemetry import LayerProbe  # noqa: E402
-from deepscope.engine.telemetry.units import probe_size  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -93,39 +91,22 @@ def measure(config: dict, telemetry: dict, epochs: int) -> dict:
     steps = events[0]["total_steps"]
     return {"steps_per_s": steps / seconds, "steps_per_cpu_s": steps / cpu,
             "captures_per_s": sum(e["type"] == "layers" for e in events) / seconds,
+            "captures": sum(e["type"] == "layers" for e in events),
             "share": result["summary"].get("telemetry_share", 0.0)}
 
 
-def capture_ms(config: dict) -> float:
-    """CPU milliseconds of one capture: the training thread's part and the summary, timed directly."""
-    from deepscope.engine.config import RunConfig
-    from deepscope.engine.datasets import load_dataset
-    from deepscope.engine.models import build_model
-    from deepscope.engine.paths import default_data_dir
+def step_and_capture_ms(config: dict, epochs: int) -> tuple[float, float]:
+    """CPU-ms of a training step and of a capture, measured outside the engine as benchmarks/capture_cost.py
+    does: the process's CPU per step with telemetry off, and what capturing every step adds to it."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from capture_cost import MODES, run
 
-    cfg = RunConfig.model_validate(config)
-    data = load_dataset(cfg.data, 0, default_data_dir())
-    model = build_model(cfg.model, data.input_shape, data.n_classes)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    xb, yb = data.x_train[:cfg.train.batch_size], data.y_train[:cfg.train.batch_size]
-    times = []
-    with LayerProbe(model, 32, probe_x=data.x_train[:probe_size(cfg.model.arch)]) as probe:
-        for step in range(12):
-            t0 = time.thread_time()
-            probe.measure_units()
-            probe.armed = True
-            t1 = time.thread_time()
-            loss = torch.nn.functional.cross_entropy(model(xb), yb)
-            opt.zero_grad()
-            loss.backward()
-            t2 = time.thread_time()
-            probe.before_step()
-            t3 = time.thread_time()
-            opt.step()
-            t4 = time.thread_time()
-            probe.collect(step)
-            times.append((t1 - t0) + (t3 - t2) + (time.thread_time() - t4))
-    return statistics.median(times[2:]) * 1000
+    short = {**config, "train": {**config.get("train", {}), "epochs": max(1, epochs // 4)}}
+    run(short, MODES["defaults"])  # warm
+    off = [run(short, MODES["off"]) for _ in range(2)]
+    every = [run(short, MODES["every step"]) for _ in range(2)]
+    step = min(c / n for c, n, _ in off)
+    return step * 1e3, (min(c / n for c, n, _ in every) - step) * 1e3
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -208,20 +189,22 @@ def main() -> None:
         if args.only and not label.startswith(args.only):
             continue
         epochs, fixed_every = calibrate(config, args.seconds)
-        ms = capture_ms(config)
+        step_ms, capture_ms = step_and_capture_ms(config, epochs)
         results = interleaved(label, args.modes, args.repeats, cores, epochs, fixed_every)
-        print(f"\n{label}: a capture costs {ms:.1f} ms of CPU")
+        print(f"\n{label}: a training step costs {step_ms:.2f} CPU-ms, a capture {capture_ms:.2f} CPU-ms "
+              f"({capture_ms / step_ms:.2f} steps), measured outside the engine")
         print(f"  {'mode':20} {'ratio':>6} {'worst':>6} {'per run':>34} {'CPU ratio':>9} {'captures/s':>10} "
-              f"{'share':>6}")
+              f"{'share':>6} {'captures':>8}")
         for mode in ("bare", *args.modes):
             rows = results[mode]
             ratios = [r["ratio"] for r in rows]
             cpu_ratio = statistics.median(r["cpu_ratio"] for r in rows)
             rate = statistics.median(r["captures_per_s"] for r in rows)
             share = statistics.median(r["share"] for r in rows)
+            captures = statistics.median(r["captures"] for r in rows)
             listed = " ".join(f"{x:.3f}" for x in ratios)
             print(f"  {mode:20} {statistics.median(ratios):6.3f} {min(ratios):6.3f} {listed:>34} "
-                  f"{cpu_ratio:9.3f} {rate:10.2f} {share:6.3f}", flush=True)
+                  f"{cpu_ratio:9.3f} {rate:10.2f} {share:6.3f} {captures:8.0f}", flush=True)
 
 
 if __name__ == "__main__":

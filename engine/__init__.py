@@ -14,7 +14,7 @@ _EXPORTS = {
     "RunConfig": "deepscope.engine.config",
     "Status": "deepscope.engine.events",
     "EventType": "deepscope.engine.events",
-    "TERMINAL": "deepscope.engine.events",
+    "FINISHED": "deepscope.engine.events",
 }
 __all__ = sorted(_EXPORTS)
 

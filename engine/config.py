@@ -81,10 +81,11 @@ class TrainConfig(_Section):
 
 
 class TelemetryConfig(_Section):
-    every_steps: int = Field(10, ge=0, le=100000, description="capture every layer's histograms and stats every N steps (0: loss curves only)")
+    every_steps: int = Field(10, ge=0, le=100000, description="beyond the evenly spread captures, capture every layer again at most every N steps while the budget allows (0: loss curves only, no per-layer telemetry)")
     bins: int = Field(32, ge=8, le=128, description="bins per histogram")
-    max_per_second: float = Field(10.0, ge=0.0, le=1000.0, description="at most this many captures per second of training, whatever every_steps says, so a fast net stays cheap to watch (0: no limit)")
-    budget: float = Field(0.03, ge=0.0, le=1.0, description="the share of the run's CPU time telemetry may take (training and summary threads together); captures are spaced to stay inside it (0: no limit)")
+    max_per_second: float = Field(10.0, ge=0.0, le=1000.0, description="at most this many extra captures per second of training, whatever every_steps says, so a fast net stays cheap to watch (0: no limit)")
+    budget: float = Field(0.03, ge=0.0, le=1.0, description="the share of the run's CPU time extra captures may take (training and summary threads together); the evenly spread captures are taken whatever it says (0: no limit)")
+    captures: int = Field(50, ge=2, le=500, description="captures spread evenly over the run, step 0 and the last step included, so every layer can be watched changing over time")
 
 
 class RunConfig(_Section):

@@ -19,7 +19,7 @@ class Status(StrEnum):
     DIVERGED = "diverged"    # a NaN or inf loss: a result to show, not an error
 
 
-TERMINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.DIVERGED})
+FINISHED = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.DIVERGED})
 ACTIVE = frozenset({Status.QUEUED, Status.RUNNING})
 
 
@@ -42,5 +42,5 @@ def status_event(status: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"type": EventType.STATUS.value, "status": str(status), "message": message, **extra}
 
 
-def is_terminal_status(event: dict[str, Any], terminal: frozenset[str] = TERMINAL) -> bool:
-    return event.get("type") == EventType.STATUS and event.get("status") in terminal
+def is_finished_status(event: dict[str, Any], finished: frozenset[str] = FINISHED) -> bool:
+    return event.get("type") == EventType.STATUS and event.get("status") in finished

@@ -13,14 +13,12 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch.nn import functional as F
 
-from deepscope.engine.activations import ACTIVATIONS
 from deepscope.engine.augment import augment_batch
 from deepscope.engine.config import RunConfig
 from deepscope.engine.datasets import DataSplit, load_dataset
@@ -30,8 +28,7 @@ from deepscope.engine.models import batch_statistics, build_model
 from deepscope.engine.optimizers import make_optimizer
 from deepscope.engine.paths import default_data_dir
 from deepscope.engine.preview import boundary_event, samples_event, training_points
-from deepscope.engine.telemetry import Capture, LayerProbe, probe_summary
-from deepscope.engine.telemetry.budget import TelemetryBudget
+from deepscope.engine.telemetry import Settings, Telemetry, layers_of_net, probe_summary
 from deepscope.engine.telemetry.units import probe_size
 from deepscope.engine.theory import predicted_preact_std
 
@@ -63,51 +60,9 @@ class _Emitter:
             self._emit(event)
 
 
-class _Summaries:
-    """Turns captures into ``layers`` events, on a second thread when ``background``; each summary's CPU
-    time goes to the telemetry budget.
-
-    The capture's tensors are never written again by training, so the step after a capture can
-    run while its histograms are counted. One capture is in flight at a time: the next one waits,
-    which bounds memory and keeps layers events in step order.
-    """
-
-    def __init__(self, probe: LayerProbe, on_event: Callable[[dict[str, Any]], None], background: bool,
-                 budget: TelemetryBudget) -> None:
-        self.probe, self.on_event, self.budget = probe, on_event, budget
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="deepscope-telemetry") if background else None
-        self.pending: Future | None = None
-
-    def _summarise(self, capture: Capture) -> None:
-        t0 = time.thread_time()
-        event = self.probe.summarise(capture)
-        if self.pool is not None:  # on the training thread, the caller's on_training_thread() counts it
-            self.budget.add_summary_cost(time.thread_time() - t0)
-        self.on_event(event)
-
-    def submit(self, capture: Capture) -> None:
-        if self.pool is None:
-            self._summarise(capture)
-            return
-        self.wait()
-        self.pending = self.pool.submit(self._summarise, capture)
-
-    def wait(self) -> None:
-        if self.pending is not None:
-            pending, self.pending = self.pending, None
-            pending.result()
-
-    def close(self) -> None:
-        try:
-            self.wait()
-        finally:
-            if self.pool is not None:
-                self.pool.shutdown(wait=True)
-
-
 class _Pacing:
     """When a step sends a loss point: every ``step_every`` steps, at most one per STEP_EVENT_INTERVAL_S;
-    step 0 and each epoch's last step always. (When a step is captured is the telemetry budget's call.)"""
+    step 0 and each epoch's last step always. (When a step is captured is the telemetry schedule's call.)"""
 
     def __init__(self, step_every: int) -> None:
         self.step_every = step_every
@@ -120,6 +75,12 @@ class _Pacing:
             self.last_step_event = now
             return True
         return False
+
+
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    """Batches an epoch takes; a last batch of one sample would break batchnorm and adds nothing: dropped."""
+    bs = min(batch_size, n_train)
+    return n_train // bs + (1 if n_train % bs >= 2 else 0)
 
 
 @torch.no_grad()
@@ -187,8 +148,7 @@ class _Run:
         self.optimizer = make_optimizer(self.model.parameters(), cfg.train, fused=True)
         self.n_train = len(self.data.y_train)
         self.bs = min(cfg.train.batch_size, self.n_train)
-        # A last batch of one sample would break batchnorm and adds nothing: drop it.
-        self.steps_per_epoch = self.n_train // self.bs + (1 if self.n_train % self.bs >= 2 else 0)
+        self.steps_per_epoch = steps_per_epoch(self.n_train, self.bs)
         self.total_steps = self.steps_per_epoch * cfg.train.epochs
         self.step_every = max(1, math.ceil(self.total_steps / MAX_STEP_EVENTS))
         self.boundary_every = max(1, self.steps_per_epoch // BOUNDARIES_PER_EPOCH,
@@ -204,17 +164,14 @@ class _Run:
                   "layers": self.model.layer_names(), "input_shape": list(data.input_shape),
                   "classes": data.classes, "n_train": self.n_train, "n_val": len(data.y_val),
                   **({"points": training_points(data)} if data.kind == "points" else {})}))
-        saturating = ACTIVATIONS.entry(cfg.model.activation).meta.get("saturating", False)
         probe_x = data.x_train[self.eval_idx[:probe_size(cfg.model.arch)]]
-        t = cfg.telemetry
-        self.budget = TelemetryBudget(t.budget, t.every_steps, t.max_per_second)
-        with LayerProbe(self.model, t.bins, saturating, probe_x) as probe:
-            summaries = _Summaries(probe, self._on_layers, background, self.budget)
+        with Telemetry(self.model, layers_of_net(self.model), Settings.of(cfg.telemetry), self.total_steps,
+                       self._on_layers, self.optimizer, probe_x, background) as self.telemetry:
             try:
-                return self._epochs(should_stop, probe, summaries)
+                return self._epochs(should_stop)
             finally:
-                summaries.close()
-                self.summary.update(self.budget.report())
+                self.telemetry.wait()
+                self.summary.update(self.telemetry.report())
 
     def _on_layers(self, event: dict[str, Any]) -> None:
         if event["step"] == 0:
@@ -236,8 +193,7 @@ class _Run:
         return predicted_preact_std(m.activation, m.leaky_slope, m.dropout, m.dropout_mode,
                                     *([s[k] for s in hidden] for k in keys), fan_ins)
 
-    def _epochs(self, should_stop: Callable[[], bool | str], probe: LayerProbe,
-                summaries: _Summaries) -> tuple[str, str, dict[str, Any]]:
+    def _epochs(self, should_stop: Callable[[], bool | str]) -> tuple[str, str, dict[str, Any]]:
         cfg, step = self.cfg, 0
         pacing = _Pacing(self.step_every)
         for epoch in range(cfg.train.epochs):
@@ -249,7 +205,7 @@ class _Run:
                     self.summary.update(step=step, epoch=epoch)
                     reason = stop if isinstance(stop, str) else "cancelled"
                     return Status.CANCELLED, f"{reason} at step {step}", {"step": step}
-                ended = self._step(step, epoch, order[b * self.bs:(b + 1) * self.bs], b, probe, summaries, pacing)
+                ended = self._step(step, epoch, order[b * self.bs:(b + 1) * self.bs], b, pacing)
                 if ended:
                     return ended
                 step += 1
@@ -263,40 +219,27 @@ class _Run:
         self.summary["steps_per_s"] = round(step / max(time.monotonic() - self.out.t0, 1e-9), 1)
         return Status.COMPLETED, f"completed {self.total_steps} steps", {}
 
-    def _step(self, step: int, epoch: int, idx: torch.Tensor, b: int, probe: LayerProbe, summaries: _Summaries,
+    def _step(self, step: int, epoch: int, idx: torch.Tensor, b: int,
               pacing: _Pacing) -> tuple[str, str, dict[str, Any]] | None:
         """One training step and its events; a terminal (status, message, extra) if the loss diverged."""
         cfg, data, model, out = self.cfg, self.data, self.model, self.out
-        # 4) batch, forward, loss, divergence check
+        # 4) batch; forward, loss, divergence check; backward, update (captured when the schedule says so)
         xb = augment_batch(data.x_train[idx], cfg.augment, self.gen)
         yb = data.y_train[idx]
         if b == 0 and data.kind == "image":
             out(samples_event(xb, yb, data, step, epoch))
-        capture = self.budget.due(step, last=step == self.total_steps - 1)
-        if capture:
-            with self.budget.on_training_thread():
-                probe.measure_units()
-        probe.armed = capture
-        logits = model(xb)
-        loss = F.cross_entropy(logits, yb)
-        loss_value = float(loss.detach())
-        if not math.isfinite(loss_value):
-            probe.armed = False
-            self.summary.update(diverged_step=step, step=step, epoch=epoch)
-            return Status.DIVERGED, f"loss became {loss_value} at step {step}", {"step": step}
+        with self.telemetry.step(step):
+            logits = model(xb)
+            loss = F.cross_entropy(logits, yb)
+            loss_value = float(loss.detach())
+            if not math.isfinite(loss_value):
+                self.summary.update(diverged_step=step, step=step, epoch=epoch)
+                return Status.DIVERGED, f"loss became {loss_value} at step {step}", {"step": step}
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
 
-        # 5) backward, update, and for a capture: weights before, everything else after
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if capture:
-            with self.budget.on_training_thread():
-                probe.before_step()
-        self.optimizer.step()
-        if capture:
-            with self.budget.on_training_thread():
-                summaries.submit(probe.take(step))
-
-        # 6) the cheap events: loss points on a step schedule, thinned by time; the boundary
+        # 5) the cheap events: loss points on a step schedule, thinned by time; the boundary
         if pacing.step_event(step, last_of_epoch=b == self.steps_per_epoch - 1):
             acc = float((logits.argmax(1) == yb).float().mean())
             out({"type": EventType.STEP.value, "step": step, "epoch": epoch, "loss": loss_value, "acc": acc,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 from torch import nn
@@ -100,24 +101,45 @@ class Net(nn.Module):
         return [f"{b.kind}{i + 1}" for i, b in enumerate(self.blocks)] + ["output"]
 
 
+class BatchStatistics:
+    """A context in which batchnorm normalises with the batch's own mean and variance (as in training) but
+    leaves its running averages alone, and dropout is off; outside, every module is as it was. The
+    modules are listed once, so entering costs a few attribute writes (the probe set enters it on every
+    few captures: walking the module tree each time cost more than the forward pass itself)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.modules = list(model.modules())
+        self.norms = [m for m in self.modules if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        self._saved: list[tuple[list[bool], list[Any], list[Any]]] = []
+
+    def __enter__(self) -> None:
+        modes = [m.training for m in self.modules]
+        momenta = [m.momentum for m in self.norms]
+        tracked = [m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None for m in self.norms]
+        self._saved.append((modes, momenta, tracked))
+        # The mode flag written straight into each module: nn.Module.__setattr__ checks parameters, buffers
+        # and submodules first, and the probe set enters this every few captures.
+        for m in self.modules:
+            m.__dict__["training"] = False
+        for m in self.norms:
+            m.__dict__["training"] = True
+            m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch: unchanged
+
+    def __exit__(self, *exc: object) -> None:
+        modes, momenta, tracked = self._saved.pop()
+        for m, training in zip(self.modules, modes, strict=True):
+            m.__dict__["training"] = training
+        for m, momentum, count in zip(self.norms, momenta, tracked, strict=True):
+            m.momentum = momentum
+            if count is not None:
+                m.num_batches_tracked.copy_(count)  # the pass counted a batch: take it back
+
+
 @contextmanager
 def batch_statistics(model: nn.Module) -> Iterator[None]:
-    """Within: batchnorm normalises with the batch's own mean and variance (as in training) but leaves its
-    running averages alone, and dropout is off; outside, every module's mode is as it was."""
-    modes = [(m, m.training) for m in model.modules()]
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    momenta = [m.momentum for m in norms]
-    try:
-        model.eval()
-        for m in norms:
-            m.train()
-            m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch: unchanged
+    """``BatchStatistics`` once."""
+    with BatchStatistics(model):
         yield
-    finally:
-        for m, momentum in zip(norms, momenta, strict=True):
-            m.momentum = momentum
-        for m, training in modes:
-            m.train(training)
 
 
 def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], n_classes: int) -> Net:

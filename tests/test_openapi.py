@@ -63,3 +63,27 @@ def test_api_answers_only_documented_statuses_and_never_5xx(tmp_path):
                 pass
     assert not failures, "\n".join(failures[:5])
     assert len(calls) > 100 and {201, 404, 422} <= set(calls), sorted(set(calls))
+
+
+def test_a_generated_client_gets_clean_method_names_grouped_by_tag(tmp_path):
+    """openapi-python-client names a method after the operation id and groups it by tag: submit_run under
+    runs, not submit_run_api_runs_post under default."""
+    import json
+    import shutil
+    import subprocess
+
+    app = create_app(Settings(data_dir=tmp_path))
+    spec = app.openapi()
+    operations = [op for path in spec["paths"].values() for op in path.values()]
+    assert all(op.get("tags") for op in operations)
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    out = tmp_path / "client"
+    generator = shutil.which("openapi-python-client")
+    assert generator, "openapi-python-client is installed by the test extras"
+    subprocess.run([generator, "generate", "--path", str(tmp_path / "spec.json"), "--output-path", str(out),
+                    "--meta", "none"], check=True, capture_output=True)
+    methods = {f"{p.parent.name}.{p.stem}" for p in (out / "api").glob("*/*.py") if p.stem != "__init__"}
+    assert {"runs.submit_run", "runs.list_runs", "runs.get_run", "runs.get_events", "runs.cancel_run",
+            "runs.delete_run", "runs.get_script", "lessons.start_preset", "lessons.preset_outcome",
+            "instructor.instructor_runs", "config.get_options", "service.healthz"} <= methods
+    assert not [m for m in methods if "_api_" in m or m.startswith("default.")], methods

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from deepscope.app.event_log import EventWriter
 from deepscope.app.store import Store
 from devtools.backends import drop_schema, pg_schema_url
 
@@ -36,10 +37,12 @@ def test_runs_round_trip_and_list_newest_first(store):
 
 def test_events_batched_idempotent_in_order_and_deleted_with_the_run(store):
     run = store.create_run("r", {})
+    writer = EventWriter(store)
     for seq in (2, 0, 1, 1, 3):  # out of order and one duplicate: stored once each, read in order
-        store.writer.add_event(run["id"], seq, "step", seq, json.dumps({"seq": seq}))
-    store.writer.update_run(run["id"], status="running", progress=0.5)
-    assert store.writer.flush()
+        writer.add_event(run["id"], seq, "step", seq, json.dumps({"seq": seq}))
+    writer.update_run(run["id"], status="running", progress=0.5)
+    assert writer.flush()
+    writer.stop()
     assert [r[0] for r in store.events(run["id"])] == [0, 1, 2, 3]
     assert [r[0] for r in store.events(run["id"], after=1, limit=1)] == [2]
     assert store.get_run(run["id"])["status"] == "running"

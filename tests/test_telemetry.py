@@ -4,22 +4,27 @@ import numpy as np
 import pytest
 import torch
 
+from deepscope.engine.activations import ACTIVATIONS, make_activation
 from deepscope.engine.config import ModelConfig
 from deepscope.engine.models import build_model
-from deepscope.engine.telemetry import STAT_NAMES, LayerProbe, bounds, duplicate_fraction
+from deepscope.engine.telemetry import STAT_NAMES, LayerProbe, bounds, compiled, kernels, layers_of_net
+from deepscope.engine.telemetry.layers import activation_of
+from deepscope.engine.telemetry.summary import Summariser
 
 
-def armed_step(model, probe, x, y, lr=0.1, opt=None, step=0):
-    """One training step with the probe armed; returns the capture and its layers event."""
+def captured(model, x, y, lr=0.1, opt=None, step=0, probe=None, summariser=None, probe_x=None, bins=20):
+    """One training step captured through the probe's context; returns the capture and its layers event."""
     opt = opt or torch.optim.SGD(model.parameters(), lr=lr)
-    probe.armed = True
-    loss = torch.nn.functional.cross_entropy(model(x), y)
-    opt.zero_grad()
-    loss.backward()
-    probe.before_step()
-    opt.step()
-    cap = probe.take(step)
-    return cap, probe.summarise(cap)
+    layers = layers_of_net(model)
+    probe = probe or LayerProbe(model, layers, opt, probe_x)
+    summariser = summariser or Summariser(layers, bins)
+    with probe.capturing(step) as taken:
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert taken.capture is not None
+    return taken.capture, summariser.summarise(taken.capture)
 
 
 def by_hand_hist(t, bins):
@@ -29,23 +34,26 @@ def by_hand_hist(t, bins):
     return lo, hi, counts
 
 
-@pytest.mark.parametrize("one_sync", [False, True], ids=["cpu-path", "gpu-path"])
+def slope_by_hand(activation, pre):
+    return {"tanh": lambda z: 1 - np.tanh(z) ** 2, "sigmoid": lambda z: np.exp(-z) / (1 + np.exp(-z)) ** 2,
+            "relu": lambda z: (z > 0).astype(float)}[activation](pre)
+
+
+@pytest.mark.parametrize("device_path", [False, True], ids=["cpu-path", "gpu-path"])
 @pytest.mark.parametrize("arch, shape, activation", [("mlp", (12,), "tanh"), ("mlp", (12,), "relu"),
                                                       ("cnn", (3, 8, 8), "sigmoid")])
-def test_histograms_and_stats_match_numpy(arch, shape, activation, one_sync):
+def test_histograms_and_stats_match_numpy(arch, shape, activation, device_path):
     torch.manual_seed(0)
     cfg = ModelConfig(arch=arch, depth=3, width=16, activation=activation, batchnorm=arch == "cnn")
     model = build_model(cfg, shape, 4)
     x, y = torch.randn(32, *shape), torch.randint(0, 4, (32,))
-    # the derivative by hand, and the flat-tail threshold: 5% of the largest slope (1/4 for sigmoid)
-    derivative = {"tanh": lambda z: 1 - np.tanh(z) ** 2, "sigmoid": lambda z: np.exp(-z) / (1 + np.exp(-z)) ** 2,
-                  "relu": lambda z: (z > 0).astype(float)}[activation]
-    peak = {"tanh": 1.0, "sigmoid": 0.25, "relu": 1.0}[activation]
+    layers = layers_of_net(model)
+    summariser = Summariser(layers, 20)
+    summariser.device_path = device_path  # the GPU's way (one sync per capture) runs on the CPU too
+    w_before = [layer.weight.weight.detach().clone() for layer in layers]
+    cap, event = captured(model, x, y, summariser=summariser)
+    peak = {"tanh": 1.0, "sigmoid": 0.25, "relu": 1.0}[activation]  # flat tail: under 5% of the largest slope
     saturating = activation != "relu"
-    with LayerProbe(model, bins=20, saturating=saturating) as probe:
-        probe.one_sync = one_sync  # the GPU's way (one sync per capture) runs on the CPU too
-        w_before = [p.detach().clone() for p in (*[b.weights.weight for b in model.blocks], model.head.weight)]
-        cap, event = armed_step(model, probe, x, y)
     assert [layer["name"] for layer in event["layers"]] == model.layer_names()
     for i, layer in enumerate(event["layers"]):
         stats = layer["stats"]
@@ -64,17 +72,40 @@ def test_histograms_and_stats_match_numpy(arch, shape, activation, one_sync):
         assert stats["grad_norm"] == pytest.approx(np.linalg.norm(cap.grads[i].numpy().ravel()), rel=1e-5)
         assert stats["act_grad_std"] == pytest.approx(cap.act_grad[i].double().numpy().std(), rel=1e-4)
         assert stats["weight_std"] == pytest.approx(w_before[i].double().numpy().std(), rel=1e-4)
-        w_after = (*[b.weights.weight for b in model.blocks], model.head.weight)[i].detach().numpy()
+        w_after = layers[i].weight.weight.detach().numpy()
         ratio = np.linalg.norm(w_after - w_before[i].numpy()) / np.linalg.norm(w_before[i].numpy())
         assert stats["update_ratio"] == pytest.approx(ratio, rel=1e-4)
         if layer["kind"] != "output":
             over = (0, 2, 3) if act.ndim == 4 else (0,)
-            dead = (act == 0).all(axis=over).mean()
-            assert stats["dead_frac"] == pytest.approx(dead)
-            slope = derivative(pre)
+            assert stats["dead_frac"] == pytest.approx((act == 0).all(axis=over).mean())
+            slope = slope_by_hand(activation, pre)
             assert stats["slope_mean"] == pytest.approx(slope.mean(), rel=1e-3, abs=1e-6)
             sat = (np.abs(slope) < 0.05 * peak).mean() if saturating else 0.0  # units in a flat tail, per sample
-            assert stats["saturated_frac"] == pytest.approx(sat)
+            assert stats["saturated_frac"] == pytest.approx(sat, abs=2e-3)
+
+
+def test_dead_units_are_counted_on_the_probe_set_every_fourth_capture():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(depth=3, width=16, bias_init=-0.5), (4,), 3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    probe_x = torch.randn(256, 4)
+    layers = layers_of_net(model)
+    probe, summariser = LayerProbe(model, layers, opt, probe_x), Summariser(layers, 16)
+    x, y = torch.randn(32, 4), torch.randint(0, 3, (32,))
+    events, by_hand = [], []
+    for step in range(6):
+        with torch.no_grad():  # what the probe set sees through the weights the step starts from
+            h, dead = probe_x, []
+            for block in model.blocks:
+                h = block.act(block.weights(h))
+                dead.append(float((h == 0).all(0).float().mean()))
+        by_hand.append(dead)
+        events.append(captured(model, x, y, opt=opt, step=step, probe=probe, summariser=summariser)[1])
+    assert [e["layers"][0]["units_step"] for e in events] == [0, 0, 0, 0, 4, 4]
+    for e in events:
+        measured_at = e["layers"][0]["units_step"]
+        assert [layer["stats"]["dead_frac"] for layer in e["layers"][:-1]] == pytest.approx(by_hand[measured_at])
+    assert events[0]["layers"][-1]["stats"]["dead_frac"] is None  # the classifier has no activation
 
 
 @pytest.mark.parametrize("init, activation", [("he_normal", "relu"), ("zeros", "sigmoid"), ("small_normal", "tanh")])
@@ -84,19 +115,19 @@ def test_the_gpu_path_gives_the_cpu_paths_event(init, activation):
     torch.manual_seed(0)
     model = build_model(ModelConfig(depth=4, width=32, init=init, activation=activation), (10,), 3)
     x, y = torch.randn(64, 10), torch.randint(0, 3, (64,))
-    with LayerProbe(model, bins=32, saturating=activation != "relu") as probe:
-        probe.armed = True
-        torch.nn.functional.cross_entropy(model(x), y).backward()
-        probe.before_step()
-        cap = probe.take(0)
+    cap, _ = captured(model, x, y, bins=32)
     cap.pre[1] = cap.pre[1].clone()
     cap.pre[1][3, 4] = float("nan")
     events = []
-    for one_sync in (False, True):
-        probe._weights = None
-        probe.one_sync = one_sync
-        events.append(probe.summarise(cap))
-    assert events[0] == events[1]
+    for device_path in (False, True):
+        summariser = Summariser(layers_of_net(model), 32)
+        summariser.device_path = device_path
+        events.append(summariser.summarise(cap))
+    for cpu, gpu in zip(events[0]["layers"], events[1]["layers"], strict=True):
+        assert cpu["hist"] == gpu["hist"]
+        for name in STAT_NAMES:
+            a, b = cpu["stats"][name], gpu["stats"][name]
+            assert (a is None) == (b is None) and (a is None or a == pytest.approx(b, rel=1e-6, abs=1e-9)), name
     assert sum(events[1]["layers"][1]["hist"]["preact"]["counts"]) == 0
     assert sum(events[1]["layers"][1]["hist"]["act"]["counts"]) == 64 * 32
 
@@ -105,25 +136,30 @@ def test_precision_of_std_when_mean_dwarfs_spread():
     # A deep sigmoid layer: every value near 0.5, spread 1e-5. A one-pass E[x^2] - E[x]^2 in float32 gives 0.
     torch.manual_seed(0)
     model = build_model(ModelConfig(depth=1, width=64), (8,), 2)
-    with LayerProbe(model, bins=16) as probe:
-        probe.armed = True
-        model(torch.randn(64, 8)).sum().backward()
-        probe.before_step()
-        cap = probe.take(0)
+    cap, _ = captured(model, torch.randn(64, 8), torch.randint(0, 2, (64,)))
     tight = 0.5 + 1e-5 * torch.randn(64, 64)
     cap.act[0] = tight
-    event = probe.summarise(cap)
+    event = Summariser(layers_of_net(model), 16).summarise(cap)
     assert event["layers"][0]["stats"]["act_std"] == pytest.approx(tight.double().std(correction=0).item(), rel=1e-2)
+
+
+def duplicate_fraction(w: torch.Tensor) -> float:
+    out = np.empty(1)
+    w = w.contiguous()
+    compiled.duplicate_fractions(compiled.tensor_table([w], [w.shape[0]]), kernels.hash_vector(w.shape[1]), out)
+    gpu = float(kernels.duplicate_fractions(w[None])[0])
+    assert gpu == pytest.approx(out[0])
+    return float(out[0])
 
 
 def test_duplicate_fraction_counts_units_sharing_incoming_weights():
     w = torch.randn(6, 5)
-    assert duplicate_fraction(w).item() == 0
+    assert duplicate_fraction(w) == 0
     w[1] = w[0]
     w[4] = w[0]
     w[3] = w[2]
-    assert duplicate_fraction(w).item() == pytest.approx(5 / 6)
-    assert duplicate_fraction(torch.zeros(10, 3)).item() == 1.0
+    assert duplicate_fraction(w) == pytest.approx(5 / 6)
+    assert duplicate_fraction(torch.zeros(10, 3)) == 1.0
 
 
 def test_constant_tensor_gets_a_narrow_range_and_all_counts_in_one_bin():
@@ -133,20 +169,34 @@ def test_constant_tensor_gets_a_narrow_range_and_all_counts_in_one_bin():
     assert counts.max() == 10
 
 
-def test_probe_removes_its_hooks_twice_safely():
+def test_probe_hooks_exist_only_while_armed_and_removal_is_safe_twice():
     model = build_model(ModelConfig(depth=2, width=4), (3,), 2)
-    probe = LayerProbe(model, bins=8).attach()
+    probe = LayerProbe(model, layers_of_net(model))
     assert sum(len(b.act._forward_hooks) for b in model.blocks) == 0  # an ordinary step runs no hook
-    probe.armed = True
+    probe.arm(0)
     assert sum(len(b.act._forward_hooks) for b in model.blocks) == 2
     assert len(model.head._forward_hooks) == 1
-    probe.armed = False
-    assert sum(len(b.act._forward_hooks) for b in model.blocks) == 0
-    probe.armed = True
+    assert probe.finish() is None  # armed, but no step ran
+    assert sum(len(b.act._forward_hooks) for b in model.blocks) == 0 and len(model.head._forward_hooks) == 0
+    probe.arm(1)
     probe.remove()
     probe.remove()
     assert sum(len(b.act._forward_hooks) for b in model.blocks) == 0
     assert len(model.head._forward_hooks) == 0
+
+
+def test_a_validation_pass_inside_an_armed_step_is_not_recorded():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(depth=2, width=8), (4,), 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(16, 4), torch.randint(0, 2, (16,))
+    probe = LayerProbe(model, layers_of_net(model), opt)
+    with probe.capturing(0) as taken:
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        with torch.no_grad():
+            model(torch.randn(100, 4))  # an eval pass between backward and step
+        opt.step()
+    assert taken.capture.pre[0].shape[0] == 16
 
 
 def test_weight_summaries_refresh_every_fourth_capture_and_say_when():
@@ -154,10 +204,9 @@ def test_weight_summaries_refresh_every_fourth_capture_and_say_when():
     model = build_model(ModelConfig(depth=2, width=8), (4,), 2)
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
     x, y = torch.randn(32, 4), torch.randint(0, 2, (32,))
-    events = []
-    with LayerProbe(model, bins=8) as probe:
-        for step in range(9):
-            events.append(armed_step(model, probe, x, y, opt=opt, step=step)[1])
+    layers = layers_of_net(model)
+    probe, summariser = LayerProbe(model, layers, opt), Summariser(layers, 8)
+    events = [captured(model, x, y, opt=opt, step=step, probe=probe, summariser=summariser)[1] for step in range(9)]
     taken = [e["layers"][0]["hist"]["weight"]["step"] for e in events]
     assert taken == [0, 0, 0, 0, 4, 4, 4, 4, 8]
     assert all(e["layers"][0]["weight_step"] == t for e, t in zip(events, taken, strict=True))
@@ -165,30 +214,38 @@ def test_weight_summaries_refresh_every_fourth_capture_and_say_when():
     assert all(e["layers"][0]["hist"]["act"]["step"] == i for i, e in enumerate(events))  # the rest every time
 
 
-def test_histograms_split_across_chunks_still_match_numpy(monkeypatch):
-    """Small chunks force every case of the chunked count: a tensor split over several chunks, several
-    equal-size tensors in one chunk (rows of one matrix), an odd size, ReLU zeros, NaN and a constant."""
-    from deepscope.engine.telemetry import kernels
-
-    monkeypatch.setattr(kernels, "HIST_CHUNK", 1000)
+@pytest.mark.parametrize("bins", [8, 20, 32, 128])
+def test_compiled_histograms_match_numpy_on_hard_cases(bins):
+    """Values exactly on edges, ReLU zeros at the lower bound, a constant (a padded range), a tight
+    spread about a large mean, more values than one block, NaN and inf."""
     gen = torch.Generator().manual_seed(0)
-    flat = [torch.randn(2500, generator=gen), *[torch.relu(torch.randn(300, generator=gen)) for _ in range(4)],
-            torch.randn(301, generator=gen) * 1e-3 + 5, torch.full((50,), 2.0), torch.tensor([1.0, float("nan"), 3.0]),
-            torch.rand(999, generator=gen)]
-    ranges = kernels.all_bounds(flat)
-    counts = kernels.batched_histograms(flat, ranges, 16, kernels.HistogramBuffers())
-    for t, got in zip(flat[:-2] + flat[-1:], counts[:-2] + counts[-1:], strict=True):
-        assert got == by_hand_hist(t, 16)[2].tolist()
-    assert counts[-2] == [0] * 16  # NaN inside: zero counts
+    cases = [torch.randn(10_000, generator=gen), torch.relu(torch.randn(4097, generator=gen)), torch.full((50,), 2.0),
+             torch.randn(301, generator=gen) * 1e-3 + 5, torch.arange(-100, 100) / 7, torch.linspace(-1, 1, bins + 1),
+             torch.randn(9999, generator=gen) * 1e4 + 1e4, torch.zeros(7), torch.tensor([1.0, float("nan"), 3.0]),
+             torch.tensor([1.0, float("inf")])]
+    counts = np.zeros((len(cases), bins), np.int64)
+    out = np.zeros((len(cases), 5))
+    compiled.summarise(compiled.tensor_table(cases, [1] * len(cases)), bins, counts, out)
+    for t, got, row in zip(cases, counts.tolist(), out.tolist(), strict=True):
+        if not torch.isfinite(t).all():
+            assert got == [0] * bins and row[:2] == [0.0, 0.0]
+            continue
+        lo, hi, expected = by_hand_hist(t, bins)
+        assert got == expected.tolist() and row[:2] == [lo, hi]
+        a = t.double().numpy()
+        assert row[2] == pytest.approx(a.mean(), rel=1e-9, abs=1e-9) and row[3] == pytest.approx(a.std(), rel=1e-6, abs=1e-12)
 
 
-def test_moments_of_stacked_runs_match_each_tensor():
-    from deepscope.engine.telemetry import kernels
+def test_the_registrys_activations_are_known_to_the_kernels_as_the_registry_describes_them():
+    for entry in ACTIVATIONS:
+        act = activation_of(make_activation(entry.name, 0.1))
+        assert act is not None, entry.name
+        assert act.saturating == entry.meta.get("saturating", False), entry.name
+        z = torch.linspace(-6, 6, 1201, dtype=torch.float64, requires_grad=True)
+        a = make_activation(entry.name, 0.1)(z)
+        (grad,) = torch.autograd.grad(a.sum(), z)
+        from deepscope.engine.telemetry.layers import slope_of
 
-    gen = torch.Generator().manual_seed(1)
-    tensors = [torch.randn(64, 8, generator=gen), *[torch.randn(512, 300, generator=gen) * k for k in (1, 2, 3)],
-               torch.randn(10, generator=gen) + 1e4]
-    mean, std = kernels.moments_of(tensors)
-    for t, m, s in zip(tensors, mean.tolist(), std.tolist(), strict=True):
-        a = t.double().numpy().ravel()
-        assert m == pytest.approx(a.mean(), rel=1e-5, abs=1e-6) and s == pytest.approx(a.std(), rel=1e-4)
+        closed = slope_of(act.code, z.detach(), a.detach(), act.param)
+        keep = z.detach().abs() > 1e-3  # the kink of ReLU-like functions
+        assert torch.allclose(closed[keep], grad[keep], atol=1e-6), entry.name

@@ -4,6 +4,7 @@ import torch
 
 from deepscope.engine.augment import augment_batch
 from deepscope.engine.config import AugmentConfig
+from deepscope.engine.telemetry.schedule import KEEP
 from tests.conftest import layers_events
 
 
@@ -16,7 +17,11 @@ def test_events_follow_the_contract(run_engine):
     assert events[0]["config"]["telemetry"]["bins"] == 16
     assert events[-1]["type"] == "status" and events[-1]["status"] == "completed"
     layers = layers_events(events)
-    assert layers[0]["step"] == 0 and [e["step"] for e in layers] == list(range(0, 7 * len(layers), 7))
+    total = events[0]["total_steps"]
+    steps = [e["step"] for e in layers]
+    # the evenly spread floor (50 captures: here every step) and, without a budget, every 7th step
+    assert steps[0] == 0 and steps[-1] == total - 1 and steps == sorted(set(steps))
+    assert len(steps) >= min(50, total) and set(range(0, total, 7)) <= set(steps)
     for layer in layers[0]["layers"]:
         assert set(layer["hist"]) == {"preact", "act", "grad", "weight"}
         assert all(len(h["counts"]) == 16 for h in layer["hist"].values())
@@ -27,7 +32,7 @@ def test_events_follow_the_contract(run_engine):
 
 
 def test_first_capture_is_at_step_zero_whatever_every_steps(run_engine):
-    _, events = run_engine({"train": {"epochs": 1}, "telemetry": {"every_steps": 1000}})
+    _, events = run_engine({"train": {"epochs": 1}, "telemetry": {"every_steps": 1000, "captures": 2}})
     last = events[-1]["summary"]["step"] - 1
     assert [e["step"] for e in layers_events(events)] == [0, last]  # the first and the final state, always
     _, events = run_engine({"train": {"epochs": 1}, "telemetry": {"every_steps": 0}})
@@ -36,7 +41,7 @@ def test_first_capture_is_at_step_zero_whatever_every_steps(run_engine):
 
 def test_capture_rate_is_capped_in_time(run_engine):
     _, events = run_engine({"model": {"depth": 3}, "train": {"epochs": 80},
-                            "telemetry": {"every_steps": 1, "max_per_second": 5, "budget": 0}})
+                            "telemetry": {"every_steps": 1, "max_per_second": 5, "budget": 0, "captures": 2}})
     layers = layers_events(events)
     duration = events[-1]["t"] - events[0]["t"]
     assert layers[0]["step"] == 0 and len(layers) <= duration * 5 + 2
@@ -105,17 +110,28 @@ def test_rotation_and_colour_shift_are_per_sample():
     assert shift.abs().max() <= 0.5 + 1e-6 and shift.std() > 0.05
 
 
-def test_the_budget_spaces_captures_and_the_summary_reports_the_share(run_engine):
+def test_the_budget_spaces_extra_captures_and_the_summary_reports_the_share(run_engine):
     # Capturing every step with no rate cap: only the budget stands between the run and a capture a step.
     config = {"data": {"dataset": "digits"}, "model": {"depth": 10, "width": 64}, "train": {"epochs": 40},
-              "telemetry": {"every_steps": 1, "max_per_second": 0, "budget": 0.03}}
+              "telemetry": {"every_steps": 1, "max_per_second": 0, "budget": 0.03, "captures": 2}}
     result, events = run_engine(config, background_telemetry=False)
     steps = result["summary"]["step"]
     captured = [e["step"] for e in layers_events(events)]
     assert captured[0] == 0 and captured[-1] == steps - 1  # the first and the final state, always
     assert 2 <= len(captured) < steps / 3
     assert result["summary"]["telemetry_share"] <= 0.03 * 1.5  # within the budget (one capture's cost over)
-    assert result["summary"]["capture_rate"] > 0
+    assert result["summary"]["capture_rate"] > 0 and result["summary"]["captures"] == len(captured)
+    assert "telemetry_note" not in result["summary"]
     unlimited, events = run_engine({**config, "telemetry": {**config["telemetry"], "budget": 0}},
                                    background_telemetry=False)
-    assert len(layers_events(events)) == steps and unlimited["summary"]["telemetry_share"] > 0.03
+    # no budget: a capture on every step of the grid a run keeps at most KEEP captures on
+    assert steps / 2 <= len(layers_events(events)) <= KEEP + 2 and unlimited["summary"]["telemetry_share"] > 0.03
+
+
+def test_the_density_floor_is_kept_over_a_tight_budget_and_the_summary_says_so(run_engine):
+    config = {"data": {"dataset": "digits"}, "model": {"depth": 10, "width": 64}, "train": {"epochs": 10},
+              "telemetry": {"budget": 0.001}}
+    result, events = run_engine(config, background_telemetry=False)
+    captured = [e["step"] for e in layers_events(events)]
+    assert len(captured) == 50 == result["summary"]["captures"]
+    assert "telemetry.budget" in result["summary"]["telemetry_note"]

@@ -7,8 +7,6 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-KILL_GRACE_S = 15.0  # a run that ignores its stop signal this long after it is due is killed
-
 
 class EventSink(Protocol):
     """The service: ``on_event`` = ``persist`` then ``publish``; ``flush`` returns once everything

@@ -20,11 +20,12 @@ from typing import Any
 import orjson
 import redis
 
-from deepscope.app.executors import KILL_GRACE_S, EventSink
+from deepscope.app.executors import EventSink, policy
 from deepscope.app.executors import redis_keys as K
 from deepscope.app.executors.celery_app import QUEUES, make_celery
+from deepscope.app.executors.fair_queue import FairQueue, RedisLists
 from deepscope.app.settings import Settings
-from deepscope.engine.events import Status, is_terminal_status, status_event
+from deepscope.engine.events import is_finished_status
 
 log = logging.getLogger("deepscope.celery")
 
@@ -70,12 +71,7 @@ class CeleryExecutor:
         self.redis.sadd(K.ACTIVE, run_id)
         queue = "gpu" if config.get("train", {}).get("device") == "cuda" else "runs"
         # Into the fair queue (in Redis, so it survives a restart); the dispatcher feeds Celery from it.
-        who = owner or "-"
-        pipe = self.redis.pipeline()
-        pipe.rpush(K.fair_runs(queue, who), orjson.dumps([run_id, config]))
-        pipe.lrem(K.fair_owners(queue), 0, who)
-        pipe.rpush(K.fair_owners(queue), who)
-        pipe.execute()
+        self._fair(queue).put(owner, run_id, config)
         self._dispatch(queue)
         if queue == "gpu" and not self._consumers("gpu"):
             return ("waiting for a GPU worker: none is connected to the gpu queue (start one on a GPU machine "
@@ -90,34 +86,31 @@ class CeleryExecutor:
             return []
         return [w for w, queues in replies.items() if any(q.get("name") == queue for q in queues)]
 
+    def _fair(self, queue: str) -> FairQueue:
+        return FairQueue(RedisLists(self.redis), queue)
+
     def _dispatch(self, queue: str) -> None:
         """Move runs from the fair queue into Celery's, round-robin across owners, while Celery's queue
         is short: a student with ten runs waiting gets one in turn, like everyone else. One replica at a
         time (a Redis lock)."""
-        if not self.redis.set(f"{K.PREFIX}:dispatch:{queue}", self.consumer, nx=True, px=2000):
+        if not self.redis.set(K.dispatch_lock(queue), self.consumer, nx=True, px=2000):
             return
         try:
-            while self.redis.llen(queue) < K.DISPATCH_AHEAD:
-                who = self.redis.lpop(K.fair_owners(queue))
-                if who is None:
-                    return
-                who = who.decode()
-                item = self.redis.lpop(K.fair_runs(queue, who))
-                if self.redis.llen(K.fair_runs(queue, who)):
-                    self.redis.rpush(K.fair_owners(queue), who)  # back of the rotation
-                if item is None:
-                    continue
-                run_id, config = orjson.loads(item)
+            fair = self._fair(queue)
+            while self.redis.llen(queue) < K.DISPATCH_AHEAD and fair:
+                run_id, config = fair.pop()
                 self.celery.send_task("deepscope.train_run", task_id=run_id, queue=queue, args=[
                     run_id, config, self.time_limit_s, self.settings.max_run_memory_mb])
+        except IndexError:
+            pass
         finally:
-            self.redis.delete(f"{K.PREFIX}:dispatch:{queue}")
+            self.redis.delete(K.dispatch_lock(queue))
 
     def cancel(self, run_id: str) -> bool:
         if self.redis.set(K.claim(run_id), f"cancelled|{time.time()}", nx=True, ex=K.FLAG_TTL_S):
             # Still queued: no worker will start it now. Its one event says so.
             self.celery.control.revoke(run_id)
-            self._append(run_id, {"seq": 0, **status_event(Status.CANCELLED, "cancelled while queued", summary={})})
+            self._append(run_id, policy.cancelled_while_queued())
             return True
         self.redis.set(K.cancel(run_id), str(time.time()), ex=K.FLAG_TTL_S)
         return True
@@ -229,7 +222,7 @@ class CeleryExecutor:
                 self._sink.persist(run_id, event, raw.decode())
                 ids.append(entry_id)
                 self.persisted += 1
-                if is_terminal_status(event):
+                if is_finished_status(event):
                     finished.append(run_id)
             # Acknowledge only what is committed: a crash before this line means a re-read, not a loss.
             self._sink.flush()
@@ -270,7 +263,7 @@ class CeleryExecutor:
         def once() -> None:
             for queue in QUEUES:
                 self._dispatch(queue)
-            if self.redis.set(f"{K.PREFIX}:reaper", self.consumer, nx=True, ex=5):
+            if self.redis.set(K.REAPER_LOCK, self.consumer, nx=True, ex=5):
                 self._reap()
             self._stop.wait(0.25)
 
@@ -285,21 +278,19 @@ class CeleryExecutor:
                 continue  # still queued, or cancelled before it started
             last = self.redis.xrevrange(K.stream(run_id), count=1)
             last_event = orjson.loads(last[0][1][b"e"]) if last else None
-            if last_event and is_terminal_status(last_event):
+            if last_event and is_finished_status(last_event):
                 continue
             cancel_at = self.redis.get(K.cancel(run_id))
             started = float(claim.split(b"|")[-1]) if b"|" in claim else now
-            alive = self.redis.exists(K.heartbeat(run_id))
-            if alive:
-                overdue = (cancel_at and now - float(cancel_at) > KILL_GRACE_S) or \
-                    now - started > self.time_limit_s + KILL_GRACE_S
-                if overdue:  # it ignores its stop signal: kill the child process that runs it
+            if self.redis.exists(K.heartbeat(run_id)):
+                if policy.overdue(now, float(cancel_at) if cancel_at else None, started, self.time_limit_s):
+                    # it ignores its stop signal: kill the child process that runs it
                     self.celery.control.revoke(run_id, terminate=True, signal="SIGKILL")
                 continue
             # No heartbeat: the worker is gone. Say so in the run's own stream, after its last event.
-            seq = (last_event["seq"] + 1) if last_event else 0
-            status, message = (Status.CANCELLED, "cancelled; its worker was stopped") if cancel_at else (
-                Status.FAILED, f"the worker running this run stopped answering (no heartbeat for {K.HEARTBEAT_TTL_S} s)")
+            event = policy.worker_lost(last_event["seq"] if last_event else -1, "the worker running this run "
+                                       f"stopped answering (no heartbeat for {K.HEARTBEAT_TTL_S} s)",
+                                       cancelled=bool(cancel_at))
             self.redis.set(K.cancel(run_id), str(now), ex=K.FLAG_TTL_S)  # a zombie that wakes up stops
-            self._append(run_id, {"seq": seq, **status_event(status, message, summary={})})
-            log.warning("run %s: %s", run_id, message)
+            self._append(run_id, event)
+            log.warning("run %s: %s", run_id, event["message"])

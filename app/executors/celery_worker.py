@@ -18,10 +18,9 @@ def run_worker(queues: str = "runs", concurrency: int | None = None) -> int:
     set_thread_env()
     os.environ["DEEPSCOPE_REDIS_URL"] = settings.redis_url
     # Import torch and the engine in the parent, so every forked child starts with them loaded.
-    import torch  # noqa: F401
-    import torch._dynamo  # noqa: F401
+    from deepscope.app.executors.policy import warm_imports
 
-    import deepscope.engine  # noqa: F401
+    warm_imports()
     from deepscope.app.executors.celery_app import QUEUES, make_celery
 
     wanted = [q.strip() for q in queues.split(",") if q.strip()]

@@ -1,4 +1,5 @@
-"""The default executor: a few worker processes started once and kept warm, a FIFO queue in front.
+"""The default executor: a few worker processes started once and kept warm, a fair queue in front
+(round-robin across owners: ``fair_queue.py``).
 
 Workers fork from a forkserver that has already imported torch and the engine, so a submitted run
 reaches its first step in milliseconds. One supervisor thread reads every worker's pipe, hands
@@ -19,9 +20,8 @@ from typing import Any
 
 import orjson
 
-from deepscope.app.executors import KILL_GRACE_S, EventSink
+from deepscope.app.executors import EventSink, policy
 from deepscope.app.executors.fair_queue import FairQueue
-from deepscope.engine.events import Status, status_event
 
 log = logging.getLogger("deepscope.local")
 CANCEL_CLEAR, CANCEL_SET = 0, 1  # the shared flag a worker polls every step
@@ -36,7 +36,7 @@ class _Slot:
     ready: bool = False
     run_id: str | None = None
     last_seq: int = -1
-    deadline: float = 0.0
+    run_started: float = 0.0
     stop_due: float | None = None
     started: float = field(default_factory=time.monotonic)
 
@@ -55,7 +55,7 @@ class LocalExecutor:
         self._queue = FairQueue()
         self._slots: list[_Slot] = []
         self._lock = threading.RLock()
-        self._sink: Any = None
+        self._sink: EventSink | None = None
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._wake_r, self._wake_w = self._ctx.Pipe(duplex=False)
@@ -65,7 +65,7 @@ class LocalExecutor:
     def start(self, sink: EventSink) -> None:
         """Returns at once: the workers start on the supervisor's thread (the forkserver imports torch,
         seconds on a busy machine), so the page answers first; runs submitted meanwhile wait queued."""
-        self._sink = sink.on_event
+        self._sink = sink
         self._thread = threading.Thread(target=self._start_then_supervise, name="deepscope-local-executor",
                                         daemon=True)
         self._thread.start()
@@ -97,7 +97,7 @@ class LocalExecutor:
     def cancel(self, run_id: str) -> bool:
         with self._lock:
             if self._queue.remove(run_id):
-                self._emit_status(run_id, 0, Status.CANCELLED, "cancelled while queued")
+                self._emit(run_id, policy.cancelled_while_queued())
                 return True
             for slot in self._slots:
                 if slot.run_id == run_id:
@@ -161,16 +161,15 @@ class LocalExecutor:
                 run_id, config = self._queue.pop()
                 slot.flag.value = CANCEL_CLEAR
                 slot.run_id, slot.last_seq, slot.stop_due = run_id, -1, None
-                slot.deadline = time.monotonic() + self.time_limit_s
+                slot.run_started = time.monotonic()
                 try:
                     slot.conn.send(("run", run_id, config, self.time_limit_s, self.memory_limit_mb))
                 except OSError:  # died just now: the supervisor replaces it and fails the run
                     pass
 
-    def _emit_status(self, run_id: str, seq: int, status: str, message: str) -> None:
-        event = {"seq": seq, **status_event(status, message, summary={})}
+    def _emit(self, run_id: str, event: dict[str, Any]) -> None:
         assert self._sink is not None
-        self._sink(run_id, event, orjson.dumps(event).decode())
+        self._sink.on_event(run_id, event, orjson.dumps(event).decode())
 
     def _supervise(self) -> None:
         while not self._stopping:
@@ -207,7 +206,7 @@ class LocalExecutor:
                 slot.last_seq = event["seq"]
                 assert self._sink is not None
                 try:
-                    self._sink(run_id, event, raw.decode())
+                    self._sink.on_event(run_id, event, raw.decode())
                 except Exception:  # the sink must not take the supervisor down
                     log.exception("sink failed on an event of run %s", run_id)
             elif kind == "done":
@@ -224,8 +223,8 @@ class LocalExecutor:
             if slot not in self._slots or self._stopping:
                 return
             if slot.run_id is not None:
-                self._emit_status(slot.run_id, slot.last_seq + 1, Status.FAILED,
-                                  f"{why} while training; a new worker took its place")
+                self._emit(slot.run_id, policy.worker_lost(slot.last_seq, f"{why} while training; a new worker "
+                                                                           "took its place"))
             slot.conn.close()
             slot.process.join(timeout=1)
             self._slots[slot.index] = self._spawn(slot.index)
@@ -238,10 +237,9 @@ class LocalExecutor:
             for slot in list(self._slots):
                 if slot.run_id is None:
                     continue
-                if slot.stop_due is None and now > slot.deadline:
-                    slot.stop_due = now  # the worker's own check normally ends it within a step
-                if slot.stop_due is not None and now > slot.stop_due + KILL_GRACE_S and slot.process.is_alive():
+                # the worker's own check normally ends a cancelled or overdue run within a step
+                if policy.overdue(now, slot.stop_due, slot.run_started, self.time_limit_s) and slot.process.is_alive():
                     slot.process.kill()
                     slot.process.join(timeout=2)
                     self._replace(slot, "the run did not stop within "
-                                        f"{KILL_GRACE_S:g} s of its cancel or time limit, so its worker was killed")
+                                        f"{policy.KILL_GRACE_S:g} s of its cancel or time limit, so its worker was killed")

@@ -1,5 +1,6 @@
-"""The body of a local worker process. Imported by the forkserver before any worker forks, so
-torch, its optimizer machinery and the engine are loaded once and every worker starts warm."""
+"""The body of a local worker process. Imported by the forkserver before any worker forks, so torch,
+its optimizer machinery, the engine and its compiled kernels are loaded once and every worker starts
+warm (``policy.warm_imports``)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,13 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import orjson  # noqa: E402
-import torch  # noqa: E402
-import torch._dynamo  # noqa: E402,F401 - the first optimizer imports it: 1 s, paid here instead
 
 from deepscope.app.executors import stop_check  # noqa: E402
 from deepscope.app.executors.local import CANCEL_SET  # noqa: E402
+from deepscope.app.executors.policy import warm_imports  # noqa: E402
 from deepscope.engine import train  # noqa: E402
+
+warm_imports()
 
 
 def worker_main(conn: Any, cancel_flag: Any, data_dir: str) -> None:

@@ -11,6 +11,7 @@ FLAG_TTL_S = 7 * 24 * 3600            # claims and cancel flags outlive any run,
 
 
 DISPATCH_AHEAD = 2                    # runs waiting in a Celery queue; the rest wait in the fair queue
+REAPER_LOCK = f"{PREFIX}:reaper"      # held by the one replica that reaps, for a few seconds at a time
 
 
 def fair_owners(queue: str) -> str:
@@ -20,6 +21,11 @@ def fair_owners(queue: str) -> str:
 
 def fair_runs(queue: str, owner: str) -> str:
     return f"{PREFIX}:fair:{queue}:runs:{owner}"
+
+
+def dispatch_lock(queue: str) -> str:
+    """Held by the one replica moving runs from the fair queue into Celery's ``queue``."""
+    return f"{PREFIX}:dispatch:{queue}"
 
 
 def stream(run_id: str) -> str:

@@ -22,12 +22,12 @@ from deepscope.app.deps import (
 )
 from deepscope.app.options import options
 from deepscope.app.presets import BY_ID, PRESETS, check, lesson_evidence
+from deepscope.app.quotas import QuotaExceeded
 from deepscope.app.report import render_report, report_csp
 from deepscope.app.schemas import EventsPublic, Problem, RunPublic, RunsPublic, public
-from deepscope.app.service import QuotaExceeded, SharedTraining
+from deepscope.app.service import SharedTraining
 from deepscope.app.settings import Settings
-from deepscope.app.statuses import ACTIVE_STATUSES as ACTIVE
-from deepscope.app.statuses import RunStatus as Status
+from deepscope.app.statuses import ACTIVE_STATUSES, RunStatus
 from deepscope.engine.config import RunConfig
 from deepscope.engine.datasets import DatasetUnavailable, check_available
 from deepscope.engine.events import SCALARS, EventType
@@ -96,21 +96,21 @@ def _public(run: dict[str, Any], who: Caller) -> RunPublic:
     return public(run if who.sees_owners() else {**run, "owner": None})
 
 
-@router.post("/session", responses=R401)
+@router.post("/session", tags=["session"], responses=R401)
 def session(client: ClientDep, service: ServiceDep, request: Request) -> dict[str, Any]:
     """This client's identity, issued and signed by the server. The answer also sets it as a cookie; a
     script that keeps no cookies sends ``identity`` back as the X-DeepScope-Identity header."""
     signer = request.app.state.signer
-    return {"identity": signer.sign(client), "active_runs": service.store.count_active(client) if client else 0}
+    return {"identity": signer.sign(client), "active_runs": service.count_active(client)}
 
 
-@router.get("/options", responses=R401)
+@router.get("/options", tags=["config"], responses=R401)
 def get_options() -> dict[str, Any]:
     """Every config field: type, default, choices, limits, help, and when it applies."""
     return options()
 
 
-@router.get("/presets", responses=R401)
+@router.get("/presets", tags=["lessons"], responses=R401)
 def get_presets() -> list[dict[str, Any]]:
     """The lessons: one idea each, the runs that show it and the outcome to check when they end."""
     evidence = lesson_evidence()
@@ -119,7 +119,7 @@ def get_presets() -> list[dict[str, Any]]:
                       for r in p["runs"]], "evidence": evidence.get(p["id"])} for p in PRESETS]
 
 
-@router.get("/presets/{preset_id}/outcome", responses=R401 | R404 | R422)
+@router.get("/presets/{preset_id}/outcome", tags=["lessons"], responses=R401 | R404 | R422)
 def preset_outcome(preset_id: str, service: ServiceDep, who: CallerDep,
                    group: Annotated[str, Query(max_length=64, description="the group its runs were started in")],
                    ) -> dict[str, Any]:
@@ -131,13 +131,13 @@ def preset_outcome(preset_id: str, service: ServiceDep, who: CallerDep,
     if not runs:
         raise HTTPException(404, f"no runs in group {group!r}")
     by_label = {r["config"].get("name") or r["name"]: r for r in runs}
-    finished = all(r["status"] not in ACTIVE for r in runs)
+    finished = all(r["status"] not in ACTIVE_STATUSES for r in runs)
     checks = [check(e, {label: r["summary"] for label, r in by_label.items()}) for e in preset["expect"]]
     return {"preset": preset_id, "group": group, "finished": finished,
             "statuses": {label: r["status"] for label, r in by_label.items()}, "checks": checks}
 
 
-@router.post("/presets/{preset_id}/runs", status_code=201, responses=R401 | R404 | R429)
+@router.post("/presets/{preset_id}/runs", tags=["lessons"], status_code=201, responses=R401 | R404 | R429)
 def start_preset(preset_id: str, service: ServiceDep, client: ClientDep, who: CallerDep,
                  request: Request) -> list[RunPublic]:
     """Start every run of a lesson as one comparison group (identical trainings are shared)."""
@@ -153,7 +153,7 @@ def start_preset(preset_id: str, service: ServiceDep, client: ClientDep, who: Ca
         raise _quota(exc) from None
 
 
-@router.post("/runs", status_code=201, responses=R400 | R401 | R422 | R429)
+@router.post("/runs", tags=["runs"], status_code=201, responses=R400 | R401 | R422 | R429)
 def submit_run(config: RunConfig, service: ServiceDep, settings: SettingsDep, client: ClientDep, who: CallerDep,
                request: Request, group: Annotated[str | None, Query(max_length=64, description="a comparison group")] = None,
                ) -> RunPublic:
@@ -165,8 +165,8 @@ def submit_run(config: RunConfig, service: ServiceDep, settings: SettingsDep, cl
         raise _quota(exc) from None
 
 
-@router.get("/runs", responses=R401 | R422)
-def list_runs(service: ServiceDep, who: CallerDep, status: Status | None = None,
+@router.get("/runs", tags=["runs"], responses=R401 | R422)
+def list_runs(service: ServiceDep, who: CallerDep, status: RunStatus | None = None,
               group: Annotated[str | None, Query(max_length=64)] = None,
               limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> RunsPublic:
     """Runs, newest first. In workshop mode a student sees their own runs; the instructor sees all."""
@@ -177,28 +177,28 @@ def list_runs(service: ServiceDep, who: CallerDep, status: Status | None = None,
     return RunsPublic(data=runs, count=len(runs))
 
 
-@router.get("/instructor/runs", responses=R401 | R403 | R422, dependencies=[Depends(require_instructor)])
-def instructor_runs(service: ServiceDep, status: Status | None = None,
+@router.get("/instructor/runs", tags=["instructor"], responses=R401 | R403 | R422, dependencies=[Depends(require_instructor)])
+def instructor_runs(service: ServiceDep, status: RunStatus | None = None,
                     limit: Annotated[int, Query(ge=1, le=1000)] = 500) -> RunsPublic:
     """Every run of every client, with its owner: the instructor's view of a workshop."""
     runs = [public(r) for r in service.list(status=status, limit=limit)]
     return RunsPublic(data=runs, count=len(runs))
 
 
-@router.get("/instructor/workers", responses=R401 | R403, dependencies=[Depends(require_instructor)])
+@router.get("/instructor/workers", tags=["instructor"], responses=R401 | R403, dependencies=[Depends(require_instructor)])
 def instructor_workers(service: ServiceDep) -> dict[str, Any]:
     """The workers training runs now: local processes, or every Celery worker connected to Redis, with the
     queues each takes and the run it trains (``busy``). A workshop's check that its workers are up."""
-    workers = service.executor.workers()
+    workers = service.workers()
     return {"data": workers, "count": len(workers)}
 
 
-@router.get("/runs/{run_id}", responses=R401 | R404)
+@router.get("/runs/{run_id}", tags=["runs"], responses=R401 | R404)
 def get_run(run_id: str, service: ServiceDep, who: CallerDep) -> RunPublic:
     return _public(_found(service.get(run_id), run_id, who), who)
 
 
-@router.get("/runs/{run_id}/events", response_model=EventsPublic, responses=R401 | R404 | R422 | {
+@router.get("/runs/{run_id}/events", tags=["runs"], response_model=EventsPublic, responses=R401 | R404 | R422 | {
     200: {"content": {"application/json": {}, "text/csv": {}},
           "description": "events in seq order; with format=csv, the scalar metrics"}})
 def get_events(run_id: str, service: ServiceDep, who: CallerDep,
@@ -240,7 +240,7 @@ def _csv(service: ServiceDep, run_id: str) -> StreamingResponse:
                              headers={"Content-Disposition": f'attachment; filename="{run_id}-metrics.csv"'})
 
 
-@router.get("/runs/{run_id}/report", response_class=HTMLResponse, responses=R401 | R404)
+@router.get("/runs/{run_id}/report", tags=["runs"], response_class=HTMLResponse, responses=R401 | R404)
 def get_report(run_id: str, service: ServiceDep, who: CallerDep) -> HTMLResponse:
     """A self-contained HTML report of one run (Plotly inlined: it opens with no network)."""
     run = _found(service.get(run_id), run_id, who)
@@ -249,7 +249,7 @@ def get_report(run_id: str, service: ServiceDep, who: CallerDep) -> HTMLResponse
                                        "Content-Security-Policy": report_csp(nonce)})
 
 
-@router.get("/runs/{run_id}/script", response_class=PlainTextResponse, responses=R401 | R404 | {
+@router.get("/runs/{run_id}/script", tags=["runs"], response_class=PlainTextResponse, responses=R401 | R404 | {
     200: {"content": {"text/x-python": {}}, "description": "one standalone PyTorch script"}})
 def get_script(run_id: str, service: ServiceDep, who: CallerDep) -> Response:
     """The run as one standalone PyTorch script: the dataset, the model with its init, batchnorm, dropout
@@ -267,13 +267,13 @@ def _mine(run: dict[str, Any], who: Caller, verb: str) -> None:
                                  f"may {verb} it")
 
 
-@router.post("/runs/{run_id}/cancel", status_code=202, responses=R401 | R403 | R404 | R409)
+@router.post("/runs/{run_id}/cancel", tags=["runs"], status_code=202, responses=R401 | R403 | R404 | R409)
 def cancel_run(run_id: str, service: ServiceDep, who: CallerDep) -> RunPublic:
     """Stop a queued or running run; it lands within one training step."""
     run = _found(service.get(run_id), run_id, who)
     _mine(run, who, "cancel")
     try:
-        cancelled = run["status"] in ACTIVE and service.cancel(run_id, force=who.instructor)
+        cancelled = run["status"] in ACTIVE_STATUSES and service.cancel(run_id, force=who.instructor)
     except SharedTraining as exc:
         raise HTTPException(409, str(exc)) from None
     if not cancelled:
@@ -281,12 +281,12 @@ def cancel_run(run_id: str, service: ServiceDep, who: CallerDep) -> RunPublic:
     return _public(_found(service.get(run_id), run_id), who)
 
 
-@router.delete("/runs/{run_id}", status_code=204, responses=R401 | R403 | R404 | R409)
+@router.delete("/runs/{run_id}", tags=["runs"], status_code=204, responses=R401 | R403 | R404 | R409)
 def delete_run(run_id: str, service: ServiceDep, who: CallerDep) -> Response:
     """Forget a finished run and its events."""
     run = _found(service.get(run_id), run_id, who)
     _mine(run, who, "delete")
-    if run["status"] in ACTIVE:
+    if run["status"] in ACTIVE_STATUSES:
         raise HTTPException(409, f"run {run_id} is {run['status']}; cancel it before deleting it")
     service.delete(run_id)
     return Response(status_code=204)

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 
 from deepscope.app.deps import ServiceDep, caller, ws_allowed
 from deepscope.app.service import ViewerOverflow
+from deepscope.app.statuses import CloseCode
 
 router = APIRouter()
 ENCODINGS = ("json", "deflate")
@@ -36,16 +37,16 @@ async def run_stream(websocket: WebSocket, run_id: str, service: ServiceDep,
                      ) -> None:
     refused = ws_allowed(websocket)
     if refused:
-        await websocket.close(code=4403, reason=refused)
+        await websocket.close(code=CloseCode.FORBIDDEN, reason=refused)
         return
     run = await asyncio.to_thread(service.get, run_id)
     await websocket.accept()
     if encoding not in ENCODINGS:  # said on the socket: a refused handshake could only say 403
-        await websocket.close(code=4400, reason=f"encoding must be one of {', '.join(ENCODINGS)} "
+        await websocket.close(code=CloseCode.BAD_REQUEST, reason=f"encoding must be one of {', '.join(ENCODINGS)} "
                                                 f"(got {encoding[:40]!r})")
         return
     if run is None or not caller(websocket).may_read(run):  # another student's run does not exist for you
-        await websocket.close(code=4404, reason=f"no run with id {run_id}")
+        await websocket.close(code=CloseCode.NOT_FOUND, reason=f"no run with id {run_id}")
         return
     try:
         async for raw in service.stream(run_id):
@@ -53,8 +54,8 @@ async def run_stream(websocket: WebSocket, run_id: str, service: ServiceDep,
                 await websocket.send_bytes(deflated(raw))
             else:
                 await websocket.send_text(raw)
-        await websocket.close(code=1000)
+        await websocket.close(code=CloseCode.ENDED)
     except ViewerOverflow:
-        await websocket.close(code=1013, reason="too far behind; reconnect to replay")
+        await websocket.close(code=CloseCode.TOO_FAR_BEHIND, reason="too far behind; reconnect to replay")
     except (WebSocketDisconnect, asyncio.CancelledError, RuntimeError):
         pass

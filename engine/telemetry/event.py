@@ -19,12 +19,14 @@ def histogram(lo: float, hi: float, counts: list[int], step: int) -> dict[str, A
 
 
 def layers_event(step: int, names: list[str], kinds: list[str], table: list[list[float]],
-                 hists: list[dict[str, Any]], weight_step: int) -> dict[str, Any]:
-    """Plain numbers only; NaN and inf become None so the JSON stays valid."""
+                 hists: list[dict[str, Any]], weight_step: int, units_step: int) -> dict[str, Any]:
+    """Plain numbers only; NaN and inf become None so the JSON stays valid. ``weight_step`` and
+    ``units_step``: the captures the weight numbers and the dead-unit counts were taken at."""
     layers = []
     for name, kind, row, hist in zip(names, kinds, table, hists, strict=True):
         stats = {k: (v if math.isfinite(v) else None) for k, v in zip(STAT_NAMES, row, strict=True)}
-        layers.append({"name": name, "kind": kind, "stats": stats, "hist": hist, "weight_step": weight_step})
+        layers.append({"name": name, "kind": kind, "stats": stats, "hist": hist, "weight_step": weight_step,
+                       "units_step": units_step})
     return {"type": EventType.LAYERS.value, "step": step, "layers": layers}
 
 

@@ -1,8 +1,12 @@
-"""Forward hooks that own their handles (the fastai ``Hook``/``Hooks`` pattern).
+"""Forward hooks that own their handles (the fastai ``Hook``/``Hooks`` pattern), reading the taps of the
+watched layers (engine/telemetry/layers.py).
 
-They are registered only while armed, so an ordinary step runs no hook at all (a Python call per
-layer and step: 0.3% of a 100-layer MLP's step). On an armed step they keep references to tensors
-autograd holds anyway (detached), and a tensor hook keeps the gradient of each output.
+They are registered only while armed, so an ordinary step runs no hook at all. On an armed step they
+keep what a training forward showed each tap (a forward with gradients off, such as a validation pass,
+is left alone), and each activation keeps its gradient (``retain_grad``: no Python runs in the backward
+pass, half the cost of a tensor hook). Every forward of the root module starts the record afresh, so with
+gradient accumulation the record is the last micro-batch's; a module called twice in one forward (a
+shared layer) records both calls, which the probe joins.
 """
 
 from __future__ import annotations
@@ -12,71 +16,89 @@ from typing import Any
 import torch
 from torch import nn
 
+from deepscope.engine.telemetry.layers import WatchedLayer
 
-class ActivationHooks:
-    """Watches ``modules`` (input to output). ``pre[i]`` is module i's input (for the classifier, which
-    has no activation, its output), ``act[i]`` its output and ``act_grad[i]`` the loss's gradient
-    with respect to that output. Use as a context manager, or call ``remove`` (safe twice)."""
 
-    def __init__(self, modules: list[nn.Module], output_is_preact: set[int]) -> None:
-        self.modules = modules
-        self.output_is_preact = output_is_preact
-        self._armed = False
-        self._attached = False
+class Taps:
+    """Records, per watched layer, the tensors seen at its ``pre`` and ``act`` taps (``pre[i]``, ``act[i]``)
+    and the activations themselves (``act_source[i]``: their ``.grad`` is the loss's gradient with
+    respect to them once the backward pass ran). ``copy`` clones the values it keeps: a model that writes
+    its activations in place (``ReLU(inplace=True)``) would otherwise change them afterwards. Use as a
+    context manager, or call ``remove`` (safe twice)."""
+
+    def __init__(self, layers: list[WatchedLayer], root: nn.Module | None = None, copy: bool = False) -> None:
+        self.layers, self.root, self.copy = layers, root, copy
+        n = len(layers)
+        self.pre: list[list[torch.Tensor]] = [[] for _ in range(n)]
+        self.act: list[list[torch.Tensor]] = [[] for _ in range(n)]
+        self.act_source: list[list[torch.Tensor]] = [[] for _ in range(n)]
+        # per module and side ("in": its first input, "out": its output): (values, sources or None) to append to
+        self._targets: dict[nn.Module, dict[str, list[tuple[list, list | None]]]] = {}
+        for i, layer in enumerate(layers):
+            for values, sources, (module, side) in ((self.pre[i], None, layer.pre),
+                                                    (self.act[i], self.act_source[i], layer.act)):
+                self._targets.setdefault(module, {"in": [], "out": []})[side].append((values, sources))
+        self.armed = False
         self._handles: list[Any] = []
-        self.clear()
+
+    def clear(self) -> None:
+        for record in (*self.pre, *self.act, *self.act_source):
+            record.clear()
 
     @property
-    def armed(self) -> bool:
-        return self._armed
+    def complete(self) -> bool:
+        return all(self.act) and all(self.pre)
 
-    @armed.setter
-    def armed(self, value: bool) -> None:
-        """Arming registers the hooks (when attached); disarming removes them and keeps what they saw."""
-        self._armed = value
-        if value and self._attached and not self._handles:
-            self._handles = [m.register_forward_hook(self._hook(i)) for i, m in enumerate(self.modules)]
-        elif not value:
-            self._unhook()
+    def arm(self) -> None:
+        """Register the hooks; from now on a training forward is recorded."""
+        if self.armed:
+            return
+        self.clear()
+        self.armed = True
+        self._handles = [m.register_forward_hook(self._hook(targets["in"], targets["out"]))
+                         for m, targets in self._targets.items()]
+        if self.root is not None:
+            self._handles.append(self.root.register_forward_pre_hook(self._restart))
 
-    def _unhook(self) -> None:
+    def disarm(self) -> None:
+        """Remove the hooks and keep what they recorded."""
+        self.armed = False
         for h in self._handles:
             h.remove()
         self._handles.clear()
 
-    def clear(self) -> None:
-        n = len(self.modules)
-        self.pre: list[torch.Tensor | None] = [None] * n
-        self.act: list[torch.Tensor | None] = [None] * n
-        self.act_grad: list[torch.Tensor | None] = [None] * n
-
-    @property
-    def complete(self) -> bool:
-        return all(t is not None for t in self.act)
-
-    def attach(self) -> ActivationHooks:
-        self._attached = True
-        self.armed = self._armed
-        return self
-
     def remove(self) -> None:
-        self._attached = False
-        self._unhook()
+        self.disarm()
         self.clear()
 
-    def __enter__(self) -> ActivationHooks:
-        return self.attach()
+    def __enter__(self) -> Taps:
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.remove()
 
-    def _hook(self, i: int):
-        def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-            if not self.armed:
+    def _restart(self, module: nn.Module, inputs: Any) -> None:
+        if torch.is_grad_enabled():
+            self.clear()
+
+    def _hook(self, into_in: list[tuple[list, list | None]], into_out: list[tuple[list, list | None]]):
+        copy = self.copy
+
+        def keep(t: Any, targets: list[tuple[list, list | None]]) -> None:
+            if not isinstance(t, torch.Tensor):
                 return
-            self.pre[i] = (output if i in self.output_is_preact else inputs[0]).detach()
-            self.act[i] = output.detach()
-            if output.requires_grad:
-                output.register_hook(lambda g: self.act_grad.__setitem__(i, g.detach()))
+            value = t.detach().clone() if copy else t.detach()
+            for values, sources in targets:
+                values.append(value)
+                if sources is not None and t.requires_grad:
+                    t.retain_grad()
+                    sources.append(t)
+
+        def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+            if torch.is_grad_enabled():
+                if into_in and inputs:
+                    keep(inputs[0], into_in)
+                if into_out:
+                    keep(output, into_out)
 
         return hook

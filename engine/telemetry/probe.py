@@ -1,236 +1,200 @@
-"""``LayerProbe``: arms the hooks on a capture step, takes what the step saw, and summarises it.
+"""``LayerProbe``: what one training step showed of every watched layer, taken in one context.
 
-A capture is taken in three calls around the optimizer step (``engine/loop.py``): arm before the
-forward, ``before_step`` between backward and the update (the weights the update starts from), and
-``take`` after it. ``summarise`` may then run on another thread while training goes on.
+    with probe.capturing(step) as taken:     # arms the hooks (and passes the probe set, when due)
+        loss = loss_fn(model(x), y)
+        optimizer.zero_grad(); loss.backward()
+        optimizer.step()                     # the probe's step pre-hook keeps the weights it starts from
+    taken.capture                            # what the step showed, or None if it never stepped
+
+``arm`` and ``finish`` are the two halves, for a loop the probe does not own (``deepscope.watch`` arms
+from the optimizer's step hooks). What a capture holds is never written again by training (the engine
+sets gradients to None, and a probe made with ``copy`` clones what it keeps), so the summary may run
+on another thread while training goes on; only the update's size needs the live weights, and it is
+measured in ``finish``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from deepscope.engine.models import Net
-from deepscope.engine.telemetry.event import HIST_NAMES, STAT_NAMES, histogram, layers_event
-from deepscope.engine.telemetry.hooks import ActivationHooks
-from deepscope.engine.telemetry.kernels import (
-    HistogramBuffers,
-    all_bounds,
-    batched_histograms,
-    device_bounds,
-    device_histograms,
-    duplicate_fractions,
-    moments_of,
-    stacked_runs,
-)
-from deepscope.engine.telemetry.units import capture_preacts, max_slope, same_activation, unit_stats
+from deepscope.engine.telemetry import compiled
+from deepscope.engine.telemetry.hooks import Taps
+from deepscope.engine.telemetry.layers import WatchedLayer, joined
+from deepscope.engine.telemetry.units import UNITS_EVERY, ProbeSet
 
 # Weights move by update_ratio (~1e-3) a step, so their histogram, std and duplicate check are taken on
 # every WEIGHT_EVERY-th capture and repeated in between, marked with the step they were taken at.
-# That is a quarter of the histogram work and all of the duplicate search on three captures in four.
 WEIGHT_EVERY = 4
-_W_STD, _DUP = STAT_NAMES.index("weight_std"), STAT_NAMES.index("duplicate_frac")
 
 
 @dataclass
 class Capture:
-    """What one armed step saw, per layer, input to output."""
+    """What one step showed, per watched layer, input to output: contiguous float32 tensors
+    (``layers.joined``), read as (samples, units, positions) by ``layers.units_shape``."""
 
     step: int
     pre: list[torch.Tensor]
     act: list[torch.Tensor]
-    act_grad: list[torch.Tensor]
+    act_grad: list[torch.Tensor | None]
     grads: list[torch.Tensor]
-    w_before: list[torch.Tensor]
-    update_norm: list[torch.Tensor]
-    fresh_weights: bool = True
-    unit_z: list[torch.Tensor] | None = None  # hidden pre-activations of the probe set (else of the batch)
-    norm_params: torch.Tensor | None = None   # per layer: batchnorm's mean gamma and beta (NaN without)
+    update: torch.Tensor                    # (layers, 2): |dW| of the step and |W| before it
+    w_before: list[torch.Tensor] | None     # the weights the step started from, on a weight capture
+    units: list[torch.Tensor | None] | None = None  # the probe set's activations, on a units capture
+    units_fresh: bool = True                # dead units are counted on this capture (probe set, or batch)
+    norm_params: torch.Tensor | None = None  # (layers, 2): a normalisation layer's mean gamma and beta, or NaN
 
 
 @dataclass
-class _WeightSnapshot:
-    step: int
-    std: list[float] = field(default_factory=list)
-    duplicate: list[float] = field(default_factory=list)
-    hist: list[dict[str, Any]] = field(default_factory=list)
+class Taken:
+    capture: Capture | None = None
 
 
 class LayerProbe:
-    """Watches every hidden block and the classifier of a ``Net``. Use as a context manager, or call
-    ``remove`` (safe to call twice)."""
+    """Watches ``layers`` of ``root``. ``optimizer``: whose step the weights are read around (without one,
+    ``finish`` reads them as they are, and the update is 0). ``probe_x``: the fixed probe set dead units
+    are counted on (docs/telemetry.md); without one they are counted on the captured batch. Use as a
+    context manager, or call ``remove`` (safe twice). ``cost`` adds up the training thread's CPU seconds
+    spent here."""
 
-    def __init__(self, model: Net, bins: int, saturating: bool = False, probe_x: torch.Tensor | None = None) -> None:
-        """``probe_x``: the fixed probe set dead and saturated units are counted on (docs/telemetry.md);
-        without one they are counted on the captured batch."""
-        self.bins = bins
-        self.saturating = saturating
-        self.model, self.blocks, self.probe_x = model, list(model.blocks), probe_x
-        self.acts = [b.act for b in model.blocks]
-        self.norms = [b.norm if isinstance(b.norm, nn.modules.batchnorm._BatchNorm) else None for b in model.blocks]
-        self.peaks = [max_slope(a) for a in self.acts]
-        # per layer, the first layer whose activation computes the same function: their units are counted together
-        self._act_kind = [next(j for j in range(i + 1) if same_activation(self.acts[j], a))
-                          for i, a in enumerate(self.acts)]
-        self._unit_z: list[torch.Tensor] | None = None
-        self.names = model.layer_names()
-        self.kinds = [b.kind for b in model.blocks] + ["output"]
-        self.weights = [b.weights.weight for b in model.blocks] + [model.head.weight]
-        self.hooks = ActivationHooks([b.act for b in model.blocks] + [model.head],
-                                     output_is_preact={len(model.blocks)})
-        self.weight_every = WEIGHT_EVERY
-        self._captures = 0
-        self._weights: _WeightSnapshot | None = None
-        self._w_before: list[torch.Tensor] | None = None
-        self._buffers = HistogramBuffers()
-        # One host sync per capture (the device path) or the float32 path: None picks by device, the GPU's
-        # way on a GPU. Tests set it to check that both give the same event.
-        self.one_sync: bool | None = None
+    def __init__(self, root: nn.Module, layers: list[WatchedLayer], optimizer: torch.optim.Optimizer | None = None,
+                 probe_x: torch.Tensor | None = None, copy: bool = False) -> None:
+        self.root, self.layers, self.optimizer = root, layers, optimizer
+        self.probe_set = ProbeSet(root, layers, probe_x) if probe_x is not None else None
+        self.taps = Taps(layers, root=root, copy=copy)
+        self.weights = [layer.weight.weight for layer in layers]
+        self.norms = [layer.norm for layer in layers]
+        self.copy = copy
+        self.captures = 0
+        self.cost = 0.0
+        self.step: int | None = None
+        self._units: list[torch.Tensor | None] | None = None
+        self._before: list[torch.Tensor] | None = None
+        self._snapshots: list[list[torch.Tensor]] = []  # two sets, alternating: one may be in a summary
+        self._step_hook: Any = None
 
-    # -- arming -----------------------------------------------------------------------------
-    @property
-    def armed(self) -> bool:
-        return self.hooks.armed
+    # -- the context -------------------------------------------------------------------------
+    @contextmanager
+    def capturing(self, step: int, due: bool = True) -> Iterator[Taken]:
+        """Capture the step run inside (when ``due``): ``taken.capture`` afterwards."""
+        taken = Taken()
+        if not due:
+            yield taken
+            return
+        self.arm(step)
+        try:
+            yield taken
+        finally:
+            taken.capture = self.finish()
 
-    @armed.setter
-    def armed(self, value: bool) -> None:
-        self.hooks.armed = value
+    def arm(self, step: int) -> None:
+        """Before the step's forward: passes the probe set when it is due, registers the hooks."""
+        t0 = time.thread_time()
+        self.step = step
+        if self.probe_set is not None and self.captures % UNITS_EVERY == 0:
+            self._units = self.probe_set.activations()
+        self.taps.arm()
+        if self.optimizer is not None:
+            self._step_hook = self.optimizer.register_step_pre_hook(lambda *_: self._keep_weights())
+        self.cost += time.thread_time() - t0
 
-    def attach(self) -> LayerProbe:
-        self.hooks.attach()
-        return self
+    def finish(self) -> Capture | None:
+        """After the optimizer step: what the armed step showed (None if it showed nothing: no forward,
+        no backward, or no step), and the probe disarmed."""
+        t0 = time.thread_time()
+        try:
+            return self._take()
+        finally:
+            self._disarm()
+            self.cost += time.thread_time() - t0
 
     def remove(self) -> None:
-        self.hooks.remove()
-        self._w_before = None
+        self._disarm()
+        self.taps.remove()
 
     def __enter__(self) -> LayerProbe:
-        return self.attach()
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.remove()
 
-    # -- a capture --------------------------------------------------------------------------
-    def measure_units(self) -> None:
-        """Call before an armed step's forward: passes the probe set through the weights that step starts
-        from (its pre-activations are summarised with the capture)."""
-        if self.probe_x is not None:
-            self._unit_z = capture_preacts(self.model, self.blocks, self.probe_x)
+    # -- inside ------------------------------------------------------------------------------
+    def _disarm(self) -> None:
+        self.taps.disarm()
+        if self._step_hook is not None:
+            self._step_hook.remove()
+            self._step_hook = None
+        self.step, self._units, self._before = None, None, None
 
-    def before_step(self) -> None:
-        """Call between backward and the optimizer step: remembers the weights the update starts from."""
+    def _keep_weights(self) -> None:
+        """The optimizer's step pre-hook: the weights the update starts from, into one of two buffers."""
+        t0 = time.thread_time()
         with torch.no_grad():
-            self._w_before = torch._foreach_mul(self.weights, 1.0)
+            if len(self._snapshots) < 2:
+                self._snapshots.append([w.detach().clone() for w in self.weights])
+                self._before = self._snapshots[-1]
+            else:
+                self._before = self._snapshots[self.captures % 2]
+                torch._foreach_copy_(self._before, [w.detach() for w in self.weights])
+        self.cost += time.thread_time() - t0
 
-    def take(self, step: int) -> Capture:
-        """Call after the optimizer step: hands over what the armed step saw and disarms the probe.
-
-        Only the update's size needs the live weights, so it is measured here; everything else in
-        the capture is a tensor no later step writes to, and ``summarise`` may run on another thread.
-        """
-        hooks = self.hooks
-        hooks.armed = False
-        if not hooks.complete or self._w_before is None:
-            raise RuntimeError("take() needs an armed forward, a backward and before_step() first")
-        with torch.no_grad():
-            w_after = [w.detach() for w in self.weights]
-            update_norm = torch._foreach_norm(torch._foreach_sub(w_after, self._w_before))
-            grads = [w.grad if w.grad is not None else torch.zeros_like(w) for w in self.weights]
-        capture = Capture(step, list(hooks.pre), list(hooks.act),  # type: ignore[arg-type]
-                          [g if g is not None else torch.zeros_like(a)
-                           for g, a in zip(hooks.act_grad, hooks.act, strict=True)],  # type: ignore[misc]
-                          grads, self._w_before, update_norm,
-                          fresh_weights=self._captures % self.weight_every == 0, unit_z=self._unit_z,
-                          norm_params=self._norm_params())
-        self._unit_z = None
-        self._captures += 1
-        hooks.clear()
-        self._w_before = None
+    def _take(self) -> Capture | None:
+        taps, step = self.taps, self.step
+        if step is None or not taps.complete:
+            return None
+        live = [w.detach() for w in self.weights]
+        if self.optimizer is not None and self._before is None:
+            return None  # a forward, but no step (divergence ends the run before it)
+        before = self._before if self._before is not None else [w.clone() for w in live]
+        update = _update_norms(live, before)
+        grads = [w.grad if w.grad is not None else torch.zeros_like(w) for w in self.weights]
+        if self.copy:
+            grads = [g.detach().clone() for g in grads]
+        layers = self.layers
+        capture = Capture(
+            step, [joined(taps.pre[i], layer.unit_axis) for i, layer in enumerate(layers)],
+            [joined(taps.act[i], layer.unit_axis) for i, layer in enumerate(layers)],
+            [_grads_of(taps.act_source[i], layer.unit_axis) for i, layer in enumerate(layers)],
+            grads, update, before if self.captures % WEIGHT_EVERY == 0 else None, self._units,
+            self.probe_set is None or self._units is not None, self._norm_params())
+        self.captures += 1
         return capture
 
     def _norm_params(self) -> torch.Tensor | None:
-        """Mean gamma and beta of each layer's batchnorm, after the step (NaN for a layer without one)."""
-        if not any(self.norms):
+        """Mean gamma and beta of each layer's normalisation, after the step (NaN for a layer without)."""
+        if not any(n is not None and getattr(n, "weight", None) is not None for n in self.norms):
             return None
         nan = torch.full((2,), float("nan"), device=self.weights[0].device)
         with torch.no_grad():
-            rows = [torch.stack([n.weight.mean(), n.bias.mean()]) if n is not None else nan for n in self.norms]
-        return torch.stack([*rows, nan])
+            rows = [torch.stack([n.weight.mean(), n.bias.mean()]).float()
+                    if n is not None and getattr(n, "weight", None) is not None and n.bias is not None else nan
+                    for n in self.norms]
+        return torch.stack(rows)
 
-    def collect(self, step: int) -> dict[str, Any]:
-        """``take`` and ``summarise`` in one call, on this thread: returns the ``layers`` event."""
-        return self.summarise(self.take(step))
 
-    def summarise(self, cap: Capture) -> dict[str, Any]:
-        with torch.no_grad():
-            n = len(self.names)
-            fresh = cap.fresh_weights or self._weights is None
-            kinds = HIST_NAMES if fresh else HIST_NAMES[:3]
-            per = len(kinds)
-            # 1) bounds and every histogram, each in one pass over all layers
-            flat = [t.reshape(-1) for i in range(n)
-                    for t in (cap.pre[i].float(), cap.act[i].float(), cap.grads[i], cap.w_before[i])[:per]]
-            one_sync = flat[0].device.type != "cpu" if self.one_sync is None else self.one_sync
-            ranges, counts, table = (self._on_device if one_sync else self._on_host)(cap, flat, per, fresh)
-            hists = [{name: histogram(*ranges[per * i + j], counts[per * i + j], cap.step)
-                      for j, name in enumerate(kinds)} for i in range(n)]
-            # 3) weights: a fresh snapshot, or the last one repeated with the step it was taken at
-            if fresh:
-                self._weights = _WeightSnapshot(cap.step, [row[_W_STD] for row in table],
-                                                [row[_DUP] for row in table], [h["weight"] for h in hists])
-            snap = self._weights
-            assert snap is not None
-            for i in range(n):
-                table[i][_W_STD], table[i][_DUP] = snap.std[i], snap.duplicate[i]
-                hists[i]["weight"] = snap.hist[i]
-            return layers_event(cap.step, self.names, self.kinds, table, hists, snap.step)
+def _grads_of(sources: list[torch.Tensor], unit_axis: int) -> torch.Tensor | None:
+    """The loss's gradient with respect to a layer's activations (retained by the taps), or None where the
+    backward pass did not reach them."""
+    grads = [t.grad for t in sources]
+    if not grads or any(g is None for g in grads):
+        return None
+    return joined(grads, unit_axis)
 
-    def _on_host(self, cap: Capture, flat: list[torch.Tensor], per: int, fresh: bool) -> tuple[list, list, list]:
-        """Bounds, counts and the stat table, binning in float32 with a float64 pass near the edges."""
-        ranges = all_bounds(flat)
-        counts = batched_histograms(flat, ranges, self.bins, self._buffers)
-        return ranges, counts, self._stat_table(cap, flat, per, fresh).tolist()
 
-    def _on_device(self, cap: Capture, flat: list[torch.Tensor], per: int, fresh: bool) -> tuple[list, list, list]:
-        """The same numbers, computed where the tensors are and brought to the host together: on a GPU,
-        the capture's one sync."""
-        bounds = device_bounds(flat)
-        counts = device_histograms(flat, bounds, self.bins, self._buffers)
-        table = self._stat_table(cap, flat, per, fresh)
-        host = torch.cat([bounds.flatten(), counts.flatten().double(), table.double().flatten()]).tolist()
-        k, b, s = len(flat), self.bins, table.shape[1]
-        ranges = [(host[2 * i], host[2 * i + 1]) for i in range(k)]
-        at = 2 * k
-        counts_list = [[int(c) for c in host[at + i * b:at + (i + 1) * b]] for i in range(k)]
-        at += k * b
-        return ranges, counts_list, [host[at + r * s:at + (r + 1) * s] for r in range(table.shape[0])]
-
-    def _stat_table(self, cap: Capture, flat: list[torch.Tensor], per: int, fresh: bool) -> torch.Tensor:
-        """Rows of STAT_NAMES per layer, as a tensor. Without fresh weights, weight_std and duplicate_frac
-        are left at 0 for the caller to fill from the last snapshot. Each statistic is taken once per
-        run of equal-shape layers (``stacked_runs``), not once per layer."""
-        n, dev = len(self.names), flat[0].device
-        zero = torch.zeros(n, device=dev)
-        pre_mean, pre_std = moments_of([flat[per * i] for i in range(n)])
-        act_mean, act_std = moments_of([flat[per * i + 1] for i in range(n)])
-        w_std = moments_of([flat[per * i + 3] for i in range(n)])[1] if fresh else zero
-        duplicate = torch.cat([duplicate_fractions(w.reshape(w.shape[0], w.shape[1], -1))
-                               for _, w in stacked_runs(cap.w_before)]) if fresh else zero
-        act_grad_std = moments_of(cap.act_grad)[1]
-        grad_norm = torch.stack(torch._foreach_norm(cap.grads))
-        update_ratio = torch.stack(cap.update_norm) / torch.stack(torch._foreach_norm(cap.w_before)).clamp_min(1e-30)
-        units = self._unit_table(cap.unit_z if cap.unit_z is not None else cap.pre[:-1])
-        norm = cap.norm_params if cap.norm_params is not None else torch.full((n, 2), float("nan"), device=dev)
-        return torch.stack([pre_mean, pre_std, act_mean, act_std, grad_norm, act_grad_std, w_std, update_ratio,
-                            units[:, 0], units[:, 1], duplicate, units[:, 2], norm[:, 0], norm[:, 1]], 1)
-
-    def _unit_table(self, unit_z: list[torch.Tensor]) -> torch.Tensor:
-        """(dead, saturated, slope) per layer, (n, 3): hidden layers grouped by activation and shape, and
-        a NaN row for the output, which has no activation (None in the event)."""
-        kinds = self._act_kind
-        rows = [unit_stats(self.acts[kinds[first]], z.float(), self.saturating, self.peaks[kinds[first]])
-                for first, z in stacked_runs(unit_z, kinds)]
-        return torch.cat([*rows, torch.full((1, 3), float("nan"), device=unit_z[0].device)])
+def _update_norms(after: list[torch.Tensor], before: list[torch.Tensor]) -> torch.Tensor:
+    """(layers, 2): the size of each layer's update, |after - before|, and |before|. On the CPU one
+    compiled pass over both; elsewhere on the device, without a sync."""
+    if after[0].device.type == "cpu" and all(w.dtype == torch.float32 and w.is_contiguous() for w in after):
+        out = np.empty((len(after), 2))
+        compiled.update_norms(compiled.tensor_table(after, [b.data_ptr() for b in before]), out)
+        return torch.from_numpy(out)
+    with torch.no_grad():
+        return torch.stack([torch.stack(torch._foreach_norm(torch._foreach_sub(after, before))),
+                            torch.stack(torch._foreach_norm(before))], 1)

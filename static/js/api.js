@@ -35,11 +35,13 @@ export async function api(path, { method = "GET", body, headers: extra = {} } = 
   return data;
 }
 
-// The run statuses, from GET /api/options (their one home is the engine): {all, active, finished} as Sets.
+// The run statuses and the WebSocket's close codes, from GET /api/options (their one home is the server):
+// {all, active, finished} as Sets, and closeCodes by name.
 let statusesPromise = null;
 export function statuses() {
   statusesPromise ??= api("/api/options").then((o) => ({
-    all: new Set(o.statuses.all), active: new Set(o.statuses.active), finished: new Set(o.statuses.finished) }));
+    all: new Set(o.statuses.all), active: new Set(o.statuses.active), finished: new Set(o.statuses.finished),
+    closeCodes: o.close_codes }));
   return statusesPromise;
 }
 
@@ -57,7 +59,10 @@ export function streamRun(runId, onEvent, onEnd) {
   let closedByUs = false;
   let delay = 500;
   let socket;
-  const open = () => {
+  let codes = null;
+  const open = async () => {
+    codes ??= (await statuses()).closeCodes;
+    if (closedByUs) return;
     const proto = location.protocol === "https:" ? "wss" : "ws";
     socket = new WebSocket(`${proto}://${location.host}/ws/runs/${encodeURIComponent(runId)}?encoding=deflate`);
     socket.binaryType = "arraybuffer";
@@ -68,14 +73,14 @@ export function streamRun(runId, onEvent, onEnd) {
     };
     socket.onclose = (ev) => {
       if (closedByUs) return;
-      if (ev.code === 1000) return void decoded.then(() => onEnd("ended"));
-      if (ev.code === 4404) return onEnd("unknown");
-      if (ev.code === 4403) return onEnd("forbidden");
+      if (ev.code === codes.ended) return void decoded.then(() => onEnd("ended"));
+      if (ev.code === codes.not_found) return onEnd("unknown");
+      if (ev.code === codes.forbidden) return onEnd("forbidden");
       setTimeout(open, delay);
       delay = Math.min(delay * 2, 8000);
     };
     socket.onerror = () => {};  // onclose follows and decides
   };
   open();
-  return { close() { closedByUs = true; socket.close(); } };
+  return { close() { closedByUs = true; socket?.close(); } };
 }

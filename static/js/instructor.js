@@ -3,7 +3,7 @@
 import { api, ApiError, cookie, setCookie, statuses } from "./api.js";
 
 const $ = (id) => document.getElementById(id);
-let TERMINAL = new Set();
+let FINISHED = new Set();
 
 function token(ask) {
   let t = cookie("deepscope_instructor");
@@ -45,7 +45,7 @@ async function refresh() {
     $("message").textContent = err.message;
     return;
   }
-  const active = list.data.filter((r) => !TERMINAL.has(r.status));
+  const active = list.data.filter((r) => !FINISHED.has(r.status));
   const owners = new Set(list.data.map((r) => r.owner));
   $("summary").textContent = `${list.count} runs from ${owners.size} clients; ${active.length} queued or running.`;
   $("rows").replaceChildren(...list.data.map((run) => {
@@ -58,7 +58,7 @@ async function refresh() {
     const bar = Object.assign(document.createElement("progress"), { max: 1, value: run.progress });
     cells[3].append(bar);
     const act = document.createElement("td");
-    act.append(TERMINAL.has(run.status) ? action("Delete", run, `/api/runs/${run.id}`, "DELETE")
+    act.append(FINISHED.has(run.status) ? action("Delete", run, `/api/runs/${run.id}`, "DELETE")
       : action("Cancel", run, `/api/runs/${run.id}/cancel`, "POST"));
     tr.append(...cells, act);
     return tr;
@@ -66,5 +66,5 @@ async function refresh() {
 }
 
 token(false);  // the cookie it sets lets the options call below through on a token server
-statuses().then((known) => { TERMINAL = known.finished; refresh(); setInterval(refresh, 2000); })
+statuses().then((known) => { FINISHED = known.finished; refresh(); setInterval(refresh, 2000); })
   .catch((err) => { $("message").textContent = err.message; });

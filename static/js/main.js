@@ -3,7 +3,7 @@ import { api, ApiError, ensureToken, statuses, streamRun } from "./api.js";
 import { ConfigForm } from "./form.js";
 import * as charts from "./charts.js";
 
-let TERMINAL = new Set();  // the finished statuses, from /api/options
+let FINISHED = new Set();  // the finished statuses, from /api/options
 const $ = (id) => document.getElementById(id);
 
 const state = {
@@ -60,7 +60,7 @@ function onEvent(v, ev) {
         v.config = ev.config || v.config;
         v.points = ev.points || null;
       }
-      if (TERMINAL.has(ev.status)) v.progress = ev.status === "completed" ? 1 : v.progress;
+      if (FINISHED.has(ev.status)) v.progress = ev.status === "completed" ? 1 : v.progress;
       break;
     case "step": v.steps.push(ev); v.progress = ev.progress; break;
     case "eval": v.evals.push(ev); break;
@@ -69,9 +69,9 @@ function onEvent(v, ev) {
     case "samples": v.samples = ev; break;
     default: break;
   }
-  if (ev.type === "status" && TERMINAL.has(ev.status)) backfillCaptures(v);
-  if (v.id === state.shown && ev.type === "status" && TERMINAL.has(ev.status)) refreshRuns();
-  if (state.lesson && ev.type === "status" && TERMINAL.has(ev.status)) checkLesson();
+  if (ev.type === "status" && FINISHED.has(ev.status)) backfillCaptures(v);
+  if (v.id === state.shown && ev.type === "status" && FINISHED.has(ev.status)) refreshRuns();
+  if (state.lesson && ev.type === "status" && FINISHED.has(ev.status)) checkLesson();
   scheduleRender();
 }
 
@@ -197,7 +197,7 @@ function render() {
     ? `Comparing ${runs.map((r) => r.name).join(" · ")}` : shown.name;
   $("run-status").textContent = shown ? `${shown.status}${shown.message ? ": " + shown.message : ""}` : "no run yet";
   $("run-progress").value = shown ? shown.progress : 0;
-  $("cancel").disabled = !shown || TERMINAL.has(shown.status) || shown.status === "deleted";
+  $("cancel").disabled = !shown || FINISHED.has(shown.status) || shown.status === "deleted";
   $("from-shown").disabled = !shown || !shown.config;
   const slider = $("step-slider");
   const n = shown ? shown.layers.length : 0;
@@ -380,7 +380,7 @@ function runRow(run) {
   const bar = Object.assign(document.createElement("progress"), { max: 1, value: run.progress });
   bar.setAttribute("aria-label", `progress of ${run.name}`);
   const actions = document.createElement("td");
-  if (!TERMINAL.has(run.status)) {
+  if (!FINISHED.has(run.status)) {
     actions.append(button("Cancel", async () => { await api(`/api/runs/${run.id}/cancel`, { method: "POST" }).catch(() => {}); refreshRuns(); }));
   } else {
     actions.append(button("Delete", () => deleteWithUndo(run)));
@@ -658,7 +658,7 @@ async function submit(event) {
 async function main() {
   ensureToken();
   const [options, presets, known] = await Promise.all([api("/api/options"), api("/api/presets"), statuses()]);
-  TERMINAL = known.finished;
+  FINISHED = known.finished;
   state.presets = presets;
   state.form = new ConfigForm($("form-sections"), options, writeHash);
   const fromHash = configFromHash();

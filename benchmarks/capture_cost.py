@@ -1,0 +1,106 @@
+"""What a capture costs, measured from outside the engine: process CPU per training step, telemetry off
+against every step captured, and a lesson run at the defaults against the same run unwatched.
+
+    python benchmarks/capture_cost.py [--repeats 3] [--only NAME ...]
+
+Each model trains whole runs in this process, in three modes, interleaved (off, defaults, every step;
+``--repeats`` times): one torch thread, as the workers train. A run's CPU is this process's CPU clock
+(every thread: the summary thread included) from its 'running' event to its last event, so data
+generation and start-up are left out and every mode pays the same evaluations. Medians over the
+repeats:
+
+- step: CPU-ms per training step, telemetry off;
+- capture: what capturing every step adds per step (every_steps 1, no rate cap, no budget), in CPU-ms
+  and in training steps (goal: at most 0.5);
+- defaults: captures a run keeps at the default settings, and its CPU per step against the same run
+  unwatched (goal: at most 1.10 for lesson runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import torch  # noqa: E402
+
+from deepscope.engine import train  # noqa: E402
+
+torch.set_num_threads(1)
+
+MODELS = {
+    "6-layer MLP (dying-relu, relu)": {"data": {"dataset": "spiral", "n_samples": 1500, "noise": 0.1},
+                                       "model": {"depth": 6, "activation": "relu", "bias_init": -1.0},
+                                       "train": {"epochs": 15, "optimizer": "adam", "lr": 0.005}},
+    "10-layer MLP (vanishing-sigmoid)": {"data": {"dataset": "spiral", "n_samples": 1500, "noise": 0.1},
+                                         "model": {"depth": 10, "activation": "sigmoid", "init": "xavier_normal"},
+                                         "train": {"epochs": 15}},
+    "30-layer MLP (xavier-vs-he, He)": {"data": {"dataset": "spiral", "n_samples": 1000, "noise": 0.1},
+                                        "model": {"depth": 30, "activation": "relu", "init": "he_normal"},
+                                        "train": {"epochs": 40, "optimizer": "sgd", "lr": 0.02}},
+    "MLP, inverted dropout (dropout)": {"data": {"dataset": "mnist1d", "n_samples": 1200, "val_fraction": 0.5},
+                                        "model": {"depth": 3, "width": 256, "dropout": 0.5},
+                                        "train": {"epochs": 80, "lr": 0.1, "batch_size": 32}},
+    "100-layer MLP": {"data": {"dataset": "spiral", "n_samples": 1000}, "model": {"depth": 100},
+                      "train": {"epochs": 4, "lr": 0.01}},
+    "CNN on shapes (augmentation)": {"data": {"dataset": "shapes", "n_samples": 300, "val_fraction": 0.5},
+                                     "model": {"arch": "cnn", "depth": 4, "width": 12},
+                                     "train": {"epochs": 20, "optimizer": "adam", "lr": 0.003, "batch_size": 32}},
+}
+MODES = {"off": {"every_steps": 0}, "defaults": {},
+         "every step": {"every_steps": 1, "max_per_second": 0, "budget": 0}}
+
+
+def run(config: dict, telemetry: dict) -> tuple[float, int, int]:
+    """(process CPU seconds from 'running' to the end, training steps, layers events) of one run."""
+    marks: dict[str, float] = {}
+    counts = {"layers": 0, "steps": 0}
+
+    def emit(event: dict) -> None:
+        if event["type"] == "status" and event["status"] == "running":
+            marks["start"] = time.process_time()
+            counts["steps"] = event["total_steps"]
+        counts["layers"] += event["type"] == "layers"
+        marks["end"] = time.process_time()
+
+    result = train({**config, "telemetry": telemetry}, emit)
+    assert result["status"] == "completed", result
+    return marks["end"] - marks["start"], counts["steps"], counts["layers"]
+
+
+def measure(config: dict, repeats: int) -> dict[str, float]:
+    run(config, MODES["defaults"])  # warm: the first run of a process fills caches
+    cpu: dict[str, list[float]] = {mode: [] for mode in MODES}
+    steps = captures = 0
+    for _ in range(repeats):
+        for mode, telemetry in MODES.items():
+            seconds, steps, layers = run(config, telemetry)
+            cpu[mode].append(seconds)
+            if mode == "defaults":
+                captures = layers
+    off, defaults, every = (statistics.median(cpu[m]) / steps for m in MODES)
+    return {"steps": steps, "step_ms": off * 1e3, "capture_ms": (every - off) * 1e3,
+            "capture_steps": (every - off) / off, "captures": captures, "defaults_ratio": defaults / off}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--only", nargs="*", default=None, help="models whose name contains one of these")
+    args = parser.parse_args()
+    names = [n for n in MODELS if not args.only or any(o.lower() in n.lower() for o in args.only)]
+    print(f"{'model':34} {'steps':>6} {'step CPU-ms':>11} {'capture CPU-ms':>14} {'in steps':>8} "
+          f"{'captures':>8} {'defaults/off':>12}")
+    for name in names:
+        r = measure(MODELS[name], args.repeats)
+        print(f"{name:34} {r['steps']:6d} {r['step_ms']:11.3f} {r['capture_ms']:14.3f} {r['capture_steps']:8.2f} "
+              f"{r['captures']:8d} {r['defaults_ratio']:12.3f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,366 @@
+"""The CPU capture kernels, compiled with numba: each call does one job for every tensor of a capture,
+reading each tensor a few times and leaving its histogram range, exact counts and sums.
+
+Why compiled (docs/telemetry.md has the measurements): a capture reads what the training step has just
+written, so it need not cost more than a fraction of that step. Built from torch operations, every
+statistic was a pass of its own and every operation a few microseconds of dispatch; on a 6-layer MLP a
+capture cost six training steps, nearly all of it overhead. Here a capture is a handful of calls, each
+given a table of the tensors it reads (their addresses and sizes), so no Python runs per tensor.
+
+The counts equal ``np.histogram``'s over the same range, value for value. A value's bin is its local
+coordinate ``(x - lo) * bins / (hi - lo)`` rounded down, computed in float64; the few values within
+EDGE of a bin edge are checked against numpy's own edges (``np.linspace(lo, hi, bins + 1)``:
+``i * step + lo``, the last edge ``hi``), as numpy itself does. The GPU path (``kernels.py``) gives the
+same counts in torch; ``tests/test_telemetry.py`` holds both to numpy.
+
+The loops are shaped for the compiler: bounds and sums in vectorised passes (``fastmath`` lets them
+reassociate; a NaN or inf still shows in the plain sum, which is checked first), bins computed a block at
+a time into scratch that stays in cache, then counted into LANES interleaved copies of the counters.
+Compiled when this module is first imported (the workers import it before their first run), and cached
+on disk by numba where the package folder is writable.
+
+Every table row's address must be that of a live, contiguous float32 tensor of at least the size the
+row gives (``tensor_table`` builds them so): the kernels trust it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import carray, njit, types
+from numba.extending import intrinsic
+
+from deepscope.engine.telemetry.bounds import PAD, TIE
+
+LANES = 4        # interleaved copies of the counters: a run of equal bins (half a ReLU layer is 0) would
+                 # otherwise make every increment wait for the one before
+BLOCK = 4096     # values binned at a time: their bin numbers (16 KB) stay in the L1 cache until counted
+EDGE = 1e-3      # in bins: far wider than the float64 rounding of a local coordinate
+SUMMARY_FIELDS = ("lo", "hi", "mean", "std", "norm")  # a row of ``summarise``'s output, in this order
+
+# Activation codes (engine/telemetry/layers.py maps modules to them)
+IDENTITY, RELU, LEAKY, SIGMOID, TANH, ELU, SELU, GELU, SILU, SOFTPLUS = range(10)
+SELU_SCALE = 1.0507009873554805
+
+_KW = {"nogil": True, "cache": True, "boundscheck": False}
+_VECTOR = {**_KW, "fastmath": {"reassoc", "contract", "nsz"}}
+_MINMAX = {**_KW, "fastmath": {"reassoc", "contract", "nsz", "nnan", "ninf"}}  # only for bounds of finite data
+
+
+def tensor_table(tensors: list, *columns: list[int]) -> np.ndarray:
+    """Rows of (address, number of values, *columns) for contiguous float32 tensors, for the kernels."""
+    return np.array([(t.data_ptr(), t.numel(), *extra) for t, *extra in zip(tensors, *columns, strict=True)],
+                    np.int64).reshape(len(tensors), 2 + len(columns))
+
+
+@intrinsic
+def _floats_at(typingctx, address):
+    """The float32 values at an address (a tensor's ``data_ptr()``)."""
+    sig = types.CPointer(types.float32)(types.int64)
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], context.get_value_type(types.CPointer(types.float32)))
+
+    return sig, codegen
+
+
+@njit("UniTuple(float64, 2)(float32[::1])", **_MINMAX)
+def _min_max(x):
+    """min and max of x (garbage if x holds a NaN: the caller rules that out first). Eight accumulators
+    each, so the compiler keeps them in vector registers."""
+    n = x.size
+    l0 = l1 = l2 = l3 = l4 = l5 = l6 = l7 = x[0]
+    h0 = h1 = h2 = h3 = h4 = h5 = h6 = h7 = x[0]
+    i = 0
+    while i + 8 <= n:
+        l0, l1, l2, l3 = min(l0, x[i]), min(l1, x[i + 1]), min(l2, x[i + 2]), min(l3, x[i + 3])
+        l4, l5, l6, l7 = min(l4, x[i + 4]), min(l5, x[i + 5]), min(l6, x[i + 6]), min(l7, x[i + 7])
+        h0, h1, h2, h3 = max(h0, x[i]), max(h1, x[i + 1]), max(h2, x[i + 2]), max(h3, x[i + 3])
+        h4, h5, h6, h7 = max(h4, x[i + 4]), max(h5, x[i + 5]), max(h6, x[i + 6]), max(h7, x[i + 7])
+        i += 8
+    while i < n:
+        l0, h0 = min(l0, x[i]), max(h0, x[i])
+        i += 1
+    lo = min(min(min(l0, l1), min(l2, l3)), min(min(l4, l5), min(l6, l7)))
+    hi = max(max(max(h0, h1), max(h2, h3)), max(max(h4, h5), max(h6, h7)))
+    return np.float64(lo), np.float64(hi)
+
+
+@njit("float64(float32[::1])", **_VECTOR)
+def _sum(x):
+    total = 0.0
+    for i in range(x.size):
+        total += x[i]
+    return total
+
+
+@njit("float64(float32[::1], float64)", **_VECTOR)
+def _squares_about(x, mean):
+    dev = 0.0
+    for i in range(x.size):
+        d = np.float64(x[i]) - mean
+        dev += d * d
+    return dev
+
+
+@njit("float64(float32[::1])", **_VECTOR)
+def _squares(x):
+    sq = 0.0
+    for i in range(x.size):
+        v = np.float64(x[i])
+        sq += v * v
+    return sq
+
+
+@njit("void(float32[::1], float32, float32, int32, int32[::1])", **_VECTOR)
+def _bin_block(x, lo, scale, bins, out):
+    """Each value's slot in the counters: its bin, computed in float32 (eight to a vector; the rounding,
+    under 1e-5 of a bin, is far inside EDGE), plus the offset of its lane; flagged (bit 24) where it lies
+    within EDGE of an inner edge and must be checked against numpy's edges."""
+    last = bins - 1
+    for i in range(x.size):
+        t = (x[i] - lo) * scale
+        j = min(np.int32(t), last)
+        f = t - np.float32(j)
+        near = ((f < np.float32(EDGE)) & (j > 0)) | ((f > np.float32(1.0 - EDGE)) & (j < last))
+        out[i] = (j + np.int32((i & (LANES - 1)) * bins)) | (np.int32(near) << 24)
+
+
+@njit(inline="always")
+def _edge_checked(v, j, lo, step, last):
+    """numpy's check of a bin guessed within one of the truth: the edges decide."""
+    if v < j * step + lo:
+        return j - 1
+    if j != last and v >= (j + 1) * step + lo:
+        return j + 1
+    return j
+
+
+@njit("void(float32[::1], int32[::1], float64, float64, int64, int32[::1])", **_KW)
+def _count_block(x, binned, lo, step, bins, lanes):
+    """Count each value's slot; a flagged value's bin is decided by numpy's edges, in float64."""
+    last = bins - 1
+    n = x.size
+    i = 0
+    while i + 4 <= n:
+        k0, k1, k2, k3 = binned[i], binned[i + 1], binned[i + 2], binned[i + 3]
+        if (k0 | k1 | k2 | k3) >> 24:
+            for q in range(4):
+                k = binned[i + q]
+                if k >> 24:
+                    lane = q * bins  # i is a multiple of LANES here
+                    k = lane + _edge_checked(np.float64(x[i + q]), (k & 0xFFFFFF) - lane, lo, step, last)
+                lanes[k] += 1
+        else:
+            lanes[k0] += 1
+            lanes[k1] += 1
+            lanes[k2] += 1
+            lanes[k3] += 1
+        i += 4
+    while i < n:
+        k = binned[i]
+        if k >> 24:
+            lane = (i & (LANES - 1)) * bins
+            k = lane + _edge_checked(np.float64(x[i]), (k & 0xFFFFFF) - lane, lo, step, last)
+        lanes[k] += 1
+        i += 1
+
+
+@njit("void(float32[::1], int64, int64[::1], float64[::1], int32[::1], int32[::1])", **_KW)
+def tensor_summary(x, bins, counts, out, binned, lanes):
+    """Histogram range, exact counts over ``bins`` equal-width bins, mean, std (two-pass: a sigmoid
+    layer's std/mean can be 1e-4) and L2 norm of ``x``; ``out`` receives SUMMARY_FIELDS.
+
+    A tensor with NaN or inf inside gets the range (0, 0), zero counts and NaN moments; a constant one a
+    narrow range about its value (engine/telemetry/bounds.py). ``binned`` (BLOCK) and ``lanes``
+    (LANES * bins) are scratch."""
+    n = x.size
+    counts[:] = 0
+    total = _sum(x) if n else np.nan
+    if not math.isfinite(total):
+        out[0], out[1], out[2], out[3], out[4] = 0.0, 0.0, np.nan, np.nan, np.nan
+        return
+    lo, hi = _min_max(x)
+    mean = total / n
+    if hi - lo <= TIE * max(1.0, abs(lo), abs(hi)):  # a constant: every value in the bin of the first
+        pad = max(abs(lo), 1.0) * PAD
+        lo, hi = lo - pad, hi + pad
+        v = np.float64(x[0])
+        counts[_edge_checked(v, min(int((v - lo) * bins / (hi - lo)), bins - 1), lo, (hi - lo) / bins, bins - 1)] = n
+        out[0], out[1], out[2], out[3], out[4] = lo, hi, mean, math.sqrt(_squares_about(x, mean) / n), abs(v) * math.sqrt(n)
+        return
+    lanes[:] = 0
+    lo32, scale32, step = np.float32(lo), np.float32(bins / (hi - lo)), (hi - lo) / bins
+    for start in range(0, n, BLOCK):
+        block = x[start:min(n, start + BLOCK)]
+        _bin_block(block, lo32, scale32, np.int32(bins), binned)
+        _count_block(block, binned, lo, step, bins, lanes)
+    for k in range(LANES):
+        for j in range(bins):
+            counts[j] += lanes[k * bins + j]
+    out[0], out[1], out[2], out[3], out[4] = lo, hi, mean, math.sqrt(_squares_about(x, mean) / n), math.sqrt(_squares(x))
+
+
+@njit("void(int64[:, ::1], int64, int64[:, ::1], float64[:, ::1])", **_KW)
+def summarise(table, bins, counts, out):
+    """``tensor_summary`` of every row (address, values, histogram?) into ``counts[row]`` and
+    ``out[row]``; a row without a histogram gets only its mean and std (``out[row, 2:4]``)."""
+    binned = np.empty(BLOCK, np.int32)
+    lanes = np.empty(LANES * bins, np.int32)
+    for t in range(table.shape[0]):
+        x = carray(_floats_at(table[t, 0]), (table[t, 1],))
+        if table[t, 2]:
+            tensor_summary(x, bins, counts[t], out[t], binned, lanes)
+            continue
+        total = _sum(x) if x.size else np.nan
+        mean = total / x.size if math.isfinite(total) else np.nan
+        out[t, 2] = mean
+        out[t, 3] = math.sqrt(_squares_about(x, mean) / x.size) if math.isfinite(total) else np.nan
+
+
+# f'(z) in closed form, from the pre-activation z and the output a = f(z) (reading a saves an exp)
+_SLOPES = (
+    lambda z, a, p: 1.0,                                           # IDENTITY
+    lambda z, a, p: 1.0 if z > 0 else 0.0,                         # RELU
+    lambda z, a, p: 1.0 if z > 0 else p,                           # LEAKY
+    lambda z, a, p: a * (1.0 - a),                                 # SIGMOID
+    lambda z, a, p: 1.0 - a * a,                                   # TANH
+    lambda z, a, p: 1.0 if z > 0 else a + p,                       # ELU: alpha (e^z - 1) below 0, slope a + alpha
+    lambda z, a, p: SELU_SCALE if z > 0 else a + p,                # SELU: likewise, p = scale * alpha
+    lambda z, a, p: 0.5 * (1.0 + math.erf(z * 0.7071067811865476))  # GELU, z Phi(z): Phi(z) + z phi(z)
+    + z * math.exp(-0.5 * z * z) * 0.3989422804014327,
+    lambda z, a, p: (a / z if z != 0 else 0.5) * (1.0 + z * (1.0 - (a / z if z != 0 else 0.5))),  # SILU: z s(z)
+    lambda z, a, p: -math.expm1(-a),                               # SOFTPLUS: slope 1 - e^-a
+)
+
+
+def _slope_sums(slope):
+    """The slope summed over n values, and the count under ``flat_below``, for one activation: the
+    closed form is inlined and the loop has no branch on which activation it is."""
+    f = njit(inline="always")(slope)
+
+    @njit(inline="always")
+    def sums(z_at, a_at, n, param, flat_below):
+        z, a = carray(_floats_at(z_at), (n,)), carray(_floats_at(a_at), (n,))
+        total, flat = 0.0, 0.0
+        for i in range(n):
+            g = f(np.float64(z[i]), np.float64(a[i]), param)
+            total += g
+            flat += abs(g) < flat_below
+        return total, flat
+
+    return sums
+
+
+(_S0, _S1, _S2, _S3, _S4, _S5, _S6, _S7, _S8, _S9) = (_slope_sums(s) for s in _SLOPES)
+
+
+@njit("void(int64[:, ::1], float64[:, ::1], float64[:, ::1])", **_VECTOR)
+def slopes(table, params, out):
+    """Per row (z address, values, a address, activation code) with ``params[row]`` = (its parameter,
+    the flat-tail threshold): the mean slope f'(z) and the share of values under the threshold."""
+    for t in range(table.shape[0]):
+        z_at, n, a_at, code = table[t, 0], table[t, 1], table[t, 2], table[t, 3]
+        p, flat_below = params[t, 0], params[t, 1]
+        if code == RELU:
+            total, flat = _S1(z_at, a_at, n, p, flat_below)
+        elif code == LEAKY:
+            total, flat = _S2(z_at, a_at, n, p, flat_below)
+        elif code == SIGMOID:
+            total, flat = _S3(z_at, a_at, n, p, flat_below)
+        elif code == TANH:
+            total, flat = _S4(z_at, a_at, n, p, flat_below)
+        elif code == ELU:
+            total, flat = _S5(z_at, a_at, n, p, flat_below)
+        elif code == SELU:
+            total, flat = _S6(z_at, a_at, n, p, flat_below)
+        elif code == GELU:
+            total, flat = _S7(z_at, a_at, n, p, flat_below)
+        elif code == SILU:
+            total, flat = _S8(z_at, a_at, n, p, flat_below)
+        elif code == SOFTPLUS:
+            total, flat = _S9(z_at, a_at, n, p, flat_below)
+        else:
+            total, flat = _S0(z_at, a_at, n, p, flat_below)
+        out[t, 0] = total / n if n else np.nan
+        out[t, 1] = flat / n if n else np.nan
+
+
+@njit("void(int64[:, ::1], float64[::1])", **_VECTOR)
+def dead_fractions(table, out):
+    """Per row (address, values, samples, units, positions) of an activation laid out as (samples, units,
+    positions): the fraction of units whose output is exactly 0 for every sample and position."""
+    for t in range(table.shape[0]):
+        samples, units, positions = table[t, 2], table[t, 3], table[t, 4]
+        alive = np.zeros(units, np.uint8)
+        if positions == 1:  # a linear layer: one flag per unit, OR-ed row by row (a vector op per row)
+            a = carray(_floats_at(table[t, 0]), (samples, units))
+            for s in range(samples):
+                for u in range(units):
+                    alive[u] |= a[s, u] != 0
+        else:
+            a3 = carray(_floats_at(table[t, 0]), (samples, units, positions))
+            for s in range(samples):
+                for u in range(units):
+                    seen = alive[u]
+                    for p in range(positions):
+                        seen |= a3[s, u, p] != 0
+                    alive[u] = seen
+        out[t] = 1.0 - alive.sum() / units if units else np.nan
+
+
+@njit("void(int64[:, ::1], float64[::1], float64[::1])", **_KW)
+def duplicate_fractions(table, probe, out):
+    """Per row (address, values, units) of a weight laid out as (units, fan-in): the fraction of units whose
+    incoming weights equal another unit's exactly.
+
+    Each row is hashed with one dot product against ``probe`` (identical rows give bit-identical hashes:
+    each is reduced with the same sequence of operations); rows sorted by hash fall into runs of equal
+    hashes, and each row is compared exactly with the first row of its run."""
+    for t in range(table.shape[0]):
+        n = table[t, 2]
+        k = table[t, 1] // n if n else 0
+        w = carray(_floats_at(table[t, 0]), (n, k))
+        if n < 2:
+            out[t] = 0.0
+            continue
+        keys = np.empty(n)
+        for r in range(n):
+            h = 0.0
+            for c in range(k):
+                h += w[r, c] * probe[c]
+            keys[r] = h
+        order = np.argsort(keys, kind="mergesort")
+        dup, start = 0, 0
+        while start < n:
+            end = start + 1
+            while end < n and keys[order[end]] == keys[order[start]]:
+                end += 1
+            first, same = order[start], 1
+            for m in range(start + 1, end):
+                row, equal = order[m], True
+                for c in range(k):
+                    if w[row, c] != w[first, c]:
+                        equal = False
+                        break
+                same += equal
+            if same > 1:
+                dup += same
+            start = end
+        out[t] = dup / n
+
+
+@njit("void(int64[:, ::1], float64[:, ::1])", **_VECTOR)
+def update_norms(table, out):
+    """Per row (address after, values, address before): ||after - before|| and ||before||."""
+    for t in range(table.shape[0]):
+        n = table[t, 1]
+        after, before = carray(_floats_at(table[t, 0]), (n,)), carray(_floats_at(table[t, 2]), (n,))
+        du, w = 0.0, 0.0
+        for i in range(n):
+            b = np.float64(before[i])
+            d = np.float64(after[i]) - b
+            du += d * d
+            w += b * b
+        out[t, 0], out[t, 1] = math.sqrt(du), math.sqrt(w)

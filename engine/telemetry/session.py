@@ -1,0 +1,116 @@
+"""``Telemetry``: watching one model through a run. It decides when a step is captured (``schedule``),
+takes what the step showed (``probe``), turns it into a ``layers`` event (``summary``), on a second
+thread while training goes on, and counts what all of it cost for the budget.
+
+    with Telemetry(model, layers, settings, total_steps, emit, optimizer=optimizer) as telemetry:
+        for step, (x, y) in enumerate(batches):
+            with telemetry.step(step):
+                loss = loss_fn(model(x), y)
+                optimizer.zero_grad(); loss.backward(); optimizer.step()
+    telemetry.report()   # for the run's summary
+
+The engine's loop, ``deepscope.watch``, the tests and the benchmarks all capture this way.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from deepscope.engine.telemetry.layers import WatchedLayer
+from deepscope.engine.telemetry.probe import Capture, LayerProbe
+from deepscope.engine.telemetry.schedule import CaptureSchedule
+from deepscope.engine.telemetry.summary import Summariser
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The telemetry part of a run's config (engine/config.py, ``TelemetryConfig``)."""
+
+    every_steps: int = 10
+    bins: int = 32
+    max_per_second: float = 10.0
+    budget: float = 0.03
+    captures: int = 50
+
+    @classmethod
+    def of(cls, config: Any) -> Settings:
+        return cls(**{k: getattr(config, k) for k in cls.__dataclass_fields__})
+
+
+class Telemetry:
+    """``emit`` receives each layers event, in step order. ``background``: summarise on a second thread
+    (one capture in flight at a time: the next waits, which bounds memory and keeps events in order)."""
+
+    def __init__(self, root: nn.Module, layers: list[WatchedLayer], settings: Settings, total_steps: int | None,
+                 emit: Callable[[dict[str, Any]], None], optimizer: torch.optim.Optimizer | None = None,
+                 probe_x: torch.Tensor | None = None, background: bool = True, copy: bool = False) -> None:
+        self.schedule = CaptureSchedule(total_steps, settings.every_steps, settings.max_per_second,
+                                        settings.budget, settings.captures)
+        self.probe = LayerProbe(root, layers, optimizer, probe_x, copy=copy)
+        self.summariser = Summariser(layers, settings.bins)
+        self.emit = emit
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="deepscope-telemetry") if background else None
+        self._pending: Future | None = None
+
+    @contextmanager
+    def step(self, step: int, due: bool | None = None) -> Iterator[None]:
+        """Run one training step inside: it is captured when the schedule says so (or ``due``)."""
+        due = self.schedule.due(step) if due is None else due
+        with self.probe.capturing(step, due) as taken:
+            yield
+        if taken.capture is not None:
+            self.submit(taken.capture)
+        self._count_probe_cost()
+
+    def submit(self, capture: Capture) -> None:
+        """Summarise a capture and emit its event: on the second thread, or here without one."""
+        t0 = time.thread_time()
+        if self._pool is None:
+            self.emit(self.summariser.summarise(capture))
+            self.schedule.add_training_cost(time.thread_time() - t0)
+            return
+        self.wait()
+        self._pending = self._pool.submit(self._summarise, capture)
+        self.schedule.add_training_cost(time.thread_time() - t0)
+
+    def _summarise(self, capture: Capture) -> None:
+        t0 = time.thread_time()
+        event = self.summariser.summarise(capture)
+        self.schedule.add_summary_cost(time.thread_time() - t0)
+        self.emit(event)
+
+    def _count_probe_cost(self) -> None:
+        if self.probe.cost:
+            self.schedule.add_training_cost(self.probe.cost)
+            self.probe.cost = 0.0
+
+    def wait(self) -> None:
+        """Returns once the capture in flight is summarised and emitted (its error, if any, is raised)."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+
+    def report(self) -> dict[str, Any]:
+        return self.schedule.report()
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            self.probe.remove()
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> Telemetry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
