@@ -4,7 +4,7 @@ rendering), with the page as it is and, side by side, drawing every chart on eve
     python benchmarks/page_smoothness.py [--seconds 20] [--moves 12]
 
 Two pages open at once, each in its own browser context, at 1440x900: the page as served, and the same
-page with ``?redraw=all``. Both start the xavier-vs-he lesson (three 30-layer ReLU nets); the second
+page with ``?redraw=all`` (both with the timing counters ``?perf`` keeps). Both start the xavier-vs-he lesson (three 30-layer ReLU nets); the second
 press shares the first one's trainings, so both pages receive the same events live. While it streams:
 
 - update: the page's own timing of each update (``window.deepscopePerf``; goal: median <= 50 ms);
@@ -87,7 +87,7 @@ def main() -> None:
 
     with LiveServer(Settings(data_dir=Path(tempfile.mkdtemp()), workers=2)) as live, sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True)
-        pages = {"as served": open_page(browser, live.url + "/"),
+        pages = {"as served": open_page(browser, live.url + "/?perf"),
                  "?redraw=all (before)": open_page(browser, live.url + "/?redraw=all")}
         for page in pages.values():
             page.click("[data-testid=lesson-start]")

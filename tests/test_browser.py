@@ -432,3 +432,34 @@ def test_a_finished_lesson_at_three_widths(browser, server, width, height):
     page.wait_for_timeout(300)
     shot(page, f"lesson-{width}")
     context.close()
+
+
+def test_the_time_axis_one_position_per_capture_play_and_every_chart_follows(page, server):
+    """A lesson run at the defaults: the slider has one position per capture (at least 50), the heatmap one
+    column per capture, Play steps the slider forward, and the loss chart, the heatmap and the boundary
+    follow the shown step."""
+    page.select_option("[data-testid=preset-select]", "dying-relu")
+    page.click("[data-testid=lesson-start]")
+    wait_for_text(page, "[data-testid=lesson-status]", "Done", timeout=90000)
+    page.wait_for_function("() => Number(document.querySelector('[data-testid=step-slider]').max) >= 49", timeout=20000)
+    slider = page.locator("[data-testid=step-slider]")
+    positions = int(slider.get_attribute("max")) + 1
+    page.locator("[data-testid=heatmap-chart]").scroll_into_view_if_needed()
+    page.wait_for_function(f"() => (document.querySelector('[data-testid=heatmap-chart]').data || [])[0]?.x.length === {positions}")
+    slider.fill("10")
+    page.wait_for_timeout(300)
+    step = int(page.inner_text("#step-value"))
+    assert 0 < step < 100
+    marker = "el => (el.layout.shapes || []).map(s => s.x0)"
+    page.locator("[data-testid=loss-chart]").scroll_into_view_if_needed()
+    page.wait_for_function(f"() => (document.querySelector('[data-testid=loss-chart]').layout.shapes || []).some(s => s.x0 === {step})")
+    assert step in page.locator("[data-testid=loss-chart]").evaluate(marker)
+    page.locator("[data-testid=boundary-chart]").scroll_into_view_if_needed()
+    page.wait_for_function(f"() => (document.querySelector('[data-testid=boundary-chart]').layout.annotations || [])"
+                           f".every(a => Number(a.text.split('step ')[1]) <= {step})", timeout=5000)
+    page.click("[data-testid=play]")
+    assert page.get_attribute("[data-testid=play]", "aria-pressed") == "true"
+    page.wait_for_function(f"() => Number(document.querySelector('#step-value').textContent) > {step}", timeout=5000)
+    page.click("[data-testid=play]")  # pause
+    assert page.get_attribute("[data-testid=play]", "aria-pressed") == "false"
+    shot(page, "time-axis")

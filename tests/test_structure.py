@@ -41,3 +41,24 @@ def test_comments_cite_the_repository_not_outside_documents():
                 cited |= set(re.findall(r"docs/[a-z_]+\.md", text))
     missing = [doc for doc in cited if not (ROOT / doc).is_file()]
     assert cited and not missing, missing
+
+
+def test_the_page_is_split_by_job_with_one_url_codec():
+    # main.js wires; each module has one job and stays short enough to read (playground's split).
+    scripts = list((ROOT / "static" / "js").glob("*.js"))
+    long = {p.name: n for p in scripts if (n := len(p.read_text().splitlines())) > 300}
+    assert not long, long
+    # The hash is read and written in one place (state.js): two writers used to overwrite each other.
+    touching = sorted(p.name for p in scripts if re.search(r"location\.hash|history\.replaceState", p.read_text()))
+    assert touching == ["state.js"], touching
+    # Benchmark hooks ship behind one flag, read once.
+    assert [p.name for p in scripts if "window.deepscopePerf =" in p.read_text()] == ["scheduler.js"]
+    assert [p.name for p in scripts if "URLSearchParams(location.search)" in p.read_text()] == ["state.js"]
+
+
+def test_every_redis_key_is_built_in_redis_keys():
+    for path in (ROOT / "app" / "executors").rglob("*.py"):
+        if path.name == "redis_keys.py":
+            continue
+        text = path.read_text()
+        assert not re.search(r"""\{K\.PREFIX\}|["']deepscope:""", text), f"{path.relative_to(ROOT)} builds a Redis key inline"

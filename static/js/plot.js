@@ -1,0 +1,100 @@
+// What every chart shares: one draw call, run styles (Okabe–Ito colours, safe for the common colour
+// blindnesses, with a dash and a marker each), names at line ends, log axes that show zeros, and the
+// text summary a screen reader reads. Every chart takes the runs to draw, the shown run first.
+
+// Classes in a decision boundary get their own colours, apart from the runs' (Paul Tol's muted scheme).
+export const CLASSES = ["#332288", "#44AA99", "#AA4499", "#DDCC77", "#88CCEE", "#882255"];
+export const PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"];
+const CONFIG = { responsive: true, displaylogo: false };
+const BASE = { margin: { l: 50, r: 10, t: 10, b: 40 }, legend: { orientation: "h", y: -0.2 }, font: { size: 11 } };
+
+export function draw(id, traces, layout) {
+  Plotly.react(id, traces, { ...BASE, ...layout }, CONFIG);
+}
+
+// Plotly reads a subset of HTML in names and hover text: a run's name is user input, so escape it.
+export function label(run) {
+  return String(run.name || run.id).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+}
+
+// Runs are told apart by dash and marker as well as colour (colour alone fails some readers and prints).
+export const DASHES = ["solid", "dash", "dot", "dashdot", "longdash", "longdashdot"];
+const MARKERS = ["circle", "square", "diamond", "triangle-up", "x", "star"];
+export const runStyle = (i) => ({ color: PALETTE[i % PALETTE.length], dash: DASHES[i % DASHES.length],
+  symbol: MARKERS[i % MARKERS.length] });
+
+// A name at the end of each line instead of a legend box: the legend took a third of the card and
+// overprinted the axis title.
+// Labels that would print on the same spot (two runs ending at the same value) are moved apart.
+export function endLabels(traces, log = false) {
+  const ends = traces.filter((t) => t.x.length && t.y[t.y.length - 1] !== null && t.y[t.y.length - 1] !== undefined);
+  const pos = (t) => (log ? Math.log10(Math.max(t.y[t.y.length - 1], 1e-300)) : t.y[t.y.length - 1]);
+  const values = ends.map(pos);
+  const span = (Math.max(...values) - Math.min(...values)) || 1;
+  return ends.map((t, i) => {
+    const crowded = values.slice(0, i).filter((v) => Math.abs(v - values[i]) < 0.06 * span).length;
+    return { x: t.x[t.x.length - 1], y: t.y[t.y.length - 1], xref: t.xaxis || "x", yref: t.yaxis || "y",
+      text: t.endLabel, showarrow: false, xanchor: "left", xshift: 4, yshift: -12 * crowded,
+      font: { size: 10, color: t.line.color } };
+  });
+}
+
+// One sentence per chart for screen readers (and anyone): what it shows and the numbers that matter.
+// (A hidden paragraph the chart points to with aria-describedby: the chart itself holds Plotly's buttons,
+// so it cannot be an image with a label.)
+export function describe(el, text) {
+  const id = `${el.id}-summary`;
+  let p = document.getElementById(id);
+  if (!p) {
+    p = Object.assign(document.createElement("p"), { id, className: "sr-only" });
+    el.after(p);
+    el.setAttribute("aria-describedby", id);
+  }
+  if (p.textContent !== text) p.textContent = text;
+}
+
+export const LOG_STATS = new Set(["act_std", "grad_norm", "preact_std", "act_grad_std"]);
+
+// A log axis cannot show 0 or a negative value, and Plotly drops such points without a word: a dead
+// layer's gradient line would simply end. Here a zero is drawn at the axis floor as an open cross with
+// "exactly 0" on hover. The axis also spans at least one decade, so values of 0.99998 to 0.99999 do not
+// fill it and magnify noise.
+export function logAxis(traces, yaxis) {
+  const on = traces.filter((t) => (t.yaxis || "y") === yaxis);
+  const ys = on.flatMap((t) => t.y).filter((v) => v !== null && v !== undefined && Number.isFinite(v));
+  const positive = ys.filter((v) => v > 0);
+  let lo = positive.length ? Math.log10(Math.min(...positive)) : -1;
+  let hi = positive.length ? Math.log10(Math.max(...positive)) : 1;
+  const hasZero = ys.some((v) => v <= 0);
+  if (hasZero) lo -= 1;  // room for the floor
+  if (hi - lo < 1) { const mid = (hi + lo) / 2; lo = mid - 0.5; hi = mid + 0.5; }
+  const floor = 10 ** (lo + 0.15);
+  const extra = [];
+  for (const t of on) {
+    const zeros = t.y.map((v, i) => (v !== null && v !== undefined && v <= 0 ? i : -1)).filter((i) => i >= 0);
+    if (!zeros.length) continue;
+    t.y = t.y.map((v) => (v !== null && v !== undefined && v <= 0 ? null : v));
+    extra.push({ x: zeros.map((i) => t.x[i]), y: zeros.map(() => floor), xaxis: t.xaxis, yaxis: t.yaxis,
+      mode: "markers", type: "scatter", name: `${t.name}: exactly 0`, showlegend: false,
+      marker: { symbol: "x-open", size: 9, color: t.line ? t.line.color : "#555" },
+      hovertemplate: `%{x}: exactly 0<extra>${t.name}</extra>` });
+  }
+  return { range: [lo - 0.05, hi + 0.05], extra, hasZero };
+}
+
+export const STAT_LABELS = {
+  act_std: "activation std", grad_norm: "gradient norm", dead_frac: "dead fraction",
+  saturated_frac: "saturated fraction", slope_mean: "mean slope f'(z)", duplicate_frac: "duplicate fraction",
+};
+
+// The shown step, on a chart whose x axis is the step: a thin line, so a learner sees where the slider is.
+export function stepMarker(step) {
+  if (step === null || step === undefined) return [];
+  return [{ type: "line", x0: step, x1: step, y0: 0, y1: 1, yref: "paper", line: { color: "#444", width: 1, dash: "dot" } }];
+}
+
+export function centres(h) {
+  const n = h.counts.length, w = (h.hi - h.lo) / n;
+  return h.counts.map((_, i) => h.lo + (i + 0.5) * w);
+}
+

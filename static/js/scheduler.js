@@ -1,0 +1,98 @@
+// When charts are drawn. Live data is drawn at most four times a second; the learner's own moves (the
+// slider, a select, play) in the next frame. A chart is redrawn only when what it shows changed (its
+// key) and only while it is on screen: one that scrolled away is drawn when it comes back. Drawing
+// every chart on every update took 170-390 ms.
+import { flags } from "./state.js";
+
+let renderer = () => {};
+let renderPending = false;
+let frameRequested = false;
+
+export function setRenderer(fn) { renderer = fn; }
+
+export function scheduleRender(nextFrame = false) {
+  if (nextFrame && !flags.redrawAll) {
+    if (frameRequested) return;
+    frameRequested = true;
+    // The learner's own move: draw what it changed in this same frame, not the next.
+    requestAnimationFrame(() => { frameRequested = false; render(); if (queue.size) drain(Infinity); });
+    return;
+  }
+  if (renderPending) return;
+  renderPending = true;
+  setTimeout(() => { renderPending = false; render(); }, 250);
+}
+
+function render() {
+  const t0 = performance.now();
+  renderer();
+  record(perf.renders, { t: t0, ms: performance.now() - t0 });
+}
+
+const drawnKeys = new Map();
+const onScreen = new Set();
+const screenWatch = new IntersectionObserver((entries) => {
+  for (const e of entries) {
+    if (e.isIntersecting) onScreen.add(e.target.id); else onScreen.delete(e.target.id);
+  }
+  scheduleRender(true);
+}, { rootMargin: "200px" });
+
+export function observe(element) { screenWatch.observe(element); }
+
+// A chart to redraw waits in a queue, and each animation frame draws from it for at most FRAME_MS: a
+// capture that changes four charts is four short tasks, with the page answering input between them,
+// instead of one long one. A newer draw of the same chart replaces a waiting one.
+const FRAME_MS = 30;
+const queue = new Map();  // chart id -> [key, draw]
+let draining = false;
+
+// Charts that change slowly and cost much to draw wait at least this long between live redraws.
+const MIN_GAP_MS = { "boundary-chart": 2000 };
+const lastDrawn = new Map();
+const waiting = new Set();  // charts with a render already set for the end of their gap
+
+export function redraw(id, key, drawChart, live = true) {
+  if (flags.redrawAll) { timed(id, drawChart); return; }
+  if (!onScreen.has(id) || drawnKeys.get(id) === key) { queue.delete(id); return; }
+  const wait = live ? (lastDrawn.get(id) ?? -Infinity) + (MIN_GAP_MS[id] || 0) - performance.now() : 0;
+  if (wait > 0) {
+    if (!waiting.has(id)) {
+      waiting.add(id);
+      setTimeout(() => { waiting.delete(id); scheduleRender(); }, wait);
+    }
+    return;
+  }
+  queue.set(id, [key, drawChart]);
+  if (!draining) { draining = true; requestAnimationFrame(() => drain()); }
+}
+
+function drain(budget = FRAME_MS) {
+  const t0 = performance.now();
+  while (queue.size && performance.now() - t0 < budget) {
+    const [id, [key, drawChart]] = queue.entries().next().value;
+    queue.delete(id);
+    timed(id, drawChart);
+    drawnKeys.set(id, key);
+  }
+  record(perf.frames, { t: t0, ms: performance.now() - t0 });
+  if (queue.size) requestAnimationFrame(() => drain()); else draining = false;
+}
+
+function timed(id, drawChart) {
+  const t0 = performance.now();
+  drawChart();
+  lastDrawn.set(id, t0);
+  record(perf.draws, { id, ms: performance.now() - t0 });
+}
+
+// How long each update, frame of drawing and chart draw took, and how many draws wait: kept only with
+// ?perf (benchmarks/page_smoothness.py reads window.deepscopePerf).
+const perf = { renders: [], frames: [], draws: [], get pending() { return queue.size; } };
+if (flags.perf) window.deepscopePerf = perf;
+
+function record(list, entry) {
+  if (!flags.perf) return;
+  list.push(entry);
+  if (list.length > 4000) list.splice(0, 2000);
+}
