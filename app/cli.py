@@ -40,6 +40,20 @@ def _read_config(path: str, command: str) -> Any:
         return None
 
 
+def say_findings(summary: dict[str, Any], out=sys.stderr) -> None:
+    """The doctor's reading of a run, in words: the last lines a person reads (stdout stays JSON)."""
+    findings = summary.get("findings") or []
+    if not findings:
+        return
+    print("What DeepScope sees:", file=out)
+    for f in findings:
+        evidence = f.get("evidence") or {}
+        look = ", ".join(str(evidence[k]) for k in ("chart", "stat", "layer") if evidence.get(k))
+        where = f"; look at {look}" + (f" at step {f['step']}" if f.get("step") is not None else "") if look else ""
+        lesson = f"; the lesson {f['lesson']} teaches it" if f.get("lesson") else ""
+        print(f"  {f['severity']:7}  {f['title']}. {f['detail'].rstrip('.')}{where}{lesson}.", file=out)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
@@ -78,6 +92,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     state["drawn"] = 0.0
     _progress({"type": EventType.EVAL}, state)
     sys.stderr.write("\n")
+    say_findings(result["summary"])
     print(json.dumps({"name": cfg.display_name(), "status": result["status"], "error": result["error"],
                       "summary": result["summary"]}, indent=2))
     return 0 if result["status"] in (Status.COMPLETED, Status.DIVERGED) else 1
@@ -110,6 +125,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
             _progress(event, state)
         sys.stderr.write("\n")
         final = ds.wait(run["id"])
+        say_findings(final["summary"])
     print(json.dumps({"id": final["id"], "name": final["name"], "status": final["status"],
                       "error": final["error"], "summary": final["summary"]}, indent=2))
     return 0 if final["status"] in (Status.COMPLETED, Status.DIVERGED) else 1
@@ -156,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_submit)
     sub.add_parser("lessons", help="train every lesson at many seeds and report how often each check held "
                                    "(deepscope lessons --help)")
+    sub.add_parser("doctor", help="the doctor's sweep: configs with and without each pathology, over seeds, and "
+                                  "each finding's precision and recall (deepscope doctor --help)")
     p = sub.add_parser("worker", help="a scale-out worker: takes runs from Redis (DEEPSCOPE_REDIS_URL)")
     p.add_argument("--queues", default="runs", help="comma-separated queues: runs (CPU) and/or gpu")
     p.add_argument("--concurrency", type=int, default=None, help="runs at once (default: one per core)")
@@ -165,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
         from deepscope.app.lesson_sweep import main as lessons_main
 
         return lessons_main(argv[1:])
+    if argv[:1] == ["doctor"]:
+        from deepscope.engine.doctor.sweep import main as doctor_main
+
+        return doctor_main(argv[1:])
     args = parser.parse_args(argv)
     return args.func(args)
 

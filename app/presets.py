@@ -44,10 +44,14 @@ OPS = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a >
 
 
 def check(expectation: dict[str, Any], summaries: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Whether one expectation held, given each run's summary by label: the two values compared
+    """Whether one expectation held, given each run's summary by label. An expectation with ``finding``
+    ({run, id}) holds when the doctor reported that finding for that run (``summary.findings``).
+    Otherwise it compares two values: the two values compared
     (``left`` and the other run's value or the number as ``right``), the threshold ``bound`` (right +
     plus), and the ``margin``: how far past the threshold, in the direction the check wants (in decades,
     log10, for checks with ``"log": true``, whose values span orders of magnitude); below 0 it failed."""
+    if "finding" in expectation:
+        return doctor_check(expectation, summaries)
     left = metric(summaries.get(expectation["left"]["run"], {}), expectation["left"]["metric"])
     right_spec = expectation["right"]
     right = right_spec["value"] if "value" in right_spec else \
@@ -66,3 +70,12 @@ def check(expectation: dict[str, Any], summaries: dict[str, dict[str, Any]]) -> 
     if margin is not None and expectation["op"] in ("<", "<="):
         margin = -margin + 0.0  # + 0.0: an exact tie reads 0, not -0
     return {**out, "held": held, "bound": bound, "margin": margin}
+
+
+def doctor_check(expectation: dict[str, Any], summaries: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    want = expectation["finding"]
+    summary = summaries.get(want["run"])
+    found = [f["id"] for f in (summary or {}).get("findings", [])]
+    return {"text": expectation["text"], "held": None if summary is None else want["id"] in found, "left": None,
+            "right": None, "bound": None, "margin": None, "margin_unit": "finding", "finding": want["id"],
+            "found": found}

@@ -1,4 +1,6 @@
-"""A self-contained HTML report of one run: Plotly figures with plotly.js inlined, so it opens offline."""
+"""A self-contained HTML report of one run, for a learner to take home: what the doctor sees, in words,
+the run's key numbers, the same charts as the page, and its config as a table (the raw JSON behind a
+disclosure). Plotly is inlined, so it opens offline, and it reads well printed."""
 
 from __future__ import annotations
 
@@ -12,6 +14,13 @@ from deepscope.engine.events import SCALARS, EventType
 
 # (run id, event types) -> the stored events, parsed, in seq order: RunService.all_events
 EventsReader = Callable[..., Iterable[dict[str, Any]]]
+LOG_STATS = {"act_std": "activation std", "grad_norm": "weight-gradient norm"}
+LINEAR_STATS = {"dead_frac": "dead fraction", "saturated_frac": "saturated fraction",
+                "duplicate_frac": "duplicate fraction"}
+NUMBERS = (("val_acc", "validation accuracy"), ("train_acc", "training accuracy"), ("val_loss", "validation loss"),
+           ("train_loss", "training loss"), ("val_acc_batch_stats", "validation accuracy with batch statistics"),
+           ("diverged_step", "diverged at step"), ("steps_per_s", "training steps a second"),
+           ("captures", "captures of every layer"))
 
 
 def report_csp(nonce: str) -> str:
@@ -34,6 +43,57 @@ def _first_and_last(events: Iterable[dict[str, Any]]) -> tuple[list[dict[str, An
     return ([first] if count == 1 else [first, last]), count
 
 
+def _curves(steps: list[dict], evals: list[dict]) -> list[dict[str, Any]]:
+    line = lambda rows, key, name, width=2: {"x": [e["step"] for e in rows], "y": [e.get(key) for e in rows],  # noqa: E731
+                                             "name": name, "type": "scatter", "line": {"width": width}}
+    step_axis = {"xaxis": {"title": {"text": "step"}}}
+    return [
+        {"title": "Loss", "data": [line(steps, "loss", "batch loss", 1), line(evals, "train_loss", "training"),
+                                   line(evals, "val_loss", "validation")], "layout": step_axis},
+        {"title": "Accuracy: training against validation", "data": [
+            line(evals, "train_acc", "training"), line(evals, "val_acc", "validation")],
+         "layout": {**step_axis, "yaxis": {"range": [0, 1.02]}}},
+    ]
+
+
+def _layer_charts(captures: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per statistic, every layer at step 0 and at the last capture: log axes for spreads and norms,
+    0 to 1 for fractions (a fraction of 0 could not appear on a log axis)."""
+    figures = []
+    for stats, log in ((LOG_STATS, True), (LINEAR_STATS, False)):
+        for key, name in stats.items():
+            data = [{"x": [layer["name"] for layer in e["layers"]], "y": [layer["stats"][key] for layer in e["layers"]],
+                     "name": f"step {e['step']}", "type": "scatter", "mode": "lines+markers"} for e in captures]
+            axis = {"type": "log", "exponentformat": "power"} if log else {"range": [-0.03, 1.03]}
+            figures.append({"title": f"{name[0].upper()}{name[1:]} per layer, input to output", "data": data,
+                            "layout": {"yaxis": {**axis, "title": {"text": name}}}})
+    return figures
+
+
+def _findings(summary: dict[str, Any]) -> str:
+    items = "".join(
+        f'<li class="{html.escape(f["severity"])}"><strong>{html.escape(f["title"])}</strong> '
+        f'({html.escape(f["severity"])}). {html.escape(f["detail"])}'
+        + (f' The lesson <em>{html.escape(f["lesson"])}</em> teaches it.' if f.get("lesson") else "") + "</li>"
+        for f in summary.get("findings") or [])
+    return f"<h2>What DeepScope sees</h2><ul class=\"findings\">{items}</ul>" if items else ""
+
+
+def _numbers(summary: dict[str, Any]) -> str:
+    rows = "".join(f"<tr><th scope=\"row\">{name}</th><td>{summary[key]:.4g}</td></tr>"
+                   for key, name in NUMBERS if isinstance(summary.get(key), int | float))
+    return f"<h2>Key numbers</h2><table>{rows}</table>" if rows else ""
+
+
+def _config(config: dict[str, Any]) -> str:
+    rows = "".join(f"<tr><th scope=\"row\">{html.escape(section)}.{html.escape(field)}</th>"
+                   f"<td>{html.escape(json.dumps(value))}</td></tr>"
+                   for section, fields in config.items() if isinstance(fields, dict) for field, value in fields.items())
+    raw = html.escape(json.dumps(config, indent=2))
+    return (f"<h2>Config</h2><table class=\"config\">{rows}</table>"
+            f"<details><summary>The config as JSON</summary><pre>{raw}</pre></details>")
+
+
 def render_report(run: dict[str, Any], read_events: EventsReader) -> tuple[str, str]:
     """(the page, the nonce its scripts carry)."""
     from plotly.offline import get_plotlyjs
@@ -41,48 +101,29 @@ def render_report(run: dict[str, Any], read_events: EventsReader) -> tuple[str, 
     nonce = secrets.token_urlsafe(16)
     scalars = list(read_events(run["id"], types=tuple(SCALARS)))  # at most 2000 step and 500 eval events
     layers, n_captures = _first_and_last(read_events(run["id"], types=(EventType.LAYERS.value,), page=20))
-    steps = [e for e in scalars if e["type"] == "step"]
-    evals = [e for e in scalars if e["type"] == "eval"]
-    figures = [
-        {"title": "Loss", "data": [
-            {"x": [e["step"] for e in steps], "y": [e["loss"] for e in steps], "name": "batch loss", "type": "scatter"},
-            {"x": [e["step"] for e in evals], "y": [e["train_loss"] for e in evals], "name": "train loss",
-             "type": "scatter"},
-            {"x": [e["step"] for e in evals], "y": [e["val_loss"] for e in evals], "name": "validation loss",
-             "type": "scatter"}], "layout": {"xaxis": {"title": {"text": "step"}}}},
-        {"title": "Accuracy", "data": [
-            {"x": [e["step"] for e in evals], "y": [e["train_acc"] for e in evals], "name": "train", "type": "scatter"},
-            {"x": [e["step"] for e in evals], "y": [e["val_acc"] for e in evals], "name": "validation",
-             "type": "scatter"}], "layout": {"xaxis": {"title": {"text": "step"}}}},
-    ]
-    shown = (("step 0", layers[0]), ("the last capture", layers[-1])) if len(layers) == 2 else \
-        (("step 0", layers[0]),) if layers else ()
-    for label, event in shown:
-        names = [layer["name"] for layer in event["layers"]]
-        figures.append({"title": f"Per-layer statistics at {label} (step {event['step']})", "data": [
-            {"x": names, "y": [layer["stats"]["act_std"] for layer in event["layers"]], "name": "activation std",
-             "type": "scatter"},
-            {"x": names, "y": [layer["stats"]["grad_norm"] for layer in event["layers"]], "name": "gradient norm",
-             "type": "scatter"},
-            {"x": names, "y": [layer["stats"]["dead_frac"] for layer in event["layers"]], "name": "dead fraction",
-             "type": "scatter"}], "layout": {"yaxis": {"type": "log"}}})
+    figures = _curves([e for e in scalars if e["type"] == "step"], [e for e in scalars if e["type"] == "eval"])
+    figures += _layer_charts(layers)
     divs = "\n".join(f'<h2>{html.escape(f["title"])}</h2><div id="fig{i}" class="fig"></div>'
                      for i, f in enumerate(figures))
-    summary = html.escape(json.dumps(run["summary"], indent=2))
-    config = html.escape(json.dumps(run["config"], indent=2))
     data = json.dumps(figures).replace("</", "<\\/")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>DeepScope report: {html.escape(run['name'])}</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em}}
-.fig{{height:360px}} pre{{background:#f4f4f4;padding:1em;overflow:auto}}</style>
+<style>body{{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#1b1b1b}}
+.fig{{height:340px}} pre{{background:#f4f4f4;padding:1em;overflow:auto}} table{{border-collapse:collapse}}
+th,td{{text-align:left;padding:.2em .8em .2em 0;border-bottom:1px solid #ddd}} .findings li{{margin:.4em 0}}
+.findings .problem strong{{color:#A33F00}} .findings .warning strong{{color:#8a6100}}
+@media print{{.fig{{height:300px;break-inside:avoid}} details{{display:none}}}}</style>
 <script nonce="{nonce}">{get_plotlyjs()}</script></head><body>
 <h1>{html.escape(run['name'])}</h1>
-<p>Run <code>{run['id']}</code>: <strong>{html.escape(run['status'])}</strong>
+<p>Run <code>{html.escape(run['id'])}</code>: <strong>{html.escape(run['status'])}</strong>
 {html.escape(run.get('error') or '')}</p>
-<p>{n_captures} captures of every layer are stored with this run; the report shows {len(layers)} of them
-(the first and the last); the playground shows them all.</p>
+{_findings(run['summary'])}
+{_numbers(run['summary'])}
+<p>{n_captures} captures of every layer are stored with this run; the layer charts show the first and the
+last; the playground shows them all, on its step slider.</p>
 {divs}
-<h2>Summary</h2><pre>{summary}</pre><h2>Config</h2><pre>{config}</pre>
+{_config(run['config'])}
 <script nonce="{nonce}">const figs = {data};
-figs.forEach((f, i) => Plotly.newPlot('fig' + i, f.data, f.layout || {{}}, {{responsive: true}}));</script>
+figs.forEach((f, i) => Plotly.newPlot('fig' + i, f.data, {{margin: {{t: 10}}, ...(f.layout || {{}})}},
+  {{responsive: true, displayModeBar: false}}));</script>
 </body></html>""", nonce

@@ -89,6 +89,15 @@ class DeepScope:
         params = {k: v for k, v in {"status": status, "group": group, "limit": limit}.items() if v is not None}
         return self._call("GET", "/api/runs", params=params)["data"]
 
+    def findings(self, run_id: str) -> list[dict[str, Any]]:
+        """What the run doctor says of a run (docs/doctor.md): its final findings once it has finished,
+        else the newest live ones (empty while it has seen nothing yet)."""
+        run = self.run(run_id)
+        if run["summary"].get("findings"):
+            return run["summary"]["findings"]
+        live = list(self.events(run_id, type="findings"))
+        return live[-1]["findings"] if live else []
+
     def cancel(self, run_id: str) -> dict[str, Any]:
         return self._call("POST", f"/api/runs/{quote(run_id)}/cancel")
 

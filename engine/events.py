@@ -30,11 +30,12 @@ class EventType(StrEnum):
     LAYERS = "layers"
     BOUNDARY = "boundary"
     SAMPLES = "samples"
+    FINDINGS = "findings"  # what the doctor sees so far (engine/doctor): sent when it changes
 
 
 # Snapshots of a state: a newer one supersedes an older one, so a viewer that falls behind may skip
 # to the newest. The others form curves, and every one of them counts.
-SNAPSHOTS = frozenset({EventType.LAYERS, EventType.BOUNDARY, EventType.SAMPLES})
+SNAPSHOTS = frozenset({EventType.LAYERS, EventType.BOUNDARY, EventType.SAMPLES, EventType.FINDINGS})
 SCALARS = frozenset({EventType.STEP, EventType.EVAL})
 
 

@@ -23,6 +23,8 @@ from deepscope.engine.augment import augment_batch
 from deepscope.engine.config import RunConfig
 from deepscope.engine.datasets import DataSplit, load_dataset
 from deepscope.engine.devices import pick_device
+from deepscope.engine.doctor import Doctor
+from deepscope.engine.doctor.nonfinite import first_nonfinite_layer
 from deepscope.engine.events import EventType, Status, status_event
 from deepscope.engine.models import batch_statistics, build_model
 from deepscope.engine.optimizers import make_optimizer
@@ -123,6 +125,7 @@ def train(config: RunConfig | dict[str, Any], emit: Emit, should_stop: Callable[
         cfg = config if isinstance(config, RunConfig) else RunConfig.model_validate(config)
         run = _Run(cfg, out, summary, data_dir or default_data_dir())
         status, message, extra = run.execute(should_stop, background_telemetry)
+        summary["findings"] = run.doctor.final(status.value, summary.get("diverged_step"), run.nonfinite_layer)
     except Exception as exc:  # a run's failure is reported as an event, never raised into the worker
         # The event is public (every viewer gets it): one line. The traceback goes to the worker's log.
         log.exception("run failed")
@@ -154,6 +157,8 @@ class _Run:
         self.boundary_every = max(1, self.steps_per_epoch // BOUNDARIES_PER_EPOCH,
                                   math.ceil(self.total_steps / MAX_BOUNDARIES)) if self.data.kind == "points" else 0
         self.eval_idx = torch.randperm(self.n_train, generator=self.gen)[:EVAL_TRAIN_SAMPLES].to(self.device)
+        self.doctor = Doctor(self.data.n_classes, out)
+        self.nonfinite_layer: str | None = None
 
     def execute(self, should_stop: Callable[[], bool | str], background: bool) -> tuple[str, str, dict[str, Any]]:
         cfg, data = self.cfg, self.data
@@ -165,7 +170,8 @@ class _Run:
                   "classes": data.classes, "n_train": self.n_train, "n_val": len(data.y_val),
                   **({"points": training_points(data)} if data.kind == "points" else {})}))
         probe_x = data.x_train[self.eval_idx[:probe_size(cfg.model.arch)]]
-        with Telemetry(self.model, layers_of_net(self.model), Settings.of(cfg.telemetry), self.total_steps,
+        self.layers = layers_of_net(self.model)
+        with Telemetry(self.model, self.layers, Settings.of(cfg.telemetry), self.total_steps,
                        self._on_layers, self.optimizer, probe_x, background) as self.telemetry:
             try:
                 return self._epochs(should_stop)
@@ -177,6 +183,7 @@ class _Run:
         if event["step"] == 0:
             event["theory_preact_std"] = self._theory_line(event["layers"])
         self.out(event)
+        self.doctor.observe_capture(event)
         if event["step"] == 0:
             self.summary["probe_start"] = probe_summary(event["layers"])
         self.summary["probe_end"] = probe_summary(event["layers"])
@@ -234,6 +241,7 @@ class _Run:
             loss_value = float(loss.detach())
             if not math.isfinite(loss_value):
                 self.summary.update(diverged_step=step, step=step, epoch=epoch)
+                self.nonfinite_layer = first_nonfinite_layer(model, self.layers, xb)
                 return Status.DIVERGED, f"loss became {loss_value} at step {step}", {"step": step}
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -256,7 +264,9 @@ class _Run:
         if self.cfg.model.batchnorm:
             metrics["val_acc_batch_stats"] = evaluate_batch_statistics(self.model, data.x_val, data.y_val, self.bs)
         clean = {k: (v if math.isfinite(v) else None) for k, v in metrics.items()}
-        self.out({"type": EventType.EVAL.value, "epoch": epoch, "step": step, **clean})
+        event = {"type": EventType.EVAL.value, "epoch": epoch, "step": step, **clean}
+        self.out(event)
+        self.doctor.observe_eval(event)
         self.summary.update(clean, step=step, epoch=epoch)
         if clean["train_acc"] is not None and clean["val_acc"] is not None:
             self.summary["gap"] = clean["train_acc"] - clean["val_acc"]  # overfitting shows as large gaps

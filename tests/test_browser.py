@@ -463,3 +463,27 @@ def test_the_time_axis_one_position_per_capture_play_and_every_chart_follows(pag
     page.click("[data-testid=play]")  # pause
     assert page.get_attribute("[data-testid=play]", "aria-pressed") == "false"
     shot(page, "time-axis")
+
+
+def test_what_deepscope_sees_names_the_problem_and_shows_its_evidence(page, server):
+    """A run of one's own that cannot learn: the doctor's card names the problem at the top of the run;
+    "Show me" opens its chart on its statistic; "Try" starts the suggested cure beside it."""
+    tweak(page)
+    page.select_option("[name='model.activation']", "relu")
+    page.fill("[name='model.bias_init']", "-2")
+    page.fill("[name='train.epochs']", "3")
+    page.click("[data-testid=start]")
+    wait_for_text(page, "[data-testid=run-status]", "completed", timeout=60000)
+    page.wait_for_selector("[data-testid=findings] [data-finding=dead_units]", timeout=10000)
+    card = page.inner_text("[data-testid=findings]")
+    assert "What DeepScope sees" in card and "Dead units" in card
+    page.locator("[data-finding=dead_units] [data-testid=finding-evidence]").click()
+    page.wait_for_timeout(300)
+    assert page.input_value("[data-testid=strip-stat]") == "dead_frac"
+    assert page.evaluate("() => document.querySelector('[data-testid=layer-stats-chart]').closest('figure')"
+                         ".classList.contains('target')")
+    before = page.locator("#run-rows tr:not(.group-row)").count()
+    page.locator("[data-finding=dead_units] [data-testid=finding-try]").click()
+    page.wait_for_function(f"() => document.querySelectorAll('#run-rows tr:not(.group-row)').length > {before}")
+    assert "leaky" in page.inner_text("#run-rows")
+    shot(page, "findings")

@@ -66,6 +66,8 @@ def test_lessons_through_the_client(server):
             ds.wait(run["id"], timeout=120)
         outcome = ds.outcome("zero-init", runs[0]["group"])
         assert outcome["finished"] and all(c["held"] is not None for c in outcome["checks"])
+        zeros = next(r for r in runs if r["name"] == "zeros, sigmoid")
+        assert "symmetry" in [f["id"] for f in ds.findings(zeros["id"])]  # the doctor, through the client
 
 
 def test_deepscope_submit_follows_a_run(server, tmp_path):
@@ -75,6 +77,7 @@ def test_deepscope_submit_follows_a_run(server, tmp_path):
     out = subprocess.run([*cmd, "--token", "class-secret", "--follow"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["status"] == "completed" and "step" in out.stderr
+    assert "What DeepScope sees:" in out.stderr  # the doctor's reading, in the last lines
     config.write_text(json.dumps({"model": {"depth": 0}}))
     bad = subprocess.run([*cmd, "--token", "class-secret"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "model.depth" in bad.stderr

@@ -106,6 +106,9 @@ def test_replay_after_completion_and_paging(server, client):
     assert sum(",eval," in line for line in lines) == 2
     report = client.get(f"/api/runs/{run['id']}/report")
     assert report.status_code == 200 and "Plotly.newPlot" in report.text and "<script src" not in report.text
+    # what a learner takes home: the doctor's words and readable numbers, the raw JSON only behind a disclosure
+    assert "What DeepScope sees" in report.text and "Key numbers" in report.text
+    assert '"type": "log"' not in report.text.split("Dead fraction per layer")[1].split("}}")[0]
 
 
 def test_live_stream_joins_mid_run_without_gap_or_duplicate(server, client):

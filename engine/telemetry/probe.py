@@ -79,26 +79,28 @@ class LayerProbe:
         self._before: list[torch.Tensor] | None = None
         self._snapshots: list[list[torch.Tensor]] = []  # two sets, alternating: one may be in a summary
         self._step_hook: Any = None
+        self._full = False
 
     # -- the context -------------------------------------------------------------------------
     @contextmanager
-    def capturing(self, step: int, due: bool = True) -> Iterator[Taken]:
-        """Capture the step run inside (when ``due``): ``taken.capture`` afterwards."""
+    def capturing(self, step: int, due: bool = True, full: bool = False) -> Iterator[Taken]:
+        """Capture the step run inside (when ``due``): ``taken.capture`` afterwards. ``full``: measure the
+        weights and the probe set on this capture whatever the turn (a run's first and last state)."""
         taken = Taken()
         if not due:
             yield taken
             return
-        self.arm(step)
+        self.arm(step, full)
         try:
             yield taken
         finally:
             taken.capture = self.finish()
 
-    def arm(self, step: int) -> None:
-        """Before the step's forward: passes the probe set when it is due, registers the hooks."""
+    def arm(self, step: int, full: bool = False) -> None:
+        """Before the step's forward: passes the probe set when it is due (or ``full``), registers the hooks."""
         t0 = time.thread_time()
-        self.step = step
-        if self.probe_set is not None and self.captures % UNITS_EVERY == 0:
+        self.step, self._full = step, full
+        if self.probe_set is not None and (full or self.captures % UNITS_EVERY == 0):
             self._units = self.probe_set.activations()
         self.taps.arm()
         if self.optimizer is not None:
@@ -162,7 +164,7 @@ class LayerProbe:
             step, [joined(taps.pre[i], layer.unit_axis) for i, layer in enumerate(layers)],
             [joined(taps.act[i], layer.unit_axis) for i, layer in enumerate(layers)],
             [_grads_of(taps.act_source[i], layer.unit_axis) for i, layer in enumerate(layers)],
-            grads, update, before if self.captures % WEIGHT_EVERY == 0 else None, self._units,
+            grads, update, before if self._full or self.captures % WEIGHT_EVERY == 0 else None, self._units,
             self.probe_set is None or self._units is not None, self._norm_params())
         self.captures += 1
         return capture

@@ -90,6 +90,10 @@ class CaptureSchedule:
             self._last_capture = time.monotonic()
         return taken
 
+    def is_end(self, step: int) -> bool:
+        """Step 0 and the last step: the states a run is compared by, measured in full."""
+        return step == 0 or (self.total is not None and step == self.total - 1)
+
     def _unbounded(self, step: int) -> bool:
         if step == 0:
             return True

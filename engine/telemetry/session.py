@@ -64,7 +64,7 @@ class Telemetry:
     def step(self, step: int, due: bool | None = None) -> Iterator[None]:
         """Run one training step inside: it is captured when the schedule says so (or ``due``)."""
         due = self.schedule.due(step) if due is None else due
-        with self.probe.capturing(step, due) as taken:
+        with self.probe.capturing(step, due, full=self.schedule.is_end(step)) as taken:
             yield
         if taken.capture is not None:
             self.submit(taken.capture)

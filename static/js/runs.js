@@ -38,7 +38,10 @@ export function watch(run) {
 
 function onEvent(v, ev) {
   if (ev.seq <= v.lastSeq) {
-    if (ev.seq === 0) Object.assign(v, { steps: [], evals: [], layers: [], boundaries: [], samples: [], lastSeq: -1 });
+    if (ev.seq === 0) {
+      Object.assign(v, { steps: [], evals: [], layers: [], boundaries: [], samples: [], lastSeq: -1, findings: null,
+        findingsFinal: false });
+    }
     else return;  // a replay after reconnecting: already have it
   }
   v.lastSeq = ev.seq;
@@ -51,13 +54,17 @@ function onEvent(v, ev) {
         v.points = ev.points || null;
         v.totalSteps = ev.total_steps;
       }
-      if (state.finished.has(ev.status)) v.progress = ev.status === "completed" ? 1 : v.progress;
+      if (state.finished.has(ev.status)) {
+        v.progress = ev.status === "completed" ? 1 : v.progress;
+        if (ev.summary && ev.summary.findings) Object.assign(v, { findings: ev.summary.findings, findingsFinal: true });
+      }
       break;
     case "step": v.steps.push(ev); v.progress = ev.progress; break;
     case "eval": v.evals.push(ev); break;
     case "layers": v.layers.push(ev); break;
     case "boundary": v.boundaries.push(ev); break;
     case "samples": v.samples.push(ev); break;
+    case "findings": v.findings = ev.findings; break;
     default: break;
   }
   if (ev.type === "status" && state.finished.has(ev.status)) {

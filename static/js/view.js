@@ -4,6 +4,7 @@ import { accuracyChart, lossChart, signalChart } from "./curves.js";
 import { depthStrip, heatmapChart, histogramChart, layerStatsChart } from "./layer_charts.js";
 import { STAT_LABELS, describe } from "./plot.js";
 import { $, el, fmt } from "./dom.js";
+import { renderFindings } from "./findings.js";
 import { renderLessonStatus } from "./lessons.js";
 import { redraw, scheduleRender } from "./scheduler.js";
 import { state } from "./state.js";
@@ -36,6 +37,7 @@ export function render() {
     scheduleRender(true);
   }), live);
   renderLessonStatus();
+  renderFindings(runs);
   describeCharts(runs, step);
   redraw("layer-stats-chart", `${captures}|${stat}`,
     () => layerStatsChart("layer-stats-chart", runs, captureFor, stat), live);
