@@ -147,6 +147,50 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    """A watched run written to a file (deepscope.watch without a server) into a server, or this machine's store."""
+    import pathlib
+
+    path = pathlib.Path(args.file)
+    if not path.is_file():
+        print(f"deepscope import: no file {path}", file=sys.stderr)
+        return 2
+    if args.server:
+        from deepscope.client import ApiError, DeepScope
+
+        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        if not lines or lines[0].get("deepscope") != "watched run":
+            print(f"deepscope import: {path} is not a run written by deepscope.watch", file=sys.stderr)
+            return 2
+        with DeepScope(args.server, token=args.token) as ds:
+            try:
+                run = ds.create_watched(lines[0]["name"][:80], lines[0]["config"])
+                for start in range(1, len(lines), 200):
+                    ds.append_raw(run["id"], json.dumps({"events": lines[start:start + 200]}).encode())
+            except ApiError as exc:
+                print(f"deepscope import: the server refused it: {exc.message}", file=sys.stderr)
+                return 1
+        print(f"imported as run {run['id']}: {args.server}/#run={run['id']}")
+        return 0
+    from deepscope.app.hub import Hub
+    from deepscope.app.service import RunService
+    from deepscope.app.settings import get_settings
+    from deepscope.app.store import Store
+
+    store = Store(get_settings().db_url)
+    service = RunService(store, Hub(), executor=None)  # type: ignore[arg-type] - an import trains nothing
+    try:
+        run = service.watched.import_file(path)
+    except ValueError as exc:
+        print(f"deepscope import: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        service.close()
+        store.close()
+    print(f"imported as run {run['id']} ({run['status']}); deepscope serve shows it")
+    return 0
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from deepscope.app.executors.celery_worker import run_worker
 
@@ -174,6 +218,11 @@ def main(argv: list[str] | None = None) -> int:
                                    "(deepscope lessons --help)")
     sub.add_parser("doctor", help="the doctor's sweep: configs with and without each pathology, over seeds, and "
                                   "each finding's precision and recall (deepscope doctor --help)")
+    p = sub.add_parser("import", help="load a run that deepscope.watch wrote to a file (no server was reachable)")
+    p.add_argument("file", help="the file, in DEEPSCOPE_DATA_DIR/watched/ by default")
+    p.add_argument("--server", help="send it to this server instead of this machine's store")
+    p.add_argument("--token", help="the workshop's class token, when the server asks for one")
+    p.set_defaults(func=cmd_import)
     p = sub.add_parser("worker", help="a scale-out worker: takes runs from Redis (DEEPSCOPE_REDIS_URL)")
     p.add_argument("--queues", default="runs", help="comma-separated queues: runs (CPU) and/or gpu")
     p.add_argument("--concurrency", type=int, default=None, help="runs at once (default: one per core)")

@@ -49,17 +49,28 @@ def sweep_here(lessons: dict[str, dict[str, Any]], ids: list[str], seeds: list[i
     return {pid: [run_lesson(lessons[pid], seed) for seed in seeds] for pid in ids}
 
 
-def sweep(ids: list[str], seeds: list[int], threads: list[int], lessons_file: str | None = None) -> dict[str, Any]:
-    """Per lesson and check: held n/N over seeds x thread counts, margin median and minimum."""
+def sweep(ids: list[str], seeds: list[int], threads: list[int], lessons_file: str | None = None,
+          jobs: int = 1) -> dict[str, Any]:
+    """Per lesson and check: held n/N over seeds x thread counts, margin median and minimum. ``jobs``
+    worker processes share the seeds of each thread count (each one a torch thread per thread)."""
     outcomes: dict[str, list[list[dict[str, Any]]]] = {pid: [] for pid in ids}
     for n in threads:
         env = {**os.environ, "OMP_NUM_THREADS": str(n), "DEEPSCOPE_SWEEP_THREADS": str(n)}
         extra = ["--lessons", lessons_file] if lessons_file else []
-        out = subprocess.run([sys.executable, "-m", "deepscope.app.lesson_sweep", "--worker", "--only", *ids,
-                              "--seeds", *map(str, seeds), *extra], env=env, capture_output=True, text=True,
-                             check=True)
-        for pid, per_seed in json.loads(out.stdout.splitlines()[-1]).items():
-            outcomes[pid].extend(per_seed)
+        chunks = [seeds[i::jobs] for i in range(jobs) if seeds[i::jobs]]
+        procs = [subprocess.Popen([sys.executable, "-m", "deepscope.app.lesson_sweep", "--worker", "--only", *ids,
+                                   "--seeds", *map(str, chunk), *extra], env=env, stdout=subprocess.PIPE, text=True)
+                 for chunk in chunks]
+        results = []
+        for proc in procs:
+            out, _ = proc.communicate()
+            if proc.returncode:
+                raise subprocess.CalledProcessError(proc.returncode, proc.args, out)
+            results.append(json.loads(out.splitlines()[-1]))
+        for pid in ids:
+            by_seed = {seed: checks for chunk, result in zip(chunks, results, strict=True)
+                       for seed, checks in zip(chunk, result[pid], strict=True)}
+            outcomes[pid].extend(by_seed[seed] for seed in seeds)
     evidence: dict[str, Any] = {}
     for pid, per_seed in outcomes.items():
         checks = []
@@ -98,7 +109,7 @@ def write(evidence: dict[str, Any]) -> None:
                      f"{ev0['seeds'][0]}-{ev0['seeds'][-1]}, at {' and '.join(map(str, ev0['threads']))} torch "
                      "thread(s): per check, how often it held and by what margin (the distance from the "
                      "check's threshold, in the direction it must go; in decades for ratios). Made by "
-                     "`deepscope lessons --seeds 10 --write`.\n\n" + table(merged) + "\n")
+                     f"`deepscope lessons --seeds {len(ev0['seeds'])} --threads {' '.join(map(str, ev0['threads']))} --write`.\n\n" + table(merged) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", action="store_true", help="update app/lesson_evidence.json and docs/lessons.md")
     parser.add_argument("--lessons", help="a JSON file of lessons to sweep instead of the built-in ones "
                                           "(a list shaped like GET /api/presets: id, runs, expect)")
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes sharing the seeds (one per core)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     lessons = load_lessons(args.lessons)
@@ -125,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(sweep_here(lessons, ids, seeds)))
         return 0
     t0 = time.monotonic()
-    evidence = sweep(ids, seeds, args.threads, args.lessons)
+    evidence = sweep(ids, seeds, args.threads, args.lessons, max(1, args.jobs))
     print(table(evidence))
     print(f"\n{len(ids)} lessons x {len(seeds)} seeds x {len(args.threads)} thread counts in "
           f"{time.monotonic() - t0:.0f} s", file=sys.stderr)

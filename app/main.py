@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -34,6 +35,39 @@ def make_executor(settings: Settings) -> Executor:
     return LocalExecutor(settings.workers, settings.data_dir, settings.run_time_limit_s, settings.max_run_memory_mb)
 
 
+async def _watch_the_watched(service: RunService, settings: Settings) -> None:
+    """Load the watched runs written to files in the data directory without a server, then end, every few
+    seconds, the watched runs whose training stopped sending (app/watched.py)."""
+    await asyncio.to_thread(import_watched_files, service, settings.data_dir)
+    while True:
+        await asyncio.sleep(5)
+        try:
+            await asyncio.to_thread(service.watched.reap)
+        except RuntimeError:  # the service is shutting down
+            return
+        except Exception:  # the store briefly unreachable: the next round tries again
+            log.exception("could not check the watched runs")
+
+
+def import_watched_files(service: RunService, data_dir: Any) -> list[str]:
+    """Every file of deepscope.watch's in DATA_DIR/watched not loaded yet (each loaded one is renamed
+    *.imported, so a restart does not load it twice)."""
+    from deepscope.app.watched import WATCH_TIMEOUT_S, finished_file
+
+    loaded = []
+    for path in sorted((data_dir / "watched").glob("*.jsonl")):
+        if not finished_file(path) and time.time() - path.stat().st_mtime < WATCH_TIMEOUT_S:
+            continue  # its training may still be writing it
+        try:
+            run = service.watched.import_file(path)
+        except Exception as exc:  # a file being written, or not ours: left for later
+            log.warning("did not load %s: %s", path, exc)
+            continue
+        path.rename(path.with_suffix(".imported"))
+        loaded.append(run["id"])
+    return loaded
+
+
 def operation_id(route: APIRoute) -> str:
     """An operation's OpenAPI id is its function's name (``submit_run``, not ``submit_run_api_runs_post``):
     what a generated client names its methods."""
@@ -59,9 +93,11 @@ def create_app(settings: Settings | None = None, executor: Executor | None = Non
         service = RunService(store, hub, ex, quotas)
         app.state.service, app.state.settings = service, settings
         ex.start(service)
+        reaper = asyncio.create_task(_watch_the_watched(service, settings))
         try:
             yield
         finally:
+            reaper.cancel()
             ex.shutdown()
             service.close()
             store.close()
@@ -84,9 +120,10 @@ def create_app(settings: Settings | None = None, executor: Executor | None = Non
         return {"status": "ok", "version": VERSION,
                 "executor": service.executor.stats() if service else None}
 
-    from deepscope.app.routes import api, docs, pages, ws
+    from deepscope.app.routes import api, docs, pages, watch, ws
 
     app.include_router(api.router)
+    app.include_router(watch.router)
     app.include_router(ws.router)
     app.include_router(pages.router)
     app.include_router(docs.router)

@@ -22,6 +22,7 @@ class RunPublic(BaseModel):
     config: dict[str, Any]
     summary: dict[str, Any]
     error: str | None
+    source: str | None = None  # "watched": a model trained elsewhere sends its events (deepscope.watch)
 
 
 class RunsPublic(BaseModel):

@@ -24,6 +24,7 @@ from deepscope.app.hub import Hub
 from deepscope.app.quotas import Quotas
 from deepscope.app.statuses import FINISHED
 from deepscope.app.store import Store, Transaction, now_iso
+from deepscope.app.watched import WatchedRuns
 from deepscope.engine.config import RunConfig
 from deepscope.engine.events import EventType, Status
 
@@ -47,6 +48,7 @@ class RunService:
         self.log = log or EventWriter(store, followers=sharing.followed)
         self._live: dict[str, dict[str, Any]] = {}  # active runs' newest state, ahead of the writer
         self._lock = threading.Lock()
+        self.watched = WatchedRuns(self)
 
     def close(self) -> None:
         self.log.stop()
@@ -79,6 +81,15 @@ class RunService:
             else:
                 sharing.catch_up(self.store, run["id"], run["shared_from"])
         return [self.get(run["id"]) or run for run in runs]
+
+    def last_seq(self, run_id: str) -> int:
+        """The seq of a run's newest event (-1 before the first), the writer's queue included."""
+        with self._lock:
+            live = self._live.get(run_id)
+            if live and "seq" in live:
+                return live["seq"]
+        run = self.store.get_run(run_id)
+        return run["last_seq"] if run else -1
 
     def count_active(self, owner: str | None) -> int:
         return self.store.count_active(owner) if owner else 0

@@ -59,9 +59,10 @@ runs = Table(
     Column("share_key", String(64), index=True),
     Column("share_seq", Integer),
     Column("address", String(64), index=True),  # where the request came from: a per-address cap
+    Column("source", String(16)),  # "watched": a model trained elsewhere sends its events (deepscope.watch)
 )
 ADDED_COLUMNS = {"shared_from": "VARCHAR(32)", "share_key": "VARCHAR(64)", "share_seq": "INTEGER",
-                 "address": "VARCHAR(64)"}
+                 "address": "VARCHAR(64)", "source": "VARCHAR(16)"}
 events = Table(
     "events", metadata,
     Column("run_id", String(32), primary_key=True),
@@ -104,7 +105,7 @@ def _run_dict(row: Any) -> dict[str, Any]:
         "created_at": row.created_at, "started_at": row.started_at, "finished_at": row.finished_at,
         "progress": row.progress, "config": json.loads(row.config), "summary": json.loads(row.summary),
         "error": row.error, "last_seq": row.seq, "shared_from": row.shared_from, "share_key": row.share_key,
-        "share_seq": row.share_seq,
+        "share_seq": row.share_seq, "source": row.source,
     }
 
 
@@ -189,6 +190,12 @@ class Store:
             row = conn.execute(select(runs).where(runs.c.id == run_id)).first()
         return _run_dict(row) if row else None
 
+    def watched_running(self) -> list[dict[str, Any]]:
+        """Watched runs still running: the service ends those whose training stopped sending."""
+        q = select(runs).where(runs.c.source == "watched", runs.c.status.in_(ACTIVE_STATUSES))
+        with self.engine.connect() as conn:
+            return [_run_dict(r) for r in conn.execute(q)]
+
     def list_runs(self, status: str | None = None, group: str | None = None, owner: str | None = None,
                   limit: int = 100) -> list[dict[str, Any]]:
         q = select(runs).order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)
@@ -241,9 +248,11 @@ class Store:
             conn.execute(delete(runs).where(runs.c.id == run_id))
 
     def mark_interrupted(self) -> list[str]:
-        """Runs that were queued or running when the service stopped: they will never finish now."""
+        """Runs that were queued or running when the service stopped: they will never finish now. (A
+        watched run trains elsewhere and sends again when the service is back: it is left running.)"""
         with self.engine.begin() as conn:
-            ids = [r.id for r in conn.execute(select(runs.c.id).where(runs.c.status.in_(ACTIVE_STATUSES)))]
+            ids = [r.id for r in conn.execute(select(runs.c.id).where(runs.c.status.in_(ACTIVE_STATUSES),
+                                                                      runs.c.source.is_(None)))]
             if ids:
                 conn.execute(update(runs).where(runs.c.id.in_(ids)).values(
                     status=INTERRUPTED, finished_at=now_iso(),

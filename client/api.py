@@ -98,6 +98,15 @@ class DeepScope:
         live = list(self.events(run_id, type="findings"))
         return live[-1]["findings"] if live else []
 
+    def create_watched(self, name: str, config: dict[str, Any], group: str | None = None) -> dict[str, Any]:
+        """A run for a model trained elsewhere (``deepscope.watch`` does this; docs/api.md)."""
+        return self._call("POST", "/api/watched", json={"name": name, "config": config, "group": group})
+
+    def append_raw(self, run_id: str, body: bytes) -> dict[str, Any]:
+        """Append a batch of a watched run's events, already encoded as ``{"events": [...]}``."""
+        return self._call("POST", f"/api/runs/{quote(run_id)}/events", content=body,
+                          headers={"Content-Type": "application/json"})
+
     def cancel(self, run_id: str) -> dict[str, Any]:
         return self._call("POST", f"/api/runs/{quote(run_id)}/cancel")
 

@@ -7,7 +7,8 @@ import torch
 from deepscope.engine.activations import ACTIVATIONS, make_activation
 from deepscope.engine.config import ModelConfig
 from deepscope.engine.models import build_model
-from deepscope.engine.telemetry import STAT_NAMES, LayerProbe, bounds, compiled, kernels, layers_of_net
+from deepscope.engine.telemetry import STAT_NAMES, LayerProbe, compiled, kernels, layers_of_net
+from deepscope.engine.telemetry.bounds import bounds
 from deepscope.engine.telemetry.layers import activation_of
 from deepscope.engine.telemetry.summary import Summariser
 

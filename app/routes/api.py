@@ -249,13 +249,16 @@ def get_report(run_id: str, service: ServiceDep, who: CallerDep) -> HTMLResponse
                                        "Content-Security-Policy": report_csp(nonce)})
 
 
-@router.get("/runs/{run_id}/script", tags=["runs"], response_class=PlainTextResponse, responses=R401 | R404 | {
+@router.get("/runs/{run_id}/script", tags=["runs"], response_class=PlainTextResponse, responses=R401 | R404 | R409 | {
     200: {"content": {"text/x-python": {}}, "description": "one standalone PyTorch script"}})
 def get_script(run_id: str, service: ServiceDep, who: CallerDep) -> Response:
     """The run as one standalone PyTorch script: the dataset, the model with its init, batchnorm, dropout
     and augmentation, and the training loop, with the run's config and seed. At one torch thread on the
     machine that trained the run, it prints the run's epoch metrics (docs/api.md)."""
     run = _found(service.get(run_id), run_id, who)
+    if run.get("source") == "watched":
+        raise HTTPException(409, f"run {run_id} is a watched run: its training is your own code, so DeepScope "
+                                 "has no script of it")
     script = script_for(run["config"], version=__version__, run_id=run_id)
     return Response(script, media_type="text/x-python; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="deepscope-{run_id}.py"'})

@@ -32,18 +32,20 @@ class Taps:
         self.pre: list[list[torch.Tensor]] = [[] for _ in range(n)]
         self.act: list[list[torch.Tensor]] = [[] for _ in range(n)]
         self.act_source: list[list[torch.Tensor]] = [[] for _ in range(n)]
-        # per module and side ("in": its first input, "out": its output): (values, sources or None) to append to
-        self._targets: dict[nn.Module, dict[str, list[tuple[list, list | None]]]] = {}
+        # per module and side ("in": its first input, "out": its output): (values, sources or None, which call)
+        self._targets: dict[nn.Module, dict[str, list[tuple[list, list | None, int | None]]]] = {}
         for i, layer in enumerate(layers):
-            for values, sources, (module, side) in ((self.pre[i], None, layer.pre),
-                                                    (self.act[i], self.act_source[i], layer.act)):
-                self._targets.setdefault(module, {"in": [], "out": []})[side].append((values, sources))
+            for values, sources, (module, side), call in ((self.pre[i], None, layer.pre, layer.pre_call),
+                                                          (self.act[i], self.act_source[i], layer.act, layer.act_call)):
+                self._targets.setdefault(module, {"in": [], "out": []})[side].append((values, sources, call))
+        self._calls: dict[nn.Module, int] = {}  # calls of each module in this forward
         self.armed = False
         self._handles: list[Any] = []
 
     def clear(self) -> None:
         for record in (*self.pre, *self.act, *self.act_source):
             record.clear()
+        self._calls = {}
 
     @property
     def complete(self) -> bool:
@@ -81,14 +83,18 @@ class Taps:
         if torch.is_grad_enabled():
             self.clear()
 
-    def _hook(self, into_in: list[tuple[list, list | None]], into_out: list[tuple[list, list | None]]):
+    def _hook(self, into_in: list[tuple[list, list | None, int | None]],
+              into_out: list[tuple[list, list | None, int | None]]):
         copy = self.copy
 
-        def keep(t: Any, targets: list[tuple[list, list | None]]) -> None:
+        def keep(t: Any, targets: list[tuple[list, list | None, int | None]], call: int) -> None:
             if not isinstance(t, torch.Tensor):
                 return
-            value = t.detach().clone() if copy else t.detach()
-            for values, sources in targets:
+            value = None
+            for values, sources, wanted in targets:
+                if wanted is not None and wanted != call:
+                    continue
+                value = value if value is not None else (t.detach().clone() if copy else t.detach())
                 values.append(value)
                 if sources is not None and t.requires_grad:
                     t.retain_grad()
@@ -96,9 +102,11 @@ class Taps:
 
         def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
             if torch.is_grad_enabled():
+                call = self._calls.get(module, 0)
+                self._calls[module] = call + 1
                 if into_in and inputs:
-                    keep(inputs[0], into_in)
+                    keep(inputs[0], into_in, call)
                 if into_out:
-                    keep(output, into_out)
+                    keep(output, into_out, call)
 
         return hook

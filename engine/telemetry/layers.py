@@ -101,7 +101,9 @@ class WatchedLayer:
     read; ``pre`` and ``act`` where its pre-activation (after normalisation) and activation are read;
     ``activation`` the function between them (None: unknown, or none, as for the classifier);
     ``norm`` a normalisation layer whose gamma and beta are reported; ``unit_axis`` the dimension of a
-    unit (1: a conv channel; -1: a linear feature)."""
+    unit (1: a conv channel; -1: a linear feature). ``pre_call`` and ``act_call``: which call of the tap's
+    module in one forward is this layer's (a ResNet block calls one ReLU module twice); None: every call
+    (a shared layer's calls are all its own)."""
 
     name: str
     kind: str
@@ -111,10 +113,14 @@ class WatchedLayer:
     activation: Activation | None
     norm: nn.Module | None = None
     unit_axis: int = -1
+    pre_call: int | None = None
+    act_call: int | None = None
 
     @property
     def has_units(self) -> bool:
-        return self.kind != "output"
+        """Whether its units' activations are known: the classifier has none, nor a layer of a watched model
+        whose output no activation we can see takes."""
+        return self.kind != "output" and (self.activation is not None or self.act != self.pre)
 
 
 def layers_of_net(net: nn.Module) -> list[WatchedLayer]:

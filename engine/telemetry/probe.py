@@ -117,6 +117,26 @@ class LayerProbe:
             self._disarm()
             self.cost += time.thread_time() - t0
 
+    def adopt(self, step: int, flow: Any, before: list[torch.Tensor | None]) -> Capture | None:
+        """The capture of a step that a ``discover.Recorder`` watched whole (a watched model's first step,
+        before its layers were known): each tap's tensors taken from that record, the weights the update
+        started from given. Call after the optimizer step, as ``finish``."""
+        taps = self.taps
+        taps.clear()
+        for i, layer in enumerate(self.layers):
+            for values, sources, (module, side), wanted in ((taps.pre[i], None, layer.pre, layer.pre_call),
+                                                            (taps.act[i], taps.act_source[i], layer.act, layer.act_call)):
+                calls = [c for c in flow.calls if c.module is module]
+                for k, call in enumerate(calls):
+                    if wanted is not None and k != wanted:
+                        continue
+                    values.append(call.values[0] if side == "in" else call.values[1])
+                    if sources is not None:
+                        sources.append(call.input if side == "in" else call.output)
+        self.step, self._full = step, True
+        self._before = [b if b is not None else w.detach().clone() for b, w in zip(before, self.weights, strict=True)]
+        return self.finish()
+
     def remove(self) -> None:
         self._disarm()
         self.taps.remove()

@@ -48,21 +48,25 @@ class ProbeSet:
     def __init__(self, root: nn.Module, layers: list[WatchedLayer], x: torch.Tensor) -> None:
         self.root, self.layers, self.x = root, layers, x
         self.mode = BatchStatistics(root)
-        self._by_module: dict[nn.Module, list[tuple[int, str]]] = {}
+        self._by_module: dict[nn.Module, list[tuple[int, str, int | None]]] = {}
         for i, layer in enumerate(layers):
             if layer.has_units:
                 module, side = layer.act
-                self._by_module.setdefault(module, []).append((i, side))
+                self._by_module.setdefault(module, []).append((i, side, layer.act_call))
 
     def activations(self) -> list[torch.Tensor | None]:
         """Each watched layer's activation for the probe set, as (samples, units, positions) (None for a
         layer without units), through the weights as they are now, in training mode without side effects."""
         seen: list[list[torch.Tensor]] = [[] for _ in self.layers]
+        calls: dict[nn.Module, int] = {}
 
         def hook(readers):
             def read(module, inputs, output):
-                for i, side in readers:
-                    seen[i].append((inputs[0] if side == "in" else output).detach())
+                call = calls.get(module, 0)
+                calls[module] = call + 1
+                for i, side, wanted in readers:
+                    if wanted is None or wanted == call:
+                        seen[i].append((inputs[0] if side == "in" else output).detach())
             return read
 
         handles = [m.register_forward_hook(hook(readers)) for m, readers in self._by_module.items()]

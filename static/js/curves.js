@@ -1,5 +1,5 @@
 // Curves over training time, and signal propagation at step 0.
-import { PALETTE, draw, endLabels, label, logAxis, runStyle, stepMarker } from "./plot.js";
+import { PALETTE, draw, endLabels, escape, label, logAxis, runStyle, stepMarker } from "./plot.js";
 
 // Validation loss per run (training loss thin beside it; the noisy batch loss on request).
 export function lossChart(id, runs, showBatch = false, step = null) {
@@ -51,7 +51,7 @@ export function signalChart(id, runs) {
     const ev = run.layers.find((e) => e.step === 0);
     if (!ev) return;
     const hidden = ev.layers.filter((l) => l.kind !== "output");
-    const names = hidden.map((l) => l.name);
+    const names = hidden.map((l) => escape(l.name));
     const color = PALETTE[r % PALETTE.length];
     traces.push({ x: names, y: hidden.map((l) => l.stats.preact_std), name: `${label(run)}: measured pre-activation std`,
       mode: "lines+markers", type: "scatter", line: { color } });

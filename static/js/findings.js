@@ -37,7 +37,7 @@ function findingItem(run, f, differs) {
     actions.append(" ", el("button", { type: "button", className: "link", textContent: `Lesson: ${lesson.title}`,
       on: { click: () => openLessonCard(lesson) } }));
   }
-  if (f.try && run.config) {
+  if (f.try && run.config && !run.config.watched) {
     actions.append(" ", el("button", { type: "button", className: "secondary", textContent: `Try ${f.try.text}`,
       dataset: { testid: "finding-try" }, on: { click: () => tryCure(run, f.try) } }));
   }

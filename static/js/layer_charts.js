@@ -1,12 +1,12 @@
 // Charts of the layers at the shown step (the depth strip, a statistic against depth, the histogram
 // ridgeline) and of one layer over time (the heatmap).
-import { LOG_STATS, STAT_LABELS, centres, draw, endLabels, label, logAxis, runStyle, stepMarker } from "./plot.js";
+import { LOG_STATS, STAT_LABELS, centres, draw, endLabels, escape, label, logAxis, runStyle, stepMarker } from "./plot.js";
 
 // The depth strip: one row per compared run, one cell per layer, coloured by a statistic at the chosen
 // capture. Vanishing (a fading row), exploding, dead and symmetric layers show at a glance.
 export function depthStrip(id, runs, pick, stat, onLayer) {
   const rows = runs.map((run) => pick(run)).map((ev) => (ev ? ev.layers.map((l) => l.stats[stat]) : []));
-  const names = runs.map((run, i) => (pick(run) ? pick(run).layers.map((l) => l.name) : [])).find((n) => n.length) || [];
+  const names = runs.map((run, i) => (pick(run) ? pick(run).layers.map((l) => escape(l.name)) : [])).find((n) => n.length) || [];
   const log = LOG_STATS.has(stat);
   const z = rows.map((r) => names.map((_, j) => {
     const v = r[j];
@@ -42,7 +42,7 @@ export function layerStatsChart(id, runs, pick, stat) {
     const ev = pick(run);
     if (!ev) return;
     const s = runStyle(i);
-    traces.push({ x: ev.layers.map((l) => l.name), y: ev.layers.map((l) => l.stats[stat]), name: label(run),
+    traces.push({ x: ev.layers.map((l) => escape(l.name)), y: ev.layers.map((l) => l.stats[stat]), name: label(run),
       endLabel: label(run), mode: "lines+markers", type: "scatter", line: { color: s.color, dash: s.dash },
       marker: { symbol: s.symbol, size: 6 } });
   });
@@ -68,7 +68,7 @@ export function layerStatsChart(id, runs, pick, stat) {
 // row on one value axis, to compare scales.
 export function histogramChart(id, runs, pick, kind, shared = false) {
   const captures = runs.map((run) => pick(run));
-  const names = (captures.find(Boolean) || { layers: [] }).layers.map((l) => l.name);
+  const names = (captures.find(Boolean) || { layers: [] }).layers.map((l) => escape(l.name));
   const rowRange = names.map((_, i) => {
     const hs = captures.filter(Boolean).map((ev) => ev.layers[i] && ev.layers[i].hist[kind]).filter(Boolean);
     return [Math.min(...hs.map((h) => h.lo)), Math.max(...hs.map((h) => h.hi))];
@@ -91,7 +91,7 @@ export function histogramChart(id, runs, pick, kind, shared = false) {
       x.push(...xs.map((v) => pos(i, v)), null);
       y.push(i, ...h.counts.map((c) => i + 0.9 * c / peak), i, null);
       value.push(...xs, null);
-      text.push(...xs.map(() => layer.name), null);
+      text.push(...xs.map(() => escape(layer.name)), null);
     });
     traces.push({ x, y, customdata: value, text, name: label(runs[r]), mode: "lines", fill: "toself", type: "scatter",
       line: { color: s.color, width: 1, shape: "hvh", dash: s.dash },

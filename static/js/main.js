@@ -104,6 +104,10 @@ async function main() {
   }
   wireControls(presets);
   await restoreLesson(presets, hash);
+  if (hash.run && !hash.lesson) {
+    const run = await api(`/api/runs/${encodeURIComponent(hash.run)}`).catch(() => null);
+    if (run) { watch(run); show([run.id]); }
+  }
   render();
   await refreshRuns();
   setInterval(refreshRuns, 2000);

@@ -14,7 +14,12 @@ export function draw(id, traces, layout) {
 
 // Plotly reads a subset of HTML in names and hover text: a run's name is user input, so escape it.
 export function label(run) {
-  return String(run.name || run.id).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  return escape(run.name || run.id);
+}
+
+// Plotly reads a subset of HTML in every label: layer names of a watched model are user text too.
+export function escape(text) {
+  return String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 }
 
 // Runs are told apart by dash and marker as well as colour (colour alone fails some readers and prints).

@@ -157,9 +157,12 @@ function runRow(run) {
     actions.append(button("Delete", () => deleteWithUndo(run)), " ",
       el("a", { href: `/api/runs/${run.id}/report`, textContent: "Report", target: "_blank" }));
   }
-  // The run as a standalone PyTorch script: the config is known from the start, so every run has one.
-  actions.append(" ", el("a", { href: `/api/runs/${run.id}/script`, textContent: "PyTorch script",
-    download: `deepscope-${run.id}.py`, attrs: { "aria-label": `PyTorch script of ${run.name}` } }));
+  // The run as a standalone PyTorch script: the config is known from the start, so every run has one
+  // (but a watched run: its training is the learner's own code).
+  if (run.source !== "watched") {
+    actions.append(" ", el("a", { href: `/api/runs/${run.id}/script`, textContent: "PyTorch script",
+      download: `deepscope-${run.id}.py`, attrs: { "aria-label": `PyTorch script of ${run.name}` } }));
+  }
   const cells = [pick, name, status, bar].map((child, i) => el("td", { className: i === 1 ? "name" : "" }, child));
   return el("tr", { className: run.id === state.shown ? "shown" : "" }, ...cells, actions);
 }

@@ -29,14 +29,16 @@ export function readHash() {
     try { config = JSON.parse(params.get("config")); } catch { config = null; }
   }
   const predict = params.get("predict");
-  return { lesson: params.get("lesson"), group: params.get("group"),
+  return { lesson: params.get("lesson"), group: params.get("group"), run: params.get("run"),
     predict: predict !== null && /^\d+$/.test(predict) ? Number(predict) : null, config };
 }
 
-export function writeHash({ lesson = null, group = null, predict = null, config = null }) {
+// #run=ID shows one run (deepscope.watch prints such a link).
+export function writeHash({ lesson = null, group = null, predict = null, config = null, run = null }) {
   const params = new URLSearchParams();
   if (lesson) { params.set("lesson", lesson); params.set("group", group); }
   if (lesson && predict !== null && predict !== undefined) params.set("predict", String(predict));
-  if (!lesson && config) params.set("config", JSON.stringify(config));
+  if (!lesson && run) params.set("run", run);
+  if (!lesson && !run && config) params.set("config", JSON.stringify(config));
   history.replaceState(null, "", params.toString() ? `#${params}` : location.pathname + location.search);
 }

@@ -20,7 +20,7 @@ export function render() {
   $("run-status").textContent = shown ? `${shown.status}${shown.message ? ": " + shown.message : ""}` : "no run yet";
   $("run-progress").value = shown ? shown.progress : 0;
   $("cancel").disabled = !shown || state.finished.has(shown.status) || shown.status === "deleted";
-  $("from-shown").disabled = !shown || !shown.config;
+  $("from-shown").disabled = !shown || !shown.config || Boolean(shown.config.watched);
   syncSlider(shown);
   const step = shownStep();
   const kind = $("hist-kind").value;
