@@ -15,7 +15,9 @@ from typing import Any
 
 LESSONS = Path(__file__).with_name("lessons.json")
 # Each lesson: id, title, explanation, look_at, target (the chart, step, depth-strip statistic or histogram
-# the page opens on), links [{phrase, chart}] (phrases of look_at that point at a chart), predict
+# the page opens on), links [{phrase, chart, stat, hist, shared, layer, step | steps}] (phrases of look_at
+# that set the exact view: the chart, its statistic or histogram kind, the layer annotated, and the step
+# shown or the steps played), predict
 # {question, choices, answer} (asked before the run, set beside the result after it), runs [{label,
 # config}], expect [checks], counters [{check, run, override}]: for every check, a change to one run
 # under which its claim is false (tests/test_presets.py runs them).
@@ -58,7 +60,7 @@ def check(expectation: dict[str, Any], summaries: dict[str, dict[str, Any]]) -> 
         metric(summaries.get(right_spec["run"], {}), right_spec["metric"])
     unit = "log10" if expectation.get("log") else "value"
     out = {"text": expectation["text"], "held": None, "left": left, "right": right, "bound": None,
-           "margin": None, "margin_unit": unit}
+           "margin": None, "margin_unit": unit, "op": expectation["op"]}
     if left is None or right is None:
         return out
     bound = right + expectation.get("plus", 0.0)

@@ -29,7 +29,7 @@ from deepscope.engine.events import EventType, Status, status_event
 from deepscope.engine.models import batch_statistics, build_model
 from deepscope.engine.optimizers import make_optimizer
 from deepscope.engine.paths import default_data_dir
-from deepscope.engine.preview import boundary_event, samples_event, training_points
+from deepscope.engine.preview import SAMPLES, boundary_event, samples_event, training_points
 from deepscope.engine.telemetry import Settings, Telemetry, layers_of_net, probe_summary
 from deepscope.engine.telemetry.units import probe_size
 from deepscope.engine.theory import predicted_preact_std
@@ -144,6 +144,7 @@ class _Run:
         self.device = pick_device(cfg.train.device)
         self.data: DataSplit = load_dataset(cfg.data, cfg.train.seed, data_dir).to(self.device)
         self.gen = torch.Generator(device="cpu").manual_seed(cfg.train.seed)
+        self.preview_gen = torch.Generator(device="cpu").manual_seed(cfg.train.seed)  # the training's own stays untouched
 
         # 2) model, optimizer, schedule of events
         self.model = build_model(cfg.model, self.data.input_shape, self.data.n_classes).to(self.device)
@@ -233,8 +234,9 @@ class _Run:
         # 4) batch; forward, loss, divergence check; backward, update (captured when the schedule says so)
         xb = augment_batch(data.x_train[idx], cfg.augment, self.gen)
         yb = data.y_train[idx]
-        if b == 0 and data.kind == "image":
-            out(samples_event(xb, yb, data, step, epoch))
+        if b == 0 and data.kind == "image":  # the same images every epoch and in every run, augmented as the batches
+            shown = augment_batch(data.x_train[:SAMPLES], cfg.augment, self.preview_gen)
+            out(samples_event(shown, data.y_train[:SAMPLES], data, step, epoch))
         with self.telemetry.step(step):
             logits = model(xb)
             loss = F.cross_entropy(logits, yb)

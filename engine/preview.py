@@ -65,7 +65,7 @@ def training_points(data: DataSplit) -> dict:
 
 
 def samples_event(batch: torch.Tensor, labels: torch.Tensor, data: DataSplit, step: int, epoch: int) -> dict:
-    """A few training images exactly as the model sees them (augmented), undone back to pixel colours."""
+    """A few training images as the model sees them (augmented as its batches are), back in pixel colours."""
     imgs = batch[:SAMPLES].detach().float().cpu().numpy()
     c = imgs.shape[1]
     imgs = imgs * data.std.reshape(1, c, 1, 1) + data.mean.reshape(1, c, 1, 1)

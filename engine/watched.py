@@ -52,6 +52,7 @@ class WatchedRun:
         self.background = background
         self.step = 0
         self.telemetry: Telemetry | None = None
+        self.classes = classes
         self.doctor = Doctor(classes or 2, emit)
         self.summary: dict[str, Any] = {}
         self._lock = threading.Lock()
@@ -96,6 +97,9 @@ class WatchedRun:
         if not layers:
             self.summary["telemetry_note"] = "no nn.Linear or nn.Conv layer was called in the first step: nothing to watch"
             return
+        out = getattr(layers[-1].weight, "out_features", 0)
+        if self.classes is None and out > 1:  # a classifier's outputs: its classes (the doctor's "stalled")
+            self.doctor.record.classes = out
         self.telemetry = Telemetry(self.model, layers, self.settings, self.total_steps, self._on_layers,
                                    self.optimizer, background=self.background, copy=True)
         self.telemetry.schedule.due(0)

@@ -86,20 +86,25 @@ def shot(page, name):
 
 def test_lesson_runs_draws_every_chart_and_shows_the_outcome(page, server):
     page.select_option("[data-testid=preset-select]", "zero-init")
-    assert "symmetry" in page.inner_text("#lesson-explanation") or "identical" in page.inner_text("#lesson-explanation")
+    explanation = page.text_content("#lesson-explanation")
+    assert "symmetry" in explanation or "identical" in explanation
     page.click("[data-testid=lesson-start]")
     page.wait_for_function("() => document.querySelector('[data-testid=run-status]').textContent.startsWith('running')"
                            " || document.querySelector('[data-testid=run-status]').textContent.startsWith('completed')",
                            timeout=30000)
-    page.wait_for_function("() => [...document.querySelectorAll('#lesson-outcome .badge')]"
-                           ".every(b => b.textContent === 'held' || b.textContent === 'did not hold')", timeout=90000)
+    # The checks appear once the runs have ended (before that they would give the answer away).
+    page.wait_for_function("() => { const b = [...document.querySelectorAll('#lesson-outcome .badge')];"
+                           " return b.length > 0 && b.every(x => x.textContent === 'held' || x.textContent === 'did not hold'); }",
+                           timeout=90000)
     badges = page.locator("#lesson-outcome .badge").all_inner_texts()
     assert badges and all(b == "held" for b in badges), page.inner_text("#lesson-outcome")
     for chart in CHARTS:
         assert drawn(page, chart) > 0, chart
-    # Every run of the group is overlaid: one validation-accuracy trace per run on the compare chart.
+    # Every run of the group is overlaid: one validation-accuracy line per run (and a training one beside it).
     lesson = next(p for p in httpx.get(server.url + "/api/presets").json() if p["id"] == "zero-init")
-    assert traces(page, "compare-chart") == len(lesson["runs"])
+    names = page.evaluate("() => document.querySelector('[data-testid=compare-chart]').data.map(t => t.name)")
+    assert sorted(n for n in names if n.endswith(": validation")) == sorted(f"{r['label']}: validation" for r in lesson["runs"])
+    assert len([n for n in names if n.endswith(": training")]) == len(lesson["runs"])
     # A panel per run where a chart shows one run at a time: the boundary of each of the three nets.
     assert page.evaluate("() => document.querySelector('[data-testid=boundary-chart]').data"
                          ".filter(t => t.type === 'heatmap').length") == len(lesson["runs"])
@@ -361,6 +366,7 @@ def test_a_lesson_asks_for_a_prediction_and_sets_it_beside_the_result(page, serv
     wrong = next(i for i in range(len(preset["predict"]["choices"])) if i != preset["predict"]["answer"])
     page.locator("#predict-choices input").nth(wrong).check()
     # A phrase of the lesson text points at its chart: focused, it outlines the chart.
+    page.click("#lesson-answer > summary")  # "Show me the explanation now", after predicting
     link = page.locator("#lesson-look .chart-link").first
     link.focus()
     chart = link.get_attribute("data-chart")
@@ -372,8 +378,10 @@ def test_a_lesson_asks_for_a_prediction_and_sets_it_beside_the_result(page, serv
     page.wait_for_function("() => document.getElementById('prediction-result').textContent.length > 0")
     result = page.inner_text("[data-testid=prediction-result]")
     answer = preset["predict"]["choices"][preset["predict"]["answer"]]
-    assert result.startswith(f"You predicted: {preset['predict']['choices'][wrong]}. Not quite: {answer}."), result
-    assert "of 20 seeded trials" in result, result
+    assert result.startswith(f"You predicted: {preset['predict']['choices'][wrong]}. Not quite: the answer is {answer}."), result
+    record = preset["evidence"]["checks"][0]
+    assert f"Held in {record['held']} of {record['of']} seeded trials." in result, result
+    assert "The lesson expects" in result, result
     # The prediction lives in the URL with the lesson: a reload keeps it.
     assert f"predict={wrong}" in page.evaluate("() => location.hash")
     page.reload()
@@ -425,7 +433,7 @@ def test_a_finished_lesson_at_three_widths(browser, server, width, height):
             .getBoundingClientRect().top).concat([document.querySelector('figure.target').getBoundingClientRect().top,
             document.getElementById('config-form').getBoundingClientRect().top])""")
         lesson, strip, target, form = tops
-        assert lesson < target <= strip < form, tops
+        assert lesson < form < target <= strip, tops  # the form, its settings folded, before the charts
     for testid in CHARTS:  # scrolled past, as a learner would: the page draws what is on screen
         drawn(page, testid)
     page.evaluate("() => window.scrollTo(0, 0)")
@@ -487,3 +495,161 @@ def test_what_deepscope_sees_names_the_problem_and_shows_its_evidence(page, serv
     page.wait_for_function(f"() => document.querySelectorAll('#run-rows tr:not(.group-row)').length > {before}")
     assert "leaky" in page.inner_text("#run-rows")
     shot(page, "findings")
+
+
+def presets(server):
+    return {p["id"]: p for p in httpx.get(server.url + "/api/presets").json()}
+
+
+def test_no_spoiler_before_the_prediction(page, server):
+    """Every lesson shows its question and its setup first; the explanation and the expected outcomes (which
+    state the answer) stay out of sight until the run has ended or the learner asks for them."""
+    for lesson_id, preset in presets(server).items():
+        page.select_option("[data-testid=preset-select]", lesson_id)
+        visible = page.inner_text("main")
+        assert preset["predict"]["question"] in visible, lesson_id
+        assert page.inner_text("[data-testid=lesson-setup]").startswith("The runs:"), lesson_id
+        assert preset["explanation"] not in visible, lesson_id
+        for check in preset["expect"]:
+            assert check["text"] not in visible, (lesson_id, check["text"])
+        assert not page.locator("[data-testid=lesson-answer]").evaluate("d => d.open"), lesson_id
+    # The answer is one explicit click away.
+    page.click("#lesson-answer > summary")
+    assert preset["explanation"] in page.inner_text("main")
+
+
+def test_every_look_at_link_names_a_view_and_sets_it(page, server):
+    """Each lesson's "look at" phrases are links; a click outlines the named chart and sets its statistic,
+    histogram kind and one-range switch as the link names them."""
+    for lesson_id, preset in presets(server).items():
+        page.select_option("[data-testid=preset-select]", lesson_id)
+        page.click("#lesson-answer > summary")
+        links = page.locator("#lesson-look .chart-link")
+        assert links.count() == len(preset["links"]) >= 1, lesson_id
+        for i, view in enumerate(preset["links"]):
+            assert page.locator(f"[data-testid={view['chart']}]").count() == 1, (lesson_id, view)
+            links.nth(i).click()
+            page.wait_for_timeout(50)
+            assert page.locator(f"figure.target [data-testid={view['chart']}]").count() == 1, (lesson_id, view)
+            assert page.locator("figure.target").count() == 1, (lesson_id, view)
+            if "stat" in view:
+                assert page.input_value("[data-testid=strip-stat]") == view["stat"], (lesson_id, view)
+            if "hist" in view:
+                assert page.input_value("[data-testid=hist-kind]") == view["hist"], (lesson_id, view)
+            if "shared" in view:
+                assert page.is_checked("[data-testid=hist-shared]") == view["shared"], (lesson_id, view)
+
+
+def test_a_link_on_a_finished_lesson_shows_its_step_and_writes_the_number_on_the_chart(page, server):
+    """dying-relu: "mean slope f'(z) at the last step" puts the slider at the end, the against-depth chart on
+    the slope and writes ReLU's value at linear5 on it; "play the first 100 steps" plays from step 0."""
+    page.select_option("[data-testid=preset-select]", "dying-relu")
+    page.click("[data-testid=lesson-start]")
+    wait_for_text(page, "#lesson-status", "Done")
+    page.wait_for_function("() => document.getElementById('prediction-result').textContent.length > 0", timeout=30000)
+    page.wait_for_function("() => Number(document.querySelector('[data-testid=step-slider]').max) >= 49", timeout=20000)
+    assert page.locator("[data-testid=lesson-answer]").evaluate("d => d.open")  # the run has spoken
+    slider = page.locator("[data-testid=step-slider]")
+    slider.fill("3")
+    page.locator("#lesson-look .chart-link", has_text="at the last step").click()
+    page.wait_for_timeout(400)
+    assert slider.input_value() == slider.get_attribute("max")
+    assert page.input_value("[data-testid=strip-stat]") == "slope_mean"
+    notes = "() => (document.querySelector('[data-testid=layer-stats-chart]').layout.annotations || []).map(a => a.text)"
+    page.wait_for_function(f"() => ({notes})().some(t => t.includes('linear5:'))", timeout=5000)
+    assert any(t.startswith("relu linear5: ") for t in page.evaluate(notes)), page.evaluate(notes)
+    page.locator("#lesson-look .chart-link", has_text="play the first 100 steps").click()
+    assert page.get_attribute("[data-testid=play]", "aria-pressed") == "true"
+    page.wait_for_function("() => document.querySelector('[data-testid=play]').getAttribute('aria-pressed') === 'false'",
+                           timeout=20000)  # it stops at step 100
+    assert 0 < int(page.inner_text("#step-value")) <= 100
+    assert page.input_value("[data-testid=strip-stat]") == "dead_frac"
+    shot(page, "link-dying-relu")
+
+
+OVERLAPS = """() => {
+  // Every drawn label of every chart (ticks, titles, annotations, legends, text traces), as boxes on the
+  // screen; two that share more than a sliver of area print over each other.
+  const found = [];
+  for (const chart of document.querySelectorAll('.js-plotly-plot')) {
+    const boxes = [...chart.querySelectorAll('svg text')].filter((t) => t.textContent.trim()
+        && getComputedStyle(t).opacity !== '0' && getComputedStyle(t).visibility !== 'hidden')
+      .map((t) => ({ text: t.textContent, r: t.getBoundingClientRect() })).filter((b) => b.r.width > 0 && b.r.height > 0);
+    for (let i = 0; i < boxes.length; i++) for (let j = i + 1; j < boxes.length; j++) {
+      const a = boxes[i].r, b = boxes[j].r;
+      const w = Math.min(a.right, b.right) - Math.max(a.left, b.left), h = Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top);
+      if (w > 2 && h > 2) found.push(`${chart.id}: "${boxes[i].text}" over "${boxes[j].text}"`);
+    }
+  }
+  return found;
+}"""
+
+
+@pytest.mark.parametrize("lesson", ["zero-init", "batchnorm-test-time"])
+@pytest.mark.parametrize("width, height", [(1440, 900), (390, 844)])
+def test_no_chart_labels_print_over_each_other(browser, server, lesson, width, height):
+    context = browser.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    page.goto(server.url + "/")
+    page.wait_for_selector("[name='model.activation']", state="attached")
+    page.select_option("[data-testid=preset-select]", lesson)
+    page.click("[data-testid=lesson-start]")
+    wait_for_text(page, "#lesson-status", "Done")
+    page.wait_for_timeout(800)
+    for testid in CHARTS + ["depth-strip"]:
+        drawn(page, testid)
+    page.wait_for_timeout(500)
+    overlaps = page.evaluate(OVERLAPS)
+    shot(page, f"labels-{lesson}-{width}")
+    context.close()
+    assert not overlaps, overlaps
+
+
+def colour_of(page, testid, name):
+    return page.evaluate(f"""() => (document.querySelector('[data-testid={testid}]').data || [])
+        .filter(t => t.name === {json.dumps(name + ": validation")}).map(t => t.line && t.line.color)[0]""")
+
+
+def test_a_run_keeps_its_colour(page, server):
+    """Opened again, or compared in another order, a lesson's run is drawn in the same colour."""
+    preset = presets(server)["batchnorm-test-time"]
+    page.select_option("[data-testid=preset-select]", "batchnorm-test-time")
+    page.click("[data-testid=lesson-start]")
+    wait_for_text(page, "#lesson-status", "Done")
+    drawn(page, "compare-chart")
+    names = [r["label"] for r in preset["runs"]]
+    before = {n: colour_of(page, "compare-chart", n) for n in names}
+    assert all(before.values()) and len(set(before.values())) == len(names), before
+    # Uncheck the first run in the list and check it again: it now comes last among the compared.
+    run_id = page.locator("#run-rows tr:has(input:checked)", has_text=names[0]).first.get_attribute("data-run")
+    box = page.locator(f"#run-rows tr[data-run='{run_id}'] input[type=checkbox]")
+    box.uncheck()
+    box.check()
+    page.wait_for_timeout(500)
+    assert {n: colour_of(page, "compare-chart", n) for n in names} == before
+    # Reloaded, the lesson's runs come back in their colours.
+    page.reload()
+    page.wait_for_function("() => (document.querySelector('[data-testid=compare-chart]').data || []).length > 0", timeout=20000)
+    page.wait_for_timeout(500)
+    assert {n: colour_of(page, "compare-chart", n) for n in names} == before
+
+
+def test_the_mode_bar_is_hidden_on_touch_and_shown_on_hover_with_a_mouse(browser, server):
+    for touch in (True, False):
+        context = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=touch, is_mobile=touch)
+        page = context.new_page()
+        page.goto(server.url + "/")
+        page.wait_for_selector("[name='model.activation']", state="attached")
+        page.select_option("[data-testid=preset-select]", "dying-relu")
+        page.click("[data-testid=lesson-start]")
+        wait_for_text(page, "#lesson-status", "Done")
+        drawn(page, "loss-chart")
+        chart = page.locator("[data-testid=loss-chart]")
+        if not touch:
+            chart.hover()
+            page.wait_for_timeout(300)
+        bars = chart.locator(".modebar")
+        visible = bars.count() > 0 and bars.first.evaluate("b => getComputedStyle(b).opacity !== '0'"
+                                                           " && getComputedStyle(b).display !== 'none'")
+        context.close()
+        assert visible is (not touch), touch

@@ -1,5 +1,5 @@
 // The decision boundary of each compared run (2-D sets), at the shown step.
-import { CLASSES, draw, label, runStyle } from "./plot.js";
+import { CLASSES, draw, label, styleOf } from "./plot.js";
 
 // One small panel per compared run (up to four), side by side on the same axes: a lesson's comparison is
 // the point, and one panel could show only one run's boundary.
@@ -7,9 +7,10 @@ export function boundaryChart(id, runs, pick) {
   const shown = runs.filter((run) => pick(run)).slice(0, 4);
   if (!shown.length) return draw(id, [], { annotations: [{ text: "2-D datasets only", showarrow: false }] });
   const traces = [], annotations = [], layout = {};
-  const n = shown.length, gap = 0.04, width = (1 - gap * (n - 1)) / n;
-  // A phone has no room for panels side by side: they stack, each as tall as the card.
-  const stacked = n > 1 && document.getElementById(id).clientWidth < 520;
+  // A phone has no room for panels side by side: they stack, each as tall as the card, with room between
+  // them for each panel's title (the panel above keeps its x ticks).
+  const stacked = shown.length > 1 && document.getElementById(id).clientWidth < 520;
+  const n = shown.length, gap = stacked ? 0.12 / n : 0.04, width = (1 - gap * (n - 1)) / n;
   const size = stacked ? (1 - gap * (n - 1)) / n : width;
   shown.forEach((run, p) => {
     const ev = pick(run), k = ev.probs.length;
@@ -42,13 +43,13 @@ export function boundaryChart(id, runs, pick) {
     const left = stacked ? 0 : p * (width + gap);
     const top = stacked ? 1 - p * (size + gap) : 1;
     layout[`xaxis${ax}`] = { domain: stacked ? [0, 1] : [left, left + width], anchor: `y${ax}`,
-      showticklabels: stacked || n < 3, title: { text: p === n - 1 || !stacked ? "x1" : "" } };
+      showticklabels: stacked ? p === n - 1 : n < 3, title: { text: p === n - 1 || !stacked ? "x1" : "" } };
     layout[`yaxis${ax}`] = { domain: stacked ? [top - size, top] : [0, 1], anchor: `x${ax}`,
       showticklabels: stacked || p === 0, title: { text: stacked || p === 0 ? "x2" : "" } };
     annotations.push({ text: `${label(run)} · step ${ev.step}`, x: stacked ? 0.5 : left + width / 2, y: top,
       xref: "paper", yref: "paper", yanchor: "bottom", showarrow: false,
-      font: { size: 10, color: runStyle(runs.indexOf(run)).color } });
+      font: { size: 11, color: styleOf(run, runs.indexOf(run)).color } });
   });
   document.getElementById(id).style.height = stacked ? `${280 * n}px` : "";
-  draw(id, traces, { ...layout, annotations, showlegend: false, margin: { l: 40, r: 10, t: 24, b: 35 } });
+  draw(id, traces, { ...layout, annotations, showlegend: false, margin: { l: 45, r: 10, t: 26, b: 40 } });
 }

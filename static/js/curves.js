@@ -1,45 +1,57 @@
 // Curves over training time, and signal propagation at step 0.
-import { PALETTE, draw, endLabels, escape, label, logAxis, runStyle, stepMarker } from "./plot.js";
+import { draw, endLabels, escape, label, logAxis, plotHeight, stepMarker, styleOf, timeAxis } from "./plot.js";
 
 // Validation loss per run (training loss thin beside it; the noisy batch loss on request).
 export function lossChart(id, runs, showBatch = false, step = null) {
+  const t = timeAxis(runs);
   const traces = [];
   runs.forEach((run, i) => {
-    const s = runStyle(i);
+    const s = styleOf(run, i);
+    const xs = (events) => events.map((e) => t.x(run, e));
     if (showBatch) {
-      traces.push({ x: run.steps.map((e) => e.step), y: run.steps.map((e) => e.loss), name: `${label(run)}: batch loss`,
+      traces.push({ x: xs(run.steps), y: run.steps.map((e) => e.loss), name: `${label(run)}: batch loss`,
         line: { color: s.color, width: 1 }, opacity: 0.35, type: "scattergl", mode: "lines", hoverinfo: "skip" });
     }
-    traces.push({ x: run.evals.map((e) => e.step), y: run.evals.map((e) => e.train_loss), name: `${label(run)}: train`,
+    traces.push({ x: xs(run.evals), y: run.evals.map((e) => e.train_loss), name: `${label(run)}: train`,
       line: { color: s.color, width: 1, dash: s.dash }, opacity: 0.6, mode: "lines", type: "scatter" });
-    traces.push({ x: run.evals.map((e) => e.step), y: run.evals.map((e) => e.val_loss), name: `${label(run)}: validation`,
+    traces.push({ x: xs(run.evals), y: run.evals.map((e) => e.val_loss), name: `${label(run)}: validation`,
       line: { color: s.color, width: 2.5, dash: s.dash }, marker: { symbol: s.symbol, size: 6 },
       mode: "lines+markers", type: "scatter", endLabel: label(run) });
   });
-  draw(id, traces, { showlegend: false, annotations: endLabels(traces.filter((t) => t.endLabel)),
-    shapes: stepMarker(step), margin: { l: 55, r: 90, t: 10, b: 40 }, xaxis: { title: { text: "step" } },
-    yaxis: { title: { text: "loss (thick: validation)" }, rangemode: "tozero" } });
+  const top = Math.max(0.1, ...traces.flatMap((tr) => tr.y).filter(Number.isFinite)) * 1.05;
+  const range = [-0.03 * top, top];
+  const margin = { l: 55, r: 100, t: 10, b: 40 };
+  draw(id, traces, { showlegend: false, margin, xaxis: t.axis, shapes: stepMarker(step, t, runs[0]),
+    annotations: endLabels(traces.filter((tr) => tr.endLabel), { range, height: plotHeight(id, margin) }),
+    yaxis: { title: { text: "loss (thick: validation; thin: training)" }, range } });
 }
 
+// Validation accuracy per run (thick), training accuracy (thin, the same colour): a lesson about the gap
+// between them shows the gap. With batchnorm, the accuracy with each batch's own statistics instead of
+// the moving averages (diamonds).
 export function accuracyChart(id, runs, step = null) {
-  const traces = runs.map((run, i) => {
-    const s = runStyle(i);
-    return { x: run.evals.map((e) => e.step), y: run.evals.map((e) => e.val_acc), name: label(run), endLabel: label(run),
-      line: { color: s.color, width: 2.5, dash: s.dash }, marker: { symbol: s.symbol, size: 6 }, mode: "lines+markers",
-      type: "scatter" };
-  });
-  // With batchnorm: the same net with each batch's own statistics instead of the moving averages (thin)
+  const t = timeAxis(runs);
+  const traces = [];
   runs.forEach((run, i) => {
+    const s = styleOf(run, i);
+    const xs = (events) => events.map((e) => t.x(run, e));
+    traces.push({ x: xs(run.evals), y: run.evals.map((e) => e.train_acc), name: `${label(run)}: training`,
+      line: { color: s.color, width: 1.2, dash: s.dash }, opacity: 0.7, mode: "lines", type: "scatter" });
+    traces.push({ x: xs(run.evals), y: run.evals.map((e) => e.val_acc), name: `${label(run)}: validation`,
+      endLabel: label(run), line: { color: s.color, width: 2.5, dash: s.dash }, marker: { symbol: s.symbol, size: 6 },
+      mode: "lines+markers", type: "scatter" });
     const withBatch = run.evals.filter((e) => e.val_acc_batch_stats !== undefined && e.val_acc_batch_stats !== null);
-    if (!withBatch.length) return;
-    const s = runStyle(i);
-    traces.push({ x: withBatch.map((e) => e.step), y: withBatch.map((e) => e.val_acc_batch_stats),
-      name: `${label(run)}: batch statistics`, line: { color: s.color, width: 1, dash: "dot" }, mode: "lines",
-      type: "scatter" });
+    if (withBatch.length) {
+      traces.push({ x: xs(withBatch), y: withBatch.map((e) => e.val_acc_batch_stats),
+        name: `${label(run)}: validation, batch statistics`, line: { color: s.color, width: 2 },
+        marker: { symbol: "diamond-open", size: 9, line: { width: 2 } }, mode: "lines+markers", type: "scatter" });
+    }
   });
-  draw(id, traces, { showlegend: false, annotations: endLabels(traces.filter((t) => t.endLabel)),
-    shapes: stepMarker(step), margin: { l: 55, r: 90, t: 10, b: 40 },
-    xaxis: { title: { text: "step" } }, yaxis: { title: { text: "validation accuracy" }, range: [0, 1.02] } });
+  const range = [-0.03, 1.03];
+  const margin = { l: 55, r: 100, t: 10, b: 40 };
+  draw(id, traces, { showlegend: false, margin, xaxis: t.axis, shapes: stepMarker(step, t, runs[0]),
+    annotations: endLabels(traces.filter((tr) => tr.endLabel), { range, height: plotHeight(id, margin) }),
+    yaxis: { title: { text: "accuracy (thick: validation; thin: training)" }, range } });
 }
 
 // Step 0: the measured pre-activation std per hidden layer, and the engine's theory line: each layer's
@@ -52,11 +64,11 @@ export function signalChart(id, runs) {
     if (!ev) return;
     const hidden = ev.layers.filter((l) => l.kind !== "output");
     const names = hidden.map((l) => escape(l.name));
-    const color = PALETTE[r % PALETTE.length];
-    traces.push({ x: names, y: hidden.map((l) => l.stats.preact_std), name: `${label(run)}: measured pre-activation std`,
+    const { color } = styleOf(run, r);
+    traces.push({ x: names, y: hidden.map((l) => l.stats.preact_std), name: label(run),
       mode: "lines+markers", type: "scatter", line: { color } });
     if (ev.theory_preact_std) {
-      traces.push({ x: names, y: ev.theory_preact_std, name: `${label(run)}: theory`, mode: "lines", type: "scatter",
+      traces.push({ x: names, y: ev.theory_preact_std, name: `${label(run)}: theory`, showlegend: false, mode: "lines", type: "scatter",
         line: { color, dash: "dash" }, theory: true });
     }
   });
@@ -66,7 +78,12 @@ export function signalChart(id, runs) {
   const axis = logAxis(measured, "y");
   traces.push(...axis.extra);
   axis.range[0] = Math.min(axis.range[0], axis.range[1] - 2);
-  draw(id, traces, { yaxis: { type: "log", range: axis.range, exponentformat: "power", title: { text: "std at step 0" } },
-    xaxis: { automargin: true, tickangle: -45 }, margin: { l: 55, r: 10, t: 10, b: 60 } });
+  if (axis.extra.length) {  // the crosses say what they are, in the legend
+    axis.extra.forEach((t, i) => { t.showlegend = i === 0; t.name = "× exactly 0: the layer's signal died"; });
+  }
+  draw(id, traces, { yaxis: { type: "log", range: axis.range, exponentformat: "power", title: { text: "std at step 0" },
+    automargin: true }, xaxis: { automargin: true, tickangle: -45 }, margin: { l: 60, r: 10, t: 10, b: 60 },
+    // Above the plot: below it, the legend ran into the slanted layer names.
+    legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom" } });
 }
 

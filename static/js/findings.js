@@ -5,9 +5,8 @@
 import { api, ApiError } from "./api.js";
 import { $, el } from "./dom.js";
 import { refreshRuns, show, watch } from "./runs.js";
-import { scheduleRender } from "./scheduler.js";
+import { openView } from "./evidence.js";
 import { state } from "./state.js";
-import { showStep } from "./timeline.js";
 
 let drawnKey = "";
 
@@ -51,19 +50,9 @@ function findingItem(run, f, differs) {
 }
 
 // The evidence: the chart outlined and in view, its statistic chosen, the slider at the step it shows.
-export function openEvidence(run, f) {
-  const ev = f.evidence || {};
+function openEvidence(run, f) {
   if (!state.compare.includes(run.id)) show([run.id, ...state.compare]);
-  if (ev.stat && [...$("strip-stat").options].some((o) => o.value === ev.stat)) $("strip-stat").value = ev.stat;
-  if (ev.hist) $("hist-kind").value = ev.hist;
-  if (ev.step !== undefined && ev.step !== null) showStep(ev.step);
-  document.querySelectorAll("figure.target").forEach((fig) => fig.classList.remove("target"));
-  const fig = document.querySelector(`[data-testid=${ev.chart}]`)?.closest("figure");
-  if (fig) {
-    fig.classList.add("target");
-    fig.scrollIntoView({ block: "center" });
-  }
-  scheduleRender(true);
+  openView({ ...(f.evidence || {}), layer: (f.evidence || {}).layer || null });
 }
 
 function openLessonCard(lesson) {

@@ -5,22 +5,48 @@ import { $, el, fmt } from "./dom.js";
 import { refreshRuns, show, watch } from "./runs.js";
 import { scheduleRender } from "./scheduler.js";
 import { state, writeHash } from "./state.js";
-import { play, showStep } from "./timeline.js";
+import { openView, pointAt } from "./evidence.js";
 
 export function showLesson(preset, prediction = null) {
   $("lesson").hidden = !preset;
   if (!preset) return;
+  $("lesson-setup").textContent = setupText(preset);
   $("lesson-explanation").textContent = preset.explanation;
   $("lesson-look").replaceChildren(...linkPhrases(preset.look_at, preset.links || []));
   showPrediction(preset, prediction);
   $("prediction-result").textContent = "";
-  $("lesson-outcome").replaceChildren(...preset.expect.map((e, i) => badgeItem("wait", "pending", e.text,
-    evidenceText(preset, i))));
+  $("lesson-outcome").replaceChildren();
+  holdBackTheAnswer(true);
 }
 
-// The lesson's key phrases point at their chart: hovering or focusing one outlines the chart, a click
-// (or Enter) brings it into view, at the link's step (or plays its range of steps). Built from text
-// nodes: the lesson text is never parsed as markup.
+// The question and the setup come first; the explanation, what to look at and the checks (which state
+// the outcome) wait until the runs have ended, or until the learner opens them.
+function holdBackTheAnswer(hold) {
+  const answer = $("lesson-answer");
+  answer.open = !hold;
+  $("lesson-answer-summary").textContent = hold ? "Show me the explanation now" : "The explanation";
+}
+
+// "relu: spiral, 6 hidden layers of 64, ReLU, He init, bias -1, Adam (lr 0.005), 15 epochs": each run's
+// setup, without its outcome.
+function setupText(preset) {
+  const describe = ({ data, model, train, augment }) => {
+    const parts = [`${data.dataset}`, `${model.depth} ${model.arch === "cnn" ? "conv blocks" : "hidden layers"} of ${model.width}`,
+      model.activation === "leaky_relu" ? `leaky ReLU (a = ${model.leaky_slope})` : model.activation,
+      `${model.init}${model.init === "small_normal" ? ` (N(0,1)·${model.init_std})` : ""} init`];
+    if (model.bias_init) parts.push(`bias ${model.bias_init}`);
+    if (model.batchnorm) parts.push(`batchnorm (α = ${model.bn_momentum})`);
+    if (model.dropout) parts.push(`${model.dropout_mode} dropout ${model.dropout}`);
+    if (augment && Object.values(augment).some(Boolean)) parts.push("augmented");
+    parts.push(`${train.optimizer} (lr ${train.lr}), batches of ${train.batch_size}, ${train.epochs} epochs`);
+    return parts.join(", ");
+  };
+  return `The runs: ${preset.runs.map((r) => `${r.label}: ${describe(r.config)}`).join("; ")}.`;
+}
+
+// The lesson's key phrases open their evidence: the chart, its statistic or histogram, the layer
+// annotated and the step (or the steps played). Hovering or focusing a phrase outlines its chart. Built
+// from text nodes: the lesson text is never parsed as markup.
 function linkPhrases(text, links) {
   const parts = [];
   let rest = text;
@@ -29,15 +55,11 @@ function linkPhrases(text, links) {
     if (!hits.length) break;
     const first = hits.reduce((a, b) => (b.at < a.at ? b : a));
     parts.push(document.createTextNode(rest.slice(0, first.at)));
-    const fig = () => document.querySelector(`[data-testid=${first.chart}]`)?.closest("figure");
-    const point = (on) => fig()?.classList.toggle("pointed", on);
-    const go = () => {
-      if (first.steps) { showStep(first.steps[0]); play(first.steps[1]); } else if (first.step !== undefined) showStep(first.step);
-      fig()?.scrollIntoView({ block: "center", behavior: "smooth" });
-    };
+    const go = () => openView(first);
     parts.push(el("span", { className: "chart-link", tabIndex: 0, textContent: first.phrase, dataset: { chart: first.chart },
       attrs: { role: "button", "aria-label": `${first.phrase}: show the chart` },
-      on: { mouseenter: () => point(true), mouseleave: () => point(false), focus: () => point(true), blur: () => point(false),
+      on: { mouseenter: () => pointAt(first.chart, true), mouseleave: () => pointAt(first.chart, false),
+        focus: () => pointAt(first.chart, true), blur: () => pointAt(first.chart, false),
         click: go, keydown: (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); go(); } } } }));
     rest = rest.slice(first.at + first.phrase.length);
   }
@@ -67,30 +89,46 @@ function predictionResult(preset, prediction, outcome) {
   const p = preset.predict;
   if (!p) return "";
   const held = outcome.checks.every((c) => c.held === true);
-  const evidence = preset.evidence && preset.evidence.checks && preset.evidence.checks[0];
-  const sweep = evidence ? ` The same happened in ${evidence.held} of ${evidence.of} seeded trials of the sweep.` : "";
   const answer = p.choices[p.answer];
-  const exception = held ? "" : " (This time not every check held: see below.)";
-  if (prediction === null || prediction === undefined) return `The answer: ${answer}.${exception}${sweep}`;
+  const record = preset.evidence && preset.evidence.checks[0];
+  const trials = record ? ` Held in ${record.held} of ${record.of} seeded trials.` : "";
+  const why = outcome.checks.length ? ` ${measured(outcome.checks[0])}${trials}` : "";
+  const exception = held ? "" : " This time not every check held: see below.";
+  if (prediction === null || prediction === undefined) return `The answer: ${answer}.${why}${exception}`;
   const right = prediction === p.answer;
-  return `You predicted: ${p.choices[prediction]}. ${right ? "Right" : "Not quite"}: ${answer}.${exception}${sweep}`;
+  return `You predicted: ${p.choices[prediction]}. ${right ? "Right" : `Not quite: the answer is ${answer}`}.${why}${exception}`;
 }
 
-// "held in 20/20 trials (seeds 0-9 at 1 and 2 torch threads), margin 0.41 (min 0.33)": the sweep's record
-function evidenceText(preset, i) {
+// A check's numbers as a teacher says them: "Here: 57%. The lesson expects more than 30%."
+function measured(c) {
+  if (c.margin_unit === "finding") {
+    return c.held ? `The doctor reports ${c.finding.replace(/_/g, " ")}.`
+      : `The doctor did not report ${c.finding.replace(/_/g, " ")}${c.found && c.found.length ? ` (it reported: ${c.found.join(", ")})` : ""}.`;
+  }
+  if (c.left === null || c.left === undefined) return "";
+  const pct = /%/.test(c.text) && Math.abs(c.left) <= 1 && Math.abs(c.bound ?? 0) <= 1;
+  const v = (x) => (pct ? `${Math.round(100 * x)}%` : fmt(x));
+  const want = { ">": "more than", ">=": "at least", "<": "less than", "<=": "at most" }[c.op] || c.op;
+  const against = c.right !== null && c.bound !== null && c.right !== c.bound ? ` against ${v(c.right)}` : "";
+  return `Here: ${v(c.left)}${against}. The lesson expects ${want} ${v(c.bound ?? c.right)}.`;
+}
+
+// "Held in 49 of 50 seeded trials", with the sweep's detail behind a disclosure.
+function evidenceItem(preset, i) {
   const ev = preset.evidence;
   const c = ev && ev.checks[i];
-  if (!c) return "";
-  const unit = c.margin_unit === "log10" ? " decades" : "";
+  if (!c) return null;
+  const unit = c.margin_unit === "log10" ? " orders of magnitude" : "";
   const m = (x) => (x === null || x === undefined ? "n/a" : `${fmt(x, 2)}${unit}`);
-  return `held in ${c.held}/${c.of} trials (seeds ${ev.seeds[0]}-${ev.seeds[ev.seeds.length - 1]} at `
-    + `${ev.threads.join(" and ")} torch threads), margin ${m(c.margin_median)} (min ${m(c.margin_min)})`;
+  return el("details", { className: "evidence" }, el("summary", { textContent: `Held in ${c.held} of ${c.of} seeded trials.` }),
+    el("span", { textContent: `The lesson's sweep trained it at seeds ${ev.seeds[0]} to ${ev.seeds[ev.seeds.length - 1]} with `
+      + `${ev.threads.join(" and ")} torch thread${ev.threads.length > 1 || ev.threads[0] > 1 ? "s" : ""}; its margin past the `
+      + `threshold was ${m(c.margin_median)} in the middle trial, ${m(c.margin_min)} at the least.` }));
 }
 
-function badgeItem(kind, word, text, evidence = "", result = "") {
+function badgeItem(kind, word, text, result = "", evidence = null) {
   return el("li", {}, el("span", { className: `badge ${kind}`, textContent: word }), " ", text,
-    result ? el("div", { className: "result", textContent: result }) : null,
-    evidence ? el("div", { className: "evidence", textContent: evidence }) : null);
+    result ? el("div", { className: "result", textContent: result }) : null, evidence);
 }
 
 export async function startLesson() {
@@ -154,13 +192,9 @@ export async function checkLesson() {
   const outcome = await api(`/api/presets/${preset.id}/outcome?group=${encodeURIComponent(group)}`).catch(() => null);
   if (!outcome || !outcome.finished) return;
   $("prediction-result").textContent = predictionResult(preset, state.lesson.prediction, outcome);
-  const unit = (c) => (c.margin_unit === "log10" ? " decades" : "");
-  // Both values and the margin: "0.925 against 0.775 (needed above 0.825): margin 0.100"
-  const result = (c) => (c.left === null || c.right === null ? "" : `This run: ${fmt(c.left)} against ${fmt(c.right)}`
-    + (c.bound !== null && c.bound !== c.right ? ` (threshold ${fmt(c.bound)})` : "")
-    + (c.margin !== null ? `; margin ${fmt(c.margin)}${unit(c)}` : ""));
+  holdBackTheAnswer(false);  // the runs have ended: the explanation and the checks, beside the result
   $("lesson-outcome").replaceChildren(...outcome.checks.map((c, i) => badgeItem(
     c.held === true ? "held" : c.held === false ? "not" : "wait",
     c.held === true ? "held" : c.held === false ? "did not hold" : "no data",
-    c.text, evidenceText(preset, i), result(c))));
+    c.text, measured(c), evidenceItem(preset, i))));
 }

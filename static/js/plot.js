@@ -5,7 +5,10 @@
 // Classes in a decision boundary get their own colours, apart from the runs' (Paul Tol's muted scheme).
 export const CLASSES = ["#332288", "#44AA99", "#AA4499", "#DDCC77", "#88CCEE", "#882255"];
 export const PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"];
-const CONFIG = { responsive: true, displaylogo: false };
+// The mode bar (zoom, save...) shows on hover; on a touch screen, where there is no hover, it would sit on
+// the evidence, so it is left out there.
+const TOUCH = window.matchMedia && window.matchMedia("(hover: none)").matches;
+const CONFIG = { responsive: true, displaylogo: false, displayModeBar: TOUCH ? false : "hover" };
 const BASE = { margin: { l: 50, r: 10, t: 10, b: 40 }, legend: { orientation: "h", y: -0.2 }, font: { size: 11 } };
 
 export function draw(id, traces, layout) {
@@ -27,22 +30,47 @@ export const DASHES = ["solid", "dash", "dot", "dashdot", "longdash", "longdashd
 const MARKERS = ["circle", "square", "diamond", "triangle-up", "x", "star"];
 export const runStyle = (i) => ({ color: PALETTE[i % PALETTE.length], dash: DASHES[i % DASHES.length],
   symbol: MARKERS[i % MARKERS.length] });
+// A run's style wherever it is drawn: by its own colour index (view.js gives each run one that stays),
+// else by its place among the runs drawn.
+export const styleOf = (run, i) => runStyle(run.colour ?? i);
+
+// The x axis of curves over training: steps, or epochs where the compared runs take different numbers
+// of steps an epoch (a run of batches of 8 beside runs of 64 would squeeze those into a corner).
+export function timeAxis(runs) {
+  const per = runs.map((r) => r.stepsPerEpoch).filter(Boolean);
+  const byEpoch = per.length > 1 && Math.max(...per) > 1.2 * Math.min(...per);
+  const x = (run, e) => (byEpoch ? e.step / (run.stepsPerEpoch || 1) : e.step);
+  const last = Math.max(1, ...runs.flatMap((r) => [...r.evals, ...r.steps.slice(-1)].map((e) => x(r, e))));
+  // A little room left of 0, so the axes' two zeros do not print on one spot.
+  return { byEpoch, x, axis: { title: { text: byEpoch ? "epoch" : "step" }, range: [-0.02 * last, last * 1.02] } };
+}
 
 // A name at the end of each line instead of a legend box: the legend took a third of the card and
-// overprinted the axis title.
-// Labels that would print on the same spot (two runs ending at the same value) are moved apart.
-export function endLabels(traces, log = false) {
-  const ends = traces.filter((t) => t.x.length && t.y[t.y.length - 1] !== null && t.y[t.y.length - 1] !== undefined);
-  const pos = (t) => (log ? Math.log10(Math.max(t.y[t.y.length - 1], 1e-300)) : t.y[t.y.length - 1]);
-  const values = ends.map(pos);
-  const span = (Math.max(...values) - Math.min(...values)) || 1;
-  return ends.map((t, i) => {
-    const crowded = values.slice(0, i).filter((v) => Math.abs(v - values[i]) < 0.06 * span).length;
-    return { x: t.x[t.x.length - 1], y: t.y[t.y.length - 1], xref: t.xaxis || "x", yref: t.yaxis || "y",
-      text: t.endLabel, showarrow: false, xanchor: "left", xshift: 4, yshift: -12 * crowded,
-      font: { size: 10, color: t.line.color } };
-  });
+// overprinted the axis title. Labels that would print over each other (two runs ending at nearly the same
+// value) are pushed apart on the screen, keeping their order: ``range`` is the y axis range (in log10
+// for a log axis) and ``height`` the plot's height in pixels.
+const LABEL_PX = 14;
+export function endLabels(traces, { range = null, log = false, height = 250 } = {}) {
+  const last = (t) => t.y[t.y.length - 1];
+  const ends = traces.filter((t) => t.x.length && last(t) !== null && last(t) !== undefined && Number.isFinite(last(t)));
+  const axisValue = (v) => (log ? Math.log10(Math.max(v, 1e-300)) : v);
+  const all = ends.flatMap((t) => t.y).filter((v) => v !== null && Number.isFinite(v)).map(axisValue);
+  const [lo, hi] = range || [Math.min(...all), Math.max(...all)];
+  const pixel = (t) => ((axisValue(last(t)) - lo) / ((hi - lo) || 1)) * height;
+  const shift = new Map();
+  let floor = Infinity;
+  for (const t of [...ends].sort((a, b) => pixel(b) - pixel(a))) {
+    const placed = Math.min(pixel(t), floor - LABEL_PX);
+    shift.set(t, placed - pixel(t));
+    floor = placed;
+  }
+  return ends.map((t) => ({ x: t.x[t.x.length - 1], y: last(t), xref: t.xaxis || "x", yref: t.yaxis || "y",
+    text: t.endLabel, showarrow: false, xanchor: "left", xshift: 4, yshift: shift.get(t),
+    font: { size: 10, color: t.line.color } }));
 }
+
+// The height in pixels of a chart's plot area, for laying out labels.
+export const plotHeight = (id, margin) => Math.max(60, document.getElementById(id).clientHeight - margin.t - margin.b);
 
 // One sentence per chart for screen readers (and anyone): what it shows and the numbers that matter.
 // (A hidden paragraph the chart points to with aria-describedby: the chart itself holds Plotly's buttons,
@@ -93,8 +121,9 @@ export const STAT_LABELS = {
 };
 
 // The shown step, on a chart whose x axis is the step: a thin line, so a learner sees where the slider is.
-export function stepMarker(step) {
+export function stepMarker(step, axis = null, run = null) {
   if (step === null || step === undefined) return [];
+  if (axis && run) step = axis.x(run, { step });
   return [{ type: "line", x0: step, x1: step, y0: 0, y1: 1, yref: "paper", line: { color: "#444", width: 1, dash: "dot" } }];
 }
 

@@ -53,6 +53,7 @@ function onEvent(v, ev) {
         v.config = ev.config || v.config;
         v.points = ev.points || null;
         v.totalSteps = ev.total_steps;
+        v.stepsPerEpoch = ev.steps_per_epoch || null;
       }
       if (state.finished.has(ev.status)) {
         v.progress = ev.status === "completed" ? 1 : v.progress;
@@ -164,7 +165,7 @@ function runRow(run) {
       download: `deepscope-${run.id}.py`, attrs: { "aria-label": `PyTorch script of ${run.name}` } }));
   }
   const cells = [pick, name, status, bar].map((child, i) => el("td", { className: i === 1 ? "name" : "" }, child));
-  return el("tr", { className: run.id === state.shown ? "shown" : "" }, ...cells, actions);
+  return el("tr", { className: run.id === state.shown ? "shown" : "", dataset: { run: run.id } }, ...cells, actions);
 }
 
 // Delete waits UNDO_MS behind an Undo button before it reaches the server: a slip costs nothing.

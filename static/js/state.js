@@ -12,6 +12,7 @@ export const state = {
   lesson: null,           // {preset, group, ids, prediction}
   pendingPrediction: null, // a prediction made before the lesson started
   stepIndex: null,        // index into the shown run's captures; null follows the newest
+  focus: null,            // {chart, layer}: the layer a lesson link or a finding annotates
   playing: null,          // the timer that steps the slider while the run plays
   pendingDeletes: new Map(), // run id -> the timer that deletes it unless undone
 };

@@ -43,7 +43,7 @@ export function samplesFor(run) {
 // Move the slider to the capture at or before ``step`` (a lesson's evidence link, a finding).
 export function showStep(step) {
   const shown = state.views.get(state.shown);
-  if (!shown || !shown.layers.length) { state.stepIndex = step === 0 ? 0 : null; return; }
+  if (step === Infinity || !shown || !shown.layers.length) { state.stepIndex = step === 0 ? 0 : null; return; }
   let index = 0;
   shown.layers.forEach((e, i) => { if (e.step <= step) index = i; });
   state.stepIndex = index;

@@ -10,14 +10,36 @@ import { redraw, scheduleRender } from "./scheduler.js";
 import { state } from "./state.js";
 import { boundaryFor, captureFor, samplesFor, shownStep, syncSlider } from "./timeline.js";
 
+// A run keeps its colour wherever it is shown: a lesson's runs by their place in the lesson, any other
+// run by the order this page first drew it in.
+const colours = new Map();
+function colourOf(run) {
+  const lesson = state.lesson && state.lesson.ids.includes(run.id) ? state.lesson.preset : null;
+  const label = lesson ? lesson.runs.findIndex((r) => r.label === run.name) : -1;
+  if (label >= 0) return label;
+  if (!colours.has(run.id)) colours.set(run.id, colours.size);
+  return colours.get(run.id);
+}
+
+// A run that ran to its end is not a run that learned: the doctor's worst finding says which.
+function statusLine(run) {
+  if (!run) return "no run yet";
+  const line = `${run.status}${run.message ? ": " + run.message : ""}`;
+  const worst = (run.findings || []).find((f) => f.severity === "problem" || f.severity === "warning");
+  const name = worst && worst.title.split(":")[0];
+  return worst ? `${line}; but DeepScope sees: ${name.charAt(0).toLowerCase()}${name.slice(1)}` : line;
+}
+
 const seqs = (runs, pick) => runs.map((r) => `${r.id}:${pick(r)?.seq ?? "-"}`).join(",");
 
 export function render() {
   const shown = state.views.get(state.shown);
   const runs = state.compare.map((id) => state.views.get(id)).filter(Boolean);
+  runs.forEach((run) => { run.colour = colourOf(run); });
+  const palette = runs.map((r) => r.colour).join(",");
   $("shown-title").textContent = !shown ? "No run shown" : runs.length > 1
     ? `Comparing ${runs.map((r) => r.name).join(" · ")}` : shown.name;
-  $("run-status").textContent = shown ? `${shown.status}${shown.message ? ": " + shown.message : ""}` : "no run yet";
+  $("run-status").textContent = statusLine(shown);
   $("run-progress").value = shown ? shown.progress : 0;
   $("cancel").disabled = !shown || state.finished.has(shown.status) || shown.status === "deleted";
   $("from-shown").disabled = !shown || !shown.config || Boolean(shown.config.watched);
@@ -30,21 +52,22 @@ export function render() {
   const evals = runs.map((r) => `${r.id}:${r.evals.length}:${batch ? r.steps.length : ""}`).join(",");
   const captures = seqs(runs, captureFor);
   const live = state.stepIndex === null && !state.playing;  // a learner's own move draws at once
-  redraw("loss-chart", `${evals}|${batch}|${step}`, () => lossChart("loss-chart", runs, batch, step), live);
-  redraw("compare-chart", `${evals}|${step}`, () => accuracyChart("compare-chart", runs, step), live);
-  redraw("depth-strip", `${captures}|${stat}`, () => depthStrip("depth-strip", runs, captureFor, stat, (i) => {
+  redraw("loss-chart", `${evals}|${batch}|${step}|${palette}`, () => lossChart("loss-chart", runs, batch, step), live);
+  redraw("compare-chart", `${evals}|${step}|${palette}`, () => accuracyChart("compare-chart", runs, step), live);
+  redraw("depth-strip", `${captures}|${stat}|${palette}`, () => depthStrip("depth-strip", runs, captureFor, stat, (i) => {
     $("heat-layer").value = String(i);
     scheduleRender(true);
   }), live);
   renderLessonStatus();
   renderFindings(runs);
   describeCharts(runs, step);
-  redraw("layer-stats-chart", `${captures}|${stat}`,
-    () => layerStatsChart("layer-stats-chart", runs, captureFor, stat), live);
+  const focus = state.focus ? `${state.focus.chart}:${state.focus.layer}` : "";
+  redraw("layer-stats-chart", `${captures}|${stat}|${focus}|${palette}`,
+    () => layerStatsChart("layer-stats-chart", runs, captureFor, stat, state.focus), live);
   $("stats-stat").textContent = STAT_LABELS[stat] || stat;
   const shared = $("hist-shared").checked;
-  redraw("histogram-chart", `${captures}|${kind}|${shared}`,
-    () => histogramChart("histogram-chart", runs, captureFor, kind, shared), live);
+  redraw("histogram-chart", `${captures}|${kind}|${shared}|${focus}|${palette}`,
+    () => histogramChart("histogram-chart", runs, captureFor, kind, shared, state.focus), live);
   redraw("signal-chart", seqs(runs, (r) => r.layers.find((e) => e.step === 0)),
     () => signalChart("signal-chart", runs), live);
   fillLayerSelect(shown);
