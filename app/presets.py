@@ -49,8 +49,8 @@ def check(expectation: dict[str, Any], summaries: dict[str, dict[str, Any]]) -> 
     """Whether one expectation held, given each run's summary by label. An expectation with ``finding``
     ({run, id}) holds when the doctor reported that finding for that run (``summary.findings``).
     Otherwise it compares two values: the two values compared
-    (``left`` and the other run's value or the number as ``right``), the threshold ``bound`` (right +
-    plus), and the ``margin``: how far past the threshold, in the direction the check wants (in decades,
+    (``left`` and the other run's value or the number as ``right``, with the runs' labels as
+    ``left_run`` and ``right_run``), the threshold ``bound`` (right + ``plus``), and the ``margin``: how far past the threshold, in the direction the check wants (in decades,
     log10, for checks with ``"log": true``, whose values span orders of magnitude); below 0 it failed."""
     if "finding" in expectation:
         return doctor_check(expectation, summaries)
@@ -60,7 +60,8 @@ def check(expectation: dict[str, Any], summaries: dict[str, dict[str, Any]]) -> 
         metric(summaries.get(right_spec["run"], {}), right_spec["metric"])
     unit = "log10" if expectation.get("log") else "value"
     out = {"text": expectation["text"], "held": None, "left": left, "right": right, "bound": None,
-           "margin": None, "margin_unit": unit, "op": expectation["op"]}
+           "margin": None, "margin_unit": unit, "op": expectation["op"], "plus": expectation.get("plus", 0.0),
+           "left_run": expectation["left"]["run"], "right_run": right_spec.get("run")}
     if left is None or right is None:
         return out
     bound = right + expectation.get("plus", 0.0)

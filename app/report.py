@@ -58,16 +58,40 @@ def _curves(steps: list[dict], evals: list[dict]) -> list[dict[str, Any]]:
 
 def _layer_charts(captures: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per statistic, every layer at step 0 and at the last capture: log axes for spreads and norms,
-    0 to 1 for fractions (a fraction of 0 could not appear on a log axis)."""
+    0 to 1 for fractions. A log axis cannot show 0 (a dead layer's gradient), so a zero is drawn as a
+    cross at the axis floor, as the page does."""
     figures = []
     for stats, log in ((LOG_STATS, True), (LINEAR_STATS, False)):
         for key, name in stats.items():
-            data = [{"x": [layer["name"] for layer in e["layers"]], "y": [layer["stats"][key] for layer in e["layers"]],
-                     "name": f"step {e['step']}", "type": "scatter", "mode": "lines+markers"} for e in captures]
+            data = [_layer_line(e, key, i) for i, e in enumerate(captures)]
             axis = {"type": "log", "exponentformat": "power"} if log else {"range": [-0.03, 1.03]}
+            title = name
+            if log and any(y == 0 for line in data for y in line["y"]):
+                data += _zero_crosses(data)
+                title = f"{name} (log; × = exactly 0)"
             figures.append({"title": f"{name[0].upper()}{name[1:]} per layer, input to output", "data": data,
-                            "layout": {"yaxis": {**axis, "title": {"text": name}}}})
+                            "layout": {"yaxis": {**axis, "title": {"text": title}}}})
     return figures
+
+
+def _layer_line(event: dict[str, Any], key: str, i: int) -> dict[str, Any]:
+    # step 0 dotted, the last capture solid: two equal lines stay two lines
+    return {"x": [layer["name"] for layer in event["layers"]], "y": [layer["stats"][key] for layer in event["layers"]],
+            "name": f"step {event['step']}", "type": "scatter", "mode": "lines+markers",
+            "line": {"dash": "dot" if i == 0 else "solid"}, "marker": {"symbol": "circle" if i == 0 else "square"}}
+
+
+def _zero_crosses(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    positive = [y for line in lines for y in line["y"] if y is not None and y > 0]
+    floor = min(positive) / 10 if positive else 1e-12
+    crosses = []
+    for line in lines:
+        zeros = [x for x, y in zip(line["x"], line["y"], strict=True) if y == 0]
+        line["y"] = [None if y == 0 else y for y in line["y"]]
+        if zeros:
+            crosses.append({"x": zeros, "y": [floor] * len(zeros), "name": f"{line['name']}: exactly 0",
+                            "type": "scatter", "mode": "markers", "marker": {"symbol": "x-open", "size": 9}})
+    return crosses
 
 
 def _findings(summary: dict[str, Any]) -> str:

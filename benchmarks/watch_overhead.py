@@ -75,7 +75,7 @@ def measure(name: str, steps: int, rounds: int) -> dict[str, list[float]]:
                 opt = torch.optim.Adam(model.parameters(), lr=1e-3)
                 if mode == "watch":
                     run = deepscope.watch(model, opt, name=name, total_steps=steps, data_dir=tmp)
-                    speed = loop(model, opt, x, y, steps, lambda s, loss: run.log(loss=loss))
+                    speed = loop(model, opt, x, y, steps, lambda s, loss, run=run: run.log(loss=loss))
                     summary = run.finish()
                     captures.append(summary.get("captures", 0))
                 else:

@@ -51,6 +51,8 @@ def test_check_reports_numbers_margins_and_missing_metrics():
     held = check(exp, {"a": {"val_acc": 0.9}, "b": {"val_acc": 0.7}})
     assert held["held"] is True and held["left"] == 0.9 and held["right"] == 0.7
     assert held["bound"] == pytest.approx(0.8) and held["margin"] == pytest.approx(0.1)
+    # what the page needs to say it in words: which run is which, and the difference asked for
+    assert (held["left_run"], held["right_run"], held["plus"], held["op"]) == ("a", "b", 0.1, ">")
     missed = check(exp, {"a": {"val_acc": 0.75}, "b": {"val_acc": 0.7}})
     assert missed["held"] is False and missed["margin"] == pytest.approx(-0.05)
     assert check(exp, {"a": {}, "b": {"val_acc": 0.7}})["held"] is None
@@ -68,3 +70,16 @@ def test_every_lesson_asks_a_prediction_and_points_at_its_charts():
         for link in preset["links"]:
             assert link["phrase"] in preset["look_at"], (preset["id"], link)
             assert f'data-testid="{link["chart"]}"' in page, (preset["id"], link)
+
+
+def test_the_shipped_evidence_is_for_the_lessons_as_they_are_and_every_check_held_in_49_of_50():
+    """A check whose text or threshold changed needs the sweep run again (docs/lessons.md): stale evidence
+    beside a learner's badge would be a claim nobody measured."""
+    from deepscope.app.presets import lesson_evidence
+
+    evidence = lesson_evidence()
+    for preset in PRESETS:
+        record = evidence[preset["id"]]
+        assert [c["text"] for c in record["checks"]] == [e["text"] for e in preset["expect"]], preset["id"]
+        for c in record["checks"]:
+            assert c["of"] >= 50 and c["held"] >= 0.98 * c["of"], (preset["id"], c)

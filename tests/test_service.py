@@ -111,6 +111,22 @@ def test_replay_after_completion_and_paging(server, client):
     assert '"type": "log"' not in report.text.split("Dead fraction per layer")[1].split("}}")[0]
 
 
+
+def test_the_reports_log_charts_draw_a_zero_as_a_cross_at_the_floor():
+    """A dead net's weight gradients are exactly 0: on a log axis they would vanish without a word."""
+    from deepscope.app.report import _layer_charts
+
+    layer = lambda name, g: {"name": name, "stats": {"act_std": 0.5, "grad_norm": g, "dead_frac": 1.0,  # noqa: E731
+                                                     "saturated_frac": 0.0, "duplicate_frac": 0.0}}
+    captures = [{"step": 0, "layers": [layer("linear1", 0.02), layer("linear2", 0.0)]},
+                {"step": 9, "layers": [layer("linear1", 0.0), layer("linear2", 0.0)]}]
+    grads = next(f for f in _layer_charts(captures) if f["title"].startswith("Weight-gradient"))
+    lines = [t for t in grads["data"] if t["mode"] == "lines+markers"]
+    crosses = [t for t in grads["data"] if t["mode"] == "markers"]
+    assert [t["y"] for t in lines] == [[0.02, None], [None, None]]
+    assert [t["x"] for t in crosses] == [["linear2"], ["linear1", "linear2"]]
+    assert all(y == 0.002 for t in crosses for y in t["y"]) and "exactly 0" in grads["layout"]["yaxis"]["title"]["text"]
+
 def test_live_stream_joins_mid_run_without_gap_or_duplicate(server, client):
     run = client.post("/api/runs", json={**QUICK, "train": {"epochs": 40}}).json()
     time.sleep(0.8)

@@ -129,10 +129,13 @@ export function histogramChart(id, runs, pick, kind, shared = false, focus = nul
       value.push(...xs, null);
       text.push(...xs.map(() => escape(layer.name)), null);
     });
+    const spread = ev.layers.reduce((sum, layer) => sum + (layer.hist[kind].hi - layer.hist[kind].lo), 0);
     traces.push({ x, y, customdata: value, text, name: label(runs[r]), mode: "lines", fill: "toself", type: "scatter",
-      line: { color: s.color, width: 1, shape: "hvh", dash: s.dash },
+      line: { color: s.color, width: 1, shape: "hvh", dash: s.dash }, spread, legendrank: r,
       hovertemplate: `%{text}: %{customdata:.3g}<extra>${label(runs[r])}</extra>` });
   });
+  // The widest run underneath: a zero-initialised net's spike would otherwise hide under Xavier's spread.
+  traces.sort((a, b) => b.spread - a.spread);
   // Each row's range at its ends: one text trace (sixty annotations took longer to draw than the shapes).
   const fmt = (v) => Number(v.toPrecision(2)).toString();
   if (!shared && rowRange.length) {

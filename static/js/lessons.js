@@ -99,7 +99,8 @@ function predictionResult(preset, prediction, outcome) {
   return `You predicted: ${p.choices[prediction]}. ${right ? "Right" : `Not quite: the answer is ${answer}`}.${why}${exception}`;
 }
 
-// A check's numbers as a teacher says them: "Here: 57%. The lesson expects more than 30%."
+// A check's numbers as a teacher says them: "Here: 57%. The lesson expects more than 30%.", or, for two
+// runs, "Here: leaky relu 0.41, relu 0.05: a difference of 0.36. The lesson expects more than 0.15."
 function measured(c) {
   if (c.margin_unit === "finding") {
     return c.held ? `The doctor reports ${c.finding.replace(/_/g, " ")}.`
@@ -109,8 +110,16 @@ function measured(c) {
   const pct = /%/.test(c.text) && Math.abs(c.left) <= 1 && Math.abs(c.bound ?? 0) <= 1;
   const v = (x) => (pct ? `${Math.round(100 * x)}%` : fmt(x));
   const want = { ">": "more than", ">=": "at least", "<": "less than", "<=": "at most" }[c.op] || c.op;
-  const against = c.right !== null && c.bound !== null && c.right !== c.bound ? ` against ${v(c.right)}` : "";
-  return `Here: ${v(c.left)}${against}. The lesson expects ${want} ${v(c.bound ?? c.right)}.`;
+  if (c.right_run && c.right === null) return `Here: ${c.left_run} ${v(c.left)}; ${c.right_run} has no value.`;
+  if (c.right_run && c.plus) {
+    return `Here: ${c.left_run} ${v(c.left)}, ${c.right_run} ${v(c.right)}: a difference of ${v(c.left - c.right)}. `
+      + `The lesson expects ${want} ${v(c.plus)}.`;
+  }
+  if (c.right_run) {
+    const side = c.op.startsWith(">") ? "higher" : "lower";
+    return `Here: ${c.left_run} ${v(c.left)}, ${c.right_run} ${v(c.right)}. The lesson expects the first ${side}.`;
+  }
+  return `Here: ${v(c.left)}. The lesson expects ${want} ${v(c.bound ?? c.right)}.`;
 }
 
 // "Held in 49 of 50 seeded trials", with the sweep's detail behind a disclosure.
