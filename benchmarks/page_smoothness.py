@@ -101,13 +101,16 @@ def main() -> None:
             page.wait_for_function("() => document.getElementById('lesson-status').textContent.startsWith('Done')",
                                    timeout=600000)
             page.wait_for_function("() => Number(document.getElementById('step-slider').max) >= 1", timeout=60000)
+        slider_draws: dict[str, list[dict]] = {}
         print(f"xavier-vs-he (3 runs x 30 layers) streaming for {args.seconds:g} s, 1440x900, both pages at once:")
         print(f"  {'page':22} {'updates':>7} {'median ms':>9} {'p90 ms':>7} {'blocked':>8} {'slider median ms':>17} "
               f"{'slider max ms':>14}")
         for name, page in pages.items():
             updates, blocked = figures[name]
             top = int(page.evaluate("() => document.getElementById('step-slider').max"))
+            before = page.evaluate("() => window.deepscopePerf ? window.deepscopePerf.draws.length : 0")
             moves = [page.evaluate(SLIDER_MOVE, (i * 7) % (top + 1)) for i in range(1, args.moves + 1)]
+            slider_draws[name] = page.evaluate(f"() => window.deepscopePerf ? window.deepscopePerf.draws.slice({before}) : []")
             print(f"  {name:22} {len(updates):7d} {statistics.median(updates) if updates else float('nan'):9.1f} "
                   f"{pct(updates, 0.9):7.1f} {blocked:8.1%} {statistics.median(moves):17.1f} {max(moves):14.1f}")
         for name, page in pages.items():
@@ -116,6 +119,12 @@ def main() -> None:
                 draws.setdefault(d["id"], []).append(d["ms"])
             print(f"  {name}: median ms per chart draw: "
                   + ", ".join(f"{k} {statistics.median(v):.0f} ({len(v)}x)" for k, v in sorted(draws.items())))
+        for name, drawn in slider_draws.items():  # what the slider's moves drew, chart by chart
+            per: dict[str, list[float]] = {}
+            for d in drawn:
+                per.setdefault(d["id"], []).append(d["ms"])
+            print(f"  {name}, during the {args.moves} slider moves: "
+                  + ", ".join(f"{k} {sum(v):.0f} ms ({len(v)}x)" for k, v in sorted(per.items())))
         browser.close()
 
 

@@ -106,8 +106,8 @@ def test_lesson_runs_draws_every_chart_and_shows_the_outcome(page, server):
     assert sorted(n for n in names if n.endswith(": validation")) == sorted(f"{r['label']}: validation" for r in lesson["runs"])
     assert len([n for n in names if n.endswith(": training")]) == len(lesson["runs"])
     # A panel per run where a chart shows one run at a time: the boundary of each of the three nets.
-    assert page.evaluate("() => document.querySelector('[data-testid=boundary-chart]').data"
-                         ".filter(t => t.type === 'heatmap').length") == len(lesson["runs"])
+    assert page.evaluate("() => document.querySelector('[data-testid=boundary-chart]').layout.images.length") \
+        == len(lesson["runs"])
     shot(page, "lesson-zero-init")
 
 
@@ -389,8 +389,7 @@ def test_a_lesson_asks_for_a_prediction_and_sets_it_beside_the_result(page, serv
     assert page.inner_text("[data-testid=prediction-result]") == result
     # Its two runs, one panel each on the boundary chart.
     assert drawn(page, "boundary-chart") > 0
-    assert page.evaluate("() => document.querySelector('[data-testid=boundary-chart]').data"
-                         ".filter(t => t.type === 'heatmap').length") == 2
+    assert page.evaluate("() => document.querySelector('[data-testid=boundary-chart]').layout.images.length") == 2
 
 
 def test_delete_can_be_undone_and_otherwise_happens(page, server):
@@ -463,8 +462,9 @@ def test_the_time_axis_one_position_per_capture_play_and_every_chart_follows(pag
     page.wait_for_function(f"() => (document.querySelector('[data-testid=loss-chart]').layout.shapes || []).some(s => s.x0 === {step})")
     assert step in page.locator("[data-testid=loss-chart]").evaluate(marker)
     page.locator("[data-testid=boundary-chart]").scroll_into_view_if_needed()
-    page.wait_for_function(f"() => (document.querySelector('[data-testid=boundary-chart]').layout.annotations || [])"
-                           f".every(a => Number(a.text.split('step ')[1]) <= {step})", timeout=5000)
+    titles = "() => (document.querySelector('[data-testid=boundary-chart]').layout.shapes || []).map(s => s.label.text)"
+    page.wait_for_function(f"() => {{ const t = ({titles})(); return t.length === 2"
+                           f" && t.every(text => Number(text.split('step ')[1]) <= {step}); }}", timeout=5000)
     page.click("[data-testid=play]")
     assert page.get_attribute("[data-testid=play]", "aria-pressed") == "true"
     page.wait_for_function(f"() => Number(document.querySelector('#step-value').textContent) > {step}", timeout=5000)

@@ -2,7 +2,7 @@
 import { boundaryChart } from "./boundary.js";
 import { accuracyChart, lossChart, signalChart } from "./curves.js";
 import { depthStrip, heatmapChart, histogramChart, layerStatsChart } from "./layer_charts.js";
-import { STAT_LABELS, describe } from "./plot.js";
+import { STAT_LABELS, describe, moveStepMarker, stepMarker, timeAxis } from "./plot.js";
 import { $, el, fmt } from "./dom.js";
 import { renderFindings } from "./findings.js";
 import { renderLessonStatus } from "./lessons.js";
@@ -30,6 +30,15 @@ function statusLine(run) {
   return worst ? `${line}; but DeepScope sees: ${name.charAt(0).toLowerCase()}${name.slice(1)}` : line;
 }
 
+// A chart over training time whose data did not change since it was drawn only moves its step line.
+const drawnData = new Map();
+function withMarker(id, dataKey, step, drawChart, shapes, live) {
+  redraw(id, `${dataKey}|${step}`, () => {
+    if (drawnData.get(id) === dataKey) moveStepMarker(id, shapes());
+    else { drawChart(); drawnData.set(id, dataKey); }
+  }, live);
+}
+
 const seqs = (runs, pick) => runs.map((r) => `${r.id}:${pick(r)?.seq ?? "-"}`).join(",");
 
 export function render() {
@@ -52,8 +61,9 @@ export function render() {
   const evals = runs.map((r) => `${r.id}:${r.evals.length}:${batch ? r.steps.length : ""}`).join(",");
   const captures = seqs(runs, captureFor);
   const live = state.stepIndex === null && !state.playing;  // a learner's own move draws at once
-  redraw("loss-chart", `${evals}|${batch}|${step}|${palette}`, () => lossChart("loss-chart", runs, batch, step), live);
-  redraw("compare-chart", `${evals}|${step}|${palette}`, () => accuracyChart("compare-chart", runs, step), live);
+  const marker = () => stepMarker(step, timeAxis(runs), runs[0]);
+  withMarker("loss-chart", `${evals}|${batch}|${palette}`, step, () => lossChart("loss-chart", runs, batch, step), marker, live);
+  withMarker("compare-chart", `${evals}|${palette}`, step, () => accuracyChart("compare-chart", runs, step), marker, live);
   redraw("depth-strip", `${captures}|${stat}|${palette}`, () => depthStrip("depth-strip", runs, captureFor, stat, (i) => {
     $("heat-layer").value = String(i);
     scheduleRender(true);
@@ -71,8 +81,8 @@ export function render() {
   redraw("signal-chart", seqs(runs, (r) => r.layers.find((e) => e.step === 0)),
     () => signalChart("signal-chart", runs), live);
   fillLayerSelect(shown);
-  redraw("heatmap-chart", `${shown?.id}:${shown?.layers.length}|${layer}|${kind}|${step}`,
-    () => heatmapChart("heatmap-chart", shown, layer, kind, step), live);
+  withMarker("heatmap-chart", `${shown?.id}:${shown?.layers.length}|${layer}|${kind}`, step,
+    () => heatmapChart("heatmap-chart", shown, layer, kind, step), () => stepMarker(step), live);
   // The boundary is for 2-D sets and the samples for image sets: a card that cannot apply steps aside.
   $("boundary-fig").hidden = !runs.some((r) => r.boundaries.length) && !$("boundary-fig").classList.contains("target");
   $("samples-fig").hidden = !runs.some((r) => r.samples.length) && !$("samples-fig").classList.contains("target");
