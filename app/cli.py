@@ -134,16 +134,14 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from deepscope.app.serving import uvicorn_options
     from deepscope.app.settings import get_settings
 
     settings = get_settings()
-    # No permessage-deflate: every event goes to every viewer, and compressing the same 10 KB layers event
-    # once per viewer cost a quarter of the server's CPU with 100 viewers (benchmarks/service.py).
-    # websockets-sansio: each send waits while the client's socket buffer is full (backpressure), so a
-    # viewer that stops reading holds one replay page, not the whole run (docs/workshop.md).
+    if args.forwarded_allow_ips is not None:
+        settings.trusted_proxies = [ip.strip() for ip in args.forwarded_allow_ips.split(",") if ip.strip()]
     uvicorn.run("deepscope.app.main:create_app", factory=True, host=args.host or settings.host,
-                port=args.port or settings.port, log_level="info", ws="websockets-sansio",
-                ws_per_message_deflate=False)
+                port=args.port or settings.port, log_level="info", **uvicorn_options(settings))
     return 0
 
 
@@ -203,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("serve", help="the playground and API (default http://127.0.0.1:8000)")
     p.add_argument("--host", help="address to listen on (default DEEPSCOPE_HOST or 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default DEEPSCOPE_PORT or 8000)")
+    p.add_argument("--forwarded-allow-ips", metavar="IPS",
+                   help="comma-separated addresses of reverse proxies whose X-Forwarded-For is believed "
+                        "(default DEEPSCOPE_TRUSTED_PROXIES, or none)")
     p.set_defaults(func=cmd_serve)
     p = sub.add_parser("run", help="train one config in this process, headless")
     p.add_argument("config", help="a JSON run config ('-' reads standard input); {} is valid")

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from deepscope.engine.config import _short, describe_errors, explain_error
 
@@ -37,27 +38,87 @@ def install(app: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail
         if exc.status_code == 400 and detail == "There was an error parsing the body":
-            detail = _why_unparseable(await request.body())
+            try:
+                detail = _why_unparseable(await request.body())
+            except ClientDisconnect:  # over its cap or stalled: app/limits.py has answered already
+                detail = "the request body could not be read"
         return JSONResponse({"detail": detail}, exc.status_code, headers=getattr(exc, "headers", None))
+
+    # The database or Redis out of reach: a 503 with Retry-After (the client's retry has a chance), never
+    # a bare 500.
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    for kind, what in ((OperationalError, "the database"), (DBAPIError, "the database"),
+                       (RedisConnectionError, "Redis"), (RedisTimeoutError, "Redis")):
+        app.add_exception_handler(kind, _unavailable(what))
 
     @app.exception_handler(ValidationError)
     async def invalid_model(request: Request, exc: ValidationError) -> JSONResponse:
         return JSONResponse({"detail": describe_errors(exc)}, 422)
 
 
+def _unavailable(what: str) -> Any:
+    async def answer(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": f"{what} is unreachable for the moment; try again in a few seconds"}, 503,
+                            headers={"Retry-After": "5"})
+    return answer
+
+
 def _why_unparseable(body: bytes) -> str:
-    """FastAPI's parser gives up on some JSON without saying why; say what we can."""
+    """FastAPI's parser gives up on some JSON without saying why; say what we can, and where."""
     import json
 
     try:
         json.loads(body)
     except RecursionError:
-        return "the request body is not valid JSON here: it nests deeper than the server parses"
+        return (f"the request body is not valid JSON here: {_nest_path(body)} nests deeper than the server parses "
+                f"({NEST_LIMIT} levels)")
     except ValueError as exc:
         if "digits" in str(exc):
-            return "the request body is not valid JSON here: it holds a number of more than 4300 digits"
+            return (f"the request body is not valid JSON here: {_digits_path(body)} is a number of more than "
+                    "4300 digits")
         return f"the request body is not valid JSON: {str(exc)[:200]}"
     return "the request body could not be parsed"
+
+
+NEST_LIMIT = 500  # well under Python's recursion limit, which the parser meets first
+
+
+def _nest_path(body: bytes) -> str:
+    """The field whose value nests past NEST_LIMIT levels, as ``model.layers[0][0]...``: the keys on the
+    way down, found by scanning brackets outside strings (the parser cannot say)."""
+    path: list[str] = []   # one entry per open bracket: its key, or [i] inside an array
+    last_string, in_string, escaped, start = "", False, False, 0
+    for i, byte in enumerate(body):
+        c = chr(byte)
+        if in_string:
+            if escaped:
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == '"':
+                in_string, last_string = False, body[start:i].decode("utf-8", "replace")[:40]
+        elif c == '"':
+            in_string, start = True, i + 1
+        elif c == ":" and path:
+            path[-1] = f".{last_string}" if path[-1].startswith(".") or path[-1] == "" else path[-1]
+        elif c in "[{":
+            path.append("" if c == "{" else "[0]")
+            if len(path) > NEST_LIMIT:
+                shown = "".join(p for p in path[: NEST_LIMIT // 100 + 3])
+                return f"the field body{shown}..." if shown else "the body"
+        elif c in "]}" and path:
+            path.pop()
+    return "the body"
+
+
+def _digits_path(body: bytes) -> str:
+    import re
+
+    match = re.search(rb'"([^"\\]{1,80})"\s*:\s*-?\d{4301}', body)
+    return f"the field {match.group(1).decode('utf-8', 'replace')!r}" if match else "a value"
 
 
 def _query_message(loc: tuple[Any, ...], err: dict[str, Any]) -> tuple[str, str]:

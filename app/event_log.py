@@ -13,7 +13,11 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
+
+import orjson
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from deepscope.app.store import Store
 
@@ -36,8 +40,10 @@ class EventWriter:
     """Batches event rows and run updates into one transaction every ``interval`` seconds at most."""
 
     def __init__(self, store: Store, followers: Followers | None = None, interval: float = 0.05,
-                 max_batch: int = 2000) -> None:
+                 max_batch: int = 2000, spill_dir: Path | None = None) -> None:
         self.store, self.followers = store, followers
+        self.spill_dir = spill_dir
+        self.failing: str | None = None  # why the last commit failed, while it does
         self.interval = interval
         self.max_batch = max_batch
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
@@ -59,7 +65,7 @@ class EventWriter:
     def stop(self) -> None:
         if not self._stopping:
             self.flush()
-            self._stopping = True
+            self._stopping = True  # a commit still waiting for the database spills instead
             self._queue.put(("stop", None))
             self._thread.join(timeout=10)
 
@@ -90,20 +96,65 @@ class EventWriter:
                 return
 
     def _commit(self, batch_events: list[dict[str, Any]], batch_runs: dict[str, dict[str, Any]]) -> None:
+        """Commit the batch. While the database is out of reach it waits and tries again, holding the batch
+        (and the barriers behind it, so ``flush`` says False and nobody acknowledges events not stored);
+        stopping while it is still down writes the batch to the spill file, read back at the next start."""
         if not batch_events and not batch_runs:
             return
-        for attempt in range(5):
+        attempt = 0
+        while True:
             try:
                 with self.store.engine.begin() as conn:
-                    if batch_events:
-                        self.store.insert_events_in(conn, batch_events)
-                    for run_id, fields in batch_runs.items():
-                        if "status" in fields and self.followers:  # the runs that share this one follow it
-                            self.store.update_followers_in(conn, run_id, self.followers(run_id, fields))
-                        self.store.update_in(conn, run_id, fields)
+                    self._write(conn, batch_events, batch_runs)
+                if self.failing:
+                    log.warning("the database answers again: stored the %d events held", len(batch_events))
+                self.failing = None
                 return
-            except Exception:  # a locked or briefly unreachable database: retry, never drop events
-                if attempt == 4:
+            except (OperationalError, InterfaceError) as exc:  # locked or unreachable: it comes back
+                self.failing = str(exc).splitlines()[0][:200]
+                if attempt == 0:
+                    log.warning("the database is out of reach (%s): holding %d events", self.failing,
+                                len(batch_events))
+            except Exception:  # anything else would fail again the same way: say so, do not hang
+                if attempt >= 4:
                     log.exception("could not store %d events", len(batch_events))
                     return
-                time.sleep(0.2 * (attempt + 1))
+            if self._stopping and attempt >= 4:
+                self._spill(batch_events, batch_runs)
+                return
+            attempt += 1
+            time.sleep(min(2.0, 0.1 * 2 ** min(attempt, 5)))
+
+    def _write(self, conn: Any, batch_events: list[dict[str, Any]], batch_runs: dict[str, dict[str, Any]]) -> None:
+        if batch_events:
+            self.store.insert_events_in(conn, batch_events)
+        for run_id, fields in batch_runs.items():
+            if "status" in fields and self.followers:  # the runs that share this one follow it
+                self.store.update_followers_in(conn, run_id, self.followers(run_id, fields))
+            self.store.update_in(conn, run_id, fields)
+
+    def _spill(self, batch_events: list[dict[str, Any]], batch_runs: dict[str, dict[str, Any]]) -> None:
+        if self.spill_dir is None:
+            log.error("the database is still out of reach: %d events lost (no spill directory)", len(batch_events))
+            return
+        self.spill_dir.mkdir(parents=True, exist_ok=True)
+        path = self.spill_dir / f"{time.time_ns()}.json"
+        path.write_bytes(orjson.dumps({"events": batch_events, "runs": batch_runs}, default=str))
+        log.warning("the database is still out of reach: %d events kept in %s for the next start",
+                    len(batch_events), path)
+
+    def load_spilled(self) -> int:
+        """Store what an earlier stop spilled (idempotent: events by (run_id, seq)); returns the events stored."""
+        if self.spill_dir is None or not self.spill_dir.exists():
+            return 0
+        stored = 0
+        for path in sorted(self.spill_dir.glob("*.json")):
+            try:
+                batch = orjson.loads(path.read_bytes())
+            except FileNotFoundError:  # another replica sharing the data dir took it
+                continue
+            with self.store.engine.begin() as conn:
+                self._write(conn, batch["events"], batch["runs"])
+            path.unlink()
+            stored += len(batch["events"])
+        return stored

@@ -9,12 +9,15 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
 from deepscope import __version__
-from deepscope.app import errors
+from deepscope.app import errors, sharing
+from deepscope.app.event_log import EventWriter
 from deepscope.app.executors import Executor
 from deepscope.app.hub import Hub
+from deepscope.app.limits import RequestLimits
 from deepscope.app.quotas import Quotas
 from deepscope.app.security import SecurityMiddleware, Signer, load_secret
 from deepscope.app.service import RunService
@@ -82,6 +85,10 @@ def create_app(settings: Settings | None = None, executor: Executor | None = Non
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = Store(settings.db_url)
         ex = executor or make_executor(settings)
+        writer = EventWriter(store, followers=sharing.followed, spill_dir=settings.data_dir / "spill")
+        spilled = writer.load_spilled()  # what a stop during a database outage kept on disk
+        if spilled:
+            log.warning("stored %d events kept on disk when the service last stopped", spilled)
         if getattr(ex, "interrupts_on_restart", True):
             interrupted = store.mark_interrupted()
             if interrupted:
@@ -90,7 +97,7 @@ def create_app(settings: Settings | None = None, executor: Executor | None = Non
         hub = Hub()
         hub.bind(asyncio.get_running_loop())
         quotas = Quotas(settings.max_queued, settings.max_active_per_client or 0, settings.max_active_per_address or 0)
-        service = RunService(store, hub, ex, quotas)
+        service = RunService(store, hub, ex, quotas, log=writer)
         app.state.service, app.state.settings = service, settings
         ex.start(service)
         reaper = asyncio.create_task(_watch_the_watched(service, settings))
@@ -108,17 +115,31 @@ def create_app(settings: Settings | None = None, executor: Executor | None = Non
                               "RunConfig schema below; every field has a default, so {} is a valid run.")
     app.state.settings = settings
     signer = app.state.signer = Signer(load_secret(settings.secret_key, settings.data_dir))
+    # Added first, so it runs inside the security middleware: the limits read the cookies that one parsed.
+    app.add_middleware(RequestLimits, settings_for=lambda: settings)
     app.add_middleware(SecurityMiddleware, signer_for=lambda: signer,
                        allowed_origins_for=lambda: settings.allowed_origins)
 
     errors.install(app)
 
-    @app.get("/healthz", tags=["service"])
-    def healthz(request: Request) -> dict[str, Any]:
-        """Liveness and readiness: ok once the store and executor are up."""
+    @app.get("/healthz", tags=["service"], responses={503: {"description": "the database or Redis is down"}})
+    def healthz(request: Request) -> JSONResponse:
+        """Readiness: 200 while the database and (scale-out) Redis answer, else 503 naming which is down,
+        so a load balancer sends no traffic here. /livez is the liveness probe."""
         service = getattr(request.app.state, "service", None)
-        return {"status": "ok", "version": VERSION,
-                "executor": service.executor.stats() if service else None}
+        if service is None:
+            return JSONResponse({"status": "starting", "version": VERSION, "executor": None}, 503,
+                                headers={"Retry-After": "2"})
+        stats = service.executor.stats()
+        down = {k: v for k, v in (("database", service.store.ping()), ("redis", stats.get("redis"))) if v}
+        body = {"status": "unavailable" if down else "ok", "version": VERSION, "executor": stats,
+                "database": down.get("database", "ok"), **({"redis": down["redis"]} if "redis" in down else {})}
+        return JSONResponse(body, 503 if down else 200, headers={"Retry-After": "5"} if down else None)
+
+    @app.get("/livez", tags=["service"])
+    def livez() -> dict[str, str]:
+        """Liveness: 200 while the process serves requests at all, whatever the database and Redis do."""
+        return {"status": "alive", "version": VERSION}
 
     from deepscope.app.routes import api, docs, pages, watch, ws
 

@@ -219,9 +219,10 @@ class RunService:
     def publish(self, run_id: str, event: dict[str, Any], raw: str) -> None:
         self.hub.publish_threadsafe(run_id, event["seq"], event["type"], raw)
 
-    def flush(self) -> None:
-        """Returns once every event handed to ``persist`` before the call is committed."""
-        self.log.flush()
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Returns once every event handed to ``persist`` before the call is committed: True, or False if
+        that did not happen within ``timeout`` (the database is out of reach)."""
+        return self.log.flush(timeout)
 
     def persist(self, run_id: str, event: dict[str, Any], raw: str) -> None:
         type_, seq = event["type"], event["seq"]
@@ -231,9 +232,9 @@ class RunService:
             fields = {"seq": seq, **_row_fields(event, live.get("summary", {}))}
             live.update(fields)
         self.log.update_run(run_id, **fields)
-        if fields.get("status") in FINISHED:
-            # Durable before anyone is told: a client that sees the terminal event can read the final row.
-            self.flush()
+        # Durable before anyone is told: a client that sees the terminal event can read the final row.
+        # While the database is out of reach the live state stays: it is what the service knows.
+        if fields.get("status") in FINISHED and self.flush():
             with self._lock:
                 self._live.pop(run_id, None)
 

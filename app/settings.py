@@ -44,6 +44,21 @@ class Settings(BaseSettings):
     secret_key: str | None = Field(None, description="signs client identities; default: generated once and kept "
                                                      "in data_dir/secret_key (replicas without a shared data dir "
                                                      "must share one)")
+    allowed_hosts: list[str] | None = Field(None, description="host names the server answers to (a JSON list; "
+                                                               "'*' any, '*.example.org' a domain); default: "
+                                                               "localhost, 127.0.0.1 and ::1, or any host with a "
+                                                               "token (app/limits.py)")
+    trusted_proxies: list[str] = Field(default_factory=list,
+                                       description="addresses of reverse proxies whose X-Forwarded-For and "
+                                                   "X-Forwarded-Proto are believed (a JSON list, or '*'); "
+                                                   "default: none, so a client cannot choose its address")
+    max_body_bytes: int = Field(2**20, ge=1024, description="the largest request body outside a watched run's "
+                                                             "events (413 past it, refused before it is read)")
+    body_timeout_s: float = Field(30.0, gt=0, description="a request body that stalls this long is refused (408)")
+    header_timeout_s: float = Field(10.0, gt=0, description="a connection that has not sent a whole request "
+                                                            "head in this time is closed")
+    max_connections: int = Field(1000, ge=1, description="open connections, WebSockets included; more are "
+                                                          "answered 503 and closed")
     max_run_memory_mb: int = Field(2048, ge=256, description="a run whose estimated memory exceeds this is refused "
                                                             "(422); one that grows past it while training fails")
 

@@ -25,3 +25,11 @@ class CloseCode(IntEnum):
     BAD_REQUEST = 4400     # a query parameter is invalid; the reason names it
     FORBIDDEN = 4403       # no token, a foreign origin, or no identity
     NOT_FOUND = 4404       # no such run (or another student's)
+
+
+MAX_REASON_BYTES = 123  # a close frame holds 125 bytes, two of them the code
+
+
+def close_reason(text: str) -> str:
+    """A close reason that fits its frame (a longer one broke the close, and the viewer saw 1006)."""
+    return text.encode()[:MAX_REASON_BYTES].decode("utf-8", "ignore")

@@ -158,6 +158,15 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
+    def ping(self) -> str | None:
+        """None if the database answers, else why not (for /healthz)."""
+        try:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+        except Exception as exc:  # any failure to reach it is "down", with its own words
+            return f"unreachable: {str(exc).splitlines()[0][:200]}"
+        return None
+
     # -- runs -------------------------------------------------------------------------------
     def create_run(self, name: str, config: dict[str, Any], group: str | None = None,
                    owner: str | None = None) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import httpx
 import uvicorn
 
 from deepscope.app.main import create_app
+from deepscope.app.serving import uvicorn_options
 from deepscope.app.settings import Settings
 from deepscope.app.statuses import FINISHED
 
@@ -27,8 +28,9 @@ class LiveServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}"
         self.app = create_app(settings, executor)
+        # the options `deepscope serve` uses: its connection limits and proxy rules are what the tests meet
         self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                    ws="websockets-sansio", ws_per_message_deflate=False))
+                                                    **uvicorn_options(settings)))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> LiveServer:

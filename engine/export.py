@@ -32,6 +32,12 @@ def _module(module: str) -> tuple[list[str], ast.Module]:
     return text.splitlines(), ast.parse(text)
 
 
+def _in_docstring(text: str) -> str:
+    """A run's name is user text: inside the script's docstring its quotes and backslashes are escaped
+    (a name holding \"\"\" ended the docstring early, and the script did not compile)."""
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
 def source_of(module: str, *names: str, decorators: bool = True) -> str:
     """The top-level functions, classes or constants of an engine module that define ``names``, as written
     there and in its order. ``decorators=False`` drops a registry's ``@X.register(...)``: the script
@@ -168,7 +174,7 @@ def _header(cfg: RunConfig, origin: str) -> str:
     config["telemetry"] = {}  # watching is DeepScope's part; it does not change the numbers
     return "\n\n".join([
         f'''#!/usr/bin/env python3
-"""{cfg.display_name()}: a DeepScope run as a standalone PyTorch script ({origin}).
+"""{_in_docstring(cfg.display_name())}: a DeepScope run as a standalone PyTorch script ({origin}).
 
 What it trains:
 {tricks}

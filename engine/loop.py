@@ -163,8 +163,10 @@ class _Run:
 
     def execute(self, should_stop: Callable[[], bool | str], background: bool) -> tuple[str, str, dict[str, Any]]:
         cfg, data = self.cfg, self.data
+        # The config without its name: one training's events serve every run that shares it, and a run's
+        # name is its owner's (each run's own config and name are on its row).
         self.out(status_event(Status.RUNNING, f"training on {self.device.type}", **{
-                  "config": cfg.model_dump(), "total_steps": self.total_steps,
+                  "config": cfg.model_dump(exclude={"name"}), "total_steps": self.total_steps,
                   "steps_per_epoch": self.steps_per_epoch, "device": self.device.type,
                   "n_params": sum(p.numel() for p in self.model.parameters()),
                   "layers": self.model.layer_names(), "input_shape": list(data.input_shape),

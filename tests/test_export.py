@@ -108,3 +108,12 @@ def test_the_script_through_the_api(tmp_path_factory, tmp_path):
         assert missing.value.status == 404
     epochs = run_script(text, tmp_path)
     assert epochs[-1]["train_loss"] == pytest.approx(done["summary"]["train_loss"], abs=1e-4)
+
+
+def test_a_name_with_quotes_and_backslashes_makes_a_script_that_compiles():
+    from deepscope.engine.config import RunConfig
+
+    name = 'my """ run \\ with "quotes\\'
+    source = script_for(RunConfig(name=name))
+    compile(source, "exported.py", "exec")  # a SyntaxError fails the test
+    assert ast.get_docstring(ast.parse(source)).startswith(name)

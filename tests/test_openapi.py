@@ -6,34 +6,12 @@ from schemathesis import checks as sc
 
 from deepscope.app.main import create_app
 from deepscope.app.settings import Settings
-
-
-class NullExecutor:
-    """Accepts runs and never trains them: the schema tests exercise the API, not the engine."""
-
-    interrupts_on_restart = True
-
-    def replay_after(self, run_id, seq):
-        return []
-
-    def start(self, sink):
-        self.sink = sink
-
-    def submit(self, run_id, config):
-        pass
-
-    def cancel(self, run_id):
-        return True
-
-    def shutdown(self):
-        pass
-
-    def stats(self):
-        return {"executor": "null"}
+from devtools.null_executor import NullExecutor
 
 
 def make_schema(tmp_path):
-    app = create_app(Settings(data_dir=tmp_path, max_queued=10**6), executor=NullExecutor())
+    # "testserver" is the name the ASGI test client sends as its host
+    app = create_app(Settings(data_dir=tmp_path, max_queued=10**6, allowed_hosts=["testserver"]), executor=NullExecutor())
     return schemathesis.openapi.from_asgi("/openapi.json", app)
 
 

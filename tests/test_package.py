@@ -29,7 +29,7 @@ def test_the_wheel_installs_one_package_that_serves_the_page(tmp_path):
     probe = ("import deepscope.app, deepscope.app.routes.pages as p; "
              "from deepscope.app.main import create_app; from fastapi.testclient import TestClient; "
              f"assert str(p.ROOT).startswith({str(target)!r}), p.ROOT; "
-             "c = TestClient(create_app()); "
+             "c = TestClient(create_app(), base_url='http://localhost'); "
              "assert c.get('/static/js/main.js').status_code == 200; print('ok')")
     out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120,
                          env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path),

@@ -40,7 +40,7 @@ def seqs_and_types(server, run_id: str, cookies) -> list[tuple[int, str]]:
 def test_a_second_request_shares_the_training_and_streams_the_same_events(server):
     config = {**RUN, "train": {**RUN["train"], "seed": 11}}
     with client(server) as ann, client(server) as bob:
-        first = ann.post("/api/runs", json=config).json()
+        first = ann.post("/api/runs", json={**config, "name": "ann's private name"}).json()
         second = bob.post("/api/runs", json={**config, "name": "bob's copy"}).json()
         assert second["id"] != first["id"] and second["summary"]["shared_from"] == first["id"]
         live = seqs_and_types(server, second["id"], bob.cookies)  # watched while the original trains
@@ -52,6 +52,8 @@ def test_a_second_request_shares_the_training_and_streams_the_same_events(server
         replayed = [(e["seq"], e["type"]) for e in bob.get(f"/api/runs/{second['id']}/events").json()["data"]]
         stored = [(e["seq"], e["type"]) for e in ann.get(f"/api/runs/{first['id']}/events").json()["data"]]
         assert replayed == stored and [s for s, _ in stored] == list(range(len(stored)))
+        # the training's events are bob's to see, its owner's name for it is not
+        assert "ann's private name" not in bob.get(f"/api/runs/{second['id']}/events").text
         # live, a viewer may skip a snapshot that a newer one superseded (docs/architecture.md); every
         # step, eval and status event arrives, in order, once
         curves = [e for e in stored if e[1] not in ("layers", "boundary", "samples")]

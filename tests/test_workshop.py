@@ -12,6 +12,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
+from deepscope.app.security import Signer
 from deepscope.app.settings import Settings
 from devtools.server import LiveServer, wait_for
 
@@ -86,6 +87,12 @@ def test_the_server_issues_identities_and_headers_cannot_choose_one(server):
         identity = bob.post("/api/session").json()["identity"]
         headers = {"Authorization": "Bearer class-secret", "X-DeepScope-Identity": identity}
         assert httpx.get(f"{server.url}/api/runs/{run['id']}", headers=headers).status_code == 200
+        # ...and only signed by this server: bob's id with any other signature is nobody (the HMAC is checked)
+        value, _, mac = identity.rpartition(".")
+        for forged in (f"{value}.{mac[:-1]}{'A' if mac[-1] != 'A' else 'B'}", f"{value}.", value,
+                       f"{value}.{Signer(b'another-server').sign(value).rpartition('.')[2]}"):
+            headers["X-DeepScope-Identity"] = forged
+            assert httpx.get(f"{server.url}/api/runs/{run['id']}", headers=headers).status_code == 404, forged
 
 
 def test_a_student_reads_only_their_own_runs(server):
@@ -222,8 +229,10 @@ def test_bad_input_is_a_clear_4xx(server):
                             ({"train": {"lr": "0.1"}}, "train.lr"), ({"model": {"batchnorm": "yes"}}, "model.batchnorm")):
             r = c.post("/api/runs", json=body)
             assert r.status_code == 422 and r.json()["detail"][0]["field"] == field, (body, r.text)
-        r = c.post("/api/runs", json={"model": {"activation": "x" * 10_000_000}})
+        r = c.post("/api/runs", json={"model": {"activation": "x" * 500_000}})  # under the body cap: 422
         assert r.status_code == 422 and len(r.text) < 2000
+        r = c.post("/api/runs", json={"model": {"activation": "x" * 10_000_000}})  # over it: refused unread
+        assert r.status_code == 413 and "limit of 1048576 bytes" in r.json()["detail"]
         r = c.get("/api/runs/x/events", params={"after": "9223372036854775808"})
         assert r.status_code == 422 and "after" in r.text
         assert c.get("/api/runs/x/events", params={"limit": 0}).status_code == 422

@@ -9,8 +9,8 @@ from typing import Any, Protocol
 
 
 class EventSink(Protocol):
-    """The service: ``on_event`` = ``persist`` then ``publish``; ``flush`` returns once everything
-    persisted before it is committed."""
+    """The service: ``on_event`` = ``persist`` then ``publish``; ``flush`` returns True once everything
+    persisted before it is committed, False if that did not happen within ``timeout``."""
 
     def on_event(self, run_id: str, event: dict[str, Any], raw: str) -> None: ...
 
@@ -18,7 +18,7 @@ class EventSink(Protocol):
 
     def publish(self, run_id: str, event: dict[str, Any], raw: str) -> None: ...
 
-    def flush(self) -> None: ...
+    def flush(self, timeout: float = 10.0) -> bool: ...
 
 
 class Executor(Protocol):

@@ -225,7 +225,13 @@ class CeleryExecutor:
                 if is_finished_status(event):
                     finished.append(run_id)
             # Acknowledge only what is committed: a crash before this line means a re-read, not a loss.
-            self._sink.flush()
+            # While the database is out of reach, the entries wait unacknowledged in Redis (and this
+            # persister with them); live viewers go on through the live reader.
+            while not self._sink.flush(5.0):
+                log.warning("the store is behind (the database is out of reach): %d entries of %s wait in Redis",
+                            len(ids), run_id)
+                if self._stop.is_set():
+                    return
             if ids:
                 self.redis.xack(stream, K.GROUP, *ids)
         for run_id in finished:

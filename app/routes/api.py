@@ -121,7 +121,8 @@ def get_presets() -> list[dict[str, Any]]:
 
 @router.get("/presets/{preset_id}/outcome", tags=["lessons"], responses=R401 | R404 | R422)
 def preset_outcome(preset_id: str, service: ServiceDep, who: CallerDep,
-                   group: Annotated[str, Query(max_length=64, description="the group its runs were started in")],
+                   group: Annotated[str, Query(min_length=1, max_length=64,
+                                               description="the group its runs were started in")],
                    ) -> dict[str, Any]:
     """Whether each expected outcome of a lesson held, once its group's runs have ended."""
     preset = BY_ID.get(preset_id)

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 
 from deepscope.app.deps import ServiceDep, caller, ws_allowed
 from deepscope.app.service import ViewerOverflow
-from deepscope.app.statuses import CloseCode
+from deepscope.app.statuses import CloseCode, close_reason
 
 router = APIRouter()
 ENCODINGS = ("json", "deflate")
@@ -37,16 +37,16 @@ async def run_stream(websocket: WebSocket, run_id: str, service: ServiceDep,
                      ) -> None:
     refused = ws_allowed(websocket)
     if refused:
-        await websocket.close(code=CloseCode.FORBIDDEN, reason=refused)
+        await websocket.close(code=CloseCode.FORBIDDEN, reason=close_reason(refused))
         return
     run = await asyncio.to_thread(service.get, run_id)
     await websocket.accept()
     if encoding not in ENCODINGS:  # said on the socket: a refused handshake could only say 403
-        await websocket.close(code=CloseCode.BAD_REQUEST, reason=f"encoding must be one of {', '.join(ENCODINGS)} "
-                                                f"(got {encoding[:40]!r})")
+        await websocket.close(code=CloseCode.BAD_REQUEST, reason=close_reason(
+            f"encoding must be one of {', '.join(ENCODINGS)} (got {encoding[:40]!r})"))
         return
     if run is None or not caller(websocket).may_read(run):  # another student's run does not exist for you
-        await websocket.close(code=CloseCode.NOT_FOUND, reason=f"no run with id {run_id}")
+        await websocket.close(code=CloseCode.NOT_FOUND, reason=close_reason(f"no run with id {run_id}"))
         return
     try:
         async for raw in service.stream(run_id):

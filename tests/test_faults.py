@@ -1,0 +1,81 @@
+"""Faults injected into a PostgreSQL of the test's own (devtools/own_backends.py), stopped mid-run:
+nothing the service accepted is lost, the service says it is unavailable (503, never 500), and it
+answers again when the database does."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from deepscope.app.settings import Settings
+from devtools.own_backends import OwnPostgres
+from devtools.server import LiveServer, wait_for
+
+LONG = {"name": "through an outage", "train": {"epochs": 60, "fresh": True}, "telemetry": {"captures": 100}}
+
+
+@pytest.fixture
+def postgres():
+    with OwnPostgres() as pg:
+        yield pg
+
+
+def contiguous(client: httpx.Client, run_id: str) -> list[dict]:
+    events, after = [], -1
+    while page := client.get(f"/api/runs/{run_id}/events", params={"after": after, "limit": 1000}).json()["data"]:
+        events += page
+        after = page[-1]["seq"]
+    return events
+
+
+def test_a_database_outage_mid_run_loses_nothing_and_answers_503(tmp_path, postgres):
+    settings = Settings(data_dir=tmp_path / "data", database_url=postgres.url, workers=1)
+    with LiveServer(settings) as server, httpx.Client(base_url=server.url, timeout=30) as c:
+        run = c.post("/api/runs", json=LONG).json()
+        wait_for(c, run["id"], statuses={"running"})
+        time.sleep(1.5)
+        postgres.stop()
+        try:
+            health = c.get("/healthz")
+            assert health.status_code == 503 and health.json()["database"].startswith("unreachable")
+            assert health.headers["retry-after"]
+            assert c.get("/livez").status_code == 200  # the process is alive: nothing to restart
+            for answer in (c.get("/api/runs"), c.get(f"/api/runs/{run['id']}/events"),
+                           c.post("/api/runs", json={"train": {"epochs": 1}})):
+                assert answer.status_code == 503 and "unreachable" in answer.json()["detail"], answer.text
+                assert answer.headers["retry-after"] == "5"
+            time.sleep(4)  # the run trains on, its events held by the writer
+        finally:
+            postgres.start()
+        done = wait_for(c, run["id"], timeout=120)
+        assert done["status"] == "completed"
+        deadline = time.monotonic() + 30  # the writer stores what it held once the database is back
+        while (events := contiguous(c, run["id"]))[-1]["type"] != "status" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        done = c.get(f"/api/runs/{run['id']}").json()
+        assert [e["seq"] for e in events] == list(range(len(events)))  # no hole where the database was away
+        assert events[-1]["type"] == "status" and events[-1]["status"] == "completed"
+        assert done["status"] == "completed" and done["summary"]["val_acc"] is not None
+        assert c.get("/healthz").status_code == 200
+
+
+def test_stopping_while_the_database_is_away_keeps_the_events_for_the_next_start(tmp_path, postgres):
+    """The writer cannot store what it holds: on stop it spills them to the data dir, and the next start
+    stores them."""
+    settings = Settings(data_dir=tmp_path / "data", database_url=postgres.url, workers=1)
+    with LiveServer(settings) as server, httpx.Client(base_url=server.url, timeout=30) as c:
+        run = c.post("/api/runs", json=LONG).json()
+        wait_for(c, run["id"], statuses={"running"})
+        time.sleep(1.0)
+        postgres.stop()
+        time.sleep(2.0)  # events arrive that nothing can store
+    spilled = list((tmp_path / "data" / "spill").glob("*.json"))
+    assert spilled, "nothing was spilled"
+    postgres.start()
+    with LiveServer(settings) as server, httpx.Client(base_url=server.url, timeout=30) as c:
+        assert not list((tmp_path / "data" / "spill").glob("*.json"))
+        events = contiguous(c, run["id"])
+        assert [e["seq"] for e in events] == list(range(len(events))) and len(events) > 5
+        assert c.get(f"/api/runs/{run['id']}").json()["status"] == "interrupted"
