@@ -147,9 +147,10 @@ export function histogramChart(id, runs, pick, kind, shared = false, focus = nul
   // Where 0 is, on every row whose range holds it: a zero-initialised net's spike is read against it.
   const zeros = rowRange.map(([lo, hi], i) => (lo <= 0 && hi >= 0 ? i : -1)).filter((i) => i >= 0);
   if (zeros.length) {
-    traces.push({ x: zeros.map((i) => pos(i, 0)), y: zeros.map((i) => i + 0.45), mode: "markers", type: "scatter",
+    // Under the histograms: a zero-initialised net's spike at 0 is drawn over it, not hidden by it.
+    traces.unshift({ x: zeros.map((i) => pos(i, 0)), y: zeros.map((i) => i + 0.45), mode: "markers", type: "scatter",
       name: "0", showlegend: false, hovertemplate: "0<extra></extra>",
-      marker: { symbol: "line-ns", size: 22, line: { width: 1.5, color: "#222" } } });
+      marker: { symbol: "line-ns", size: 22, line: { width: 1, color: "#777" } } });
   }
   const title = { act: "activation", preact: "pre-activation", grad: "dLoss/dW", weight: "weight" }[kind];
   const ticktext = names.map((n) => (focus && escape(focus.layer) === n ? `<b>${n} ◀</b>` : n));
