@@ -189,6 +189,26 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gc(args: argparse.Namespace) -> int:
+    """Retention, orphaned events and the space back, on this machine's store (DEEPSCOPE_DATABASE_URL)."""
+    from deepscope.app import housekeeping
+    from deepscope.app.settings import get_settings
+    from deepscope.app.store import Store
+
+    settings = get_settings()
+    days = settings.retention_days if args.older_than_days is None else args.older_than_days
+    store = Store(settings.db_url)
+    try:
+        done = housekeeping.gc(store, days)
+    finally:
+        store.close()
+    print(f"deleted {done['expired_runs']} runs finished more than {days:g} days ago" if days > 0
+          else "deleted no runs by age (no retention: DEEPSCOPE_RETENTION_DAYS or --older-than-days)")
+    print(f"deleted the events of {done['orphaned_event_runs']} runs deleted earlier")
+    print(f"the store: {done['bytes_before'] / 1e6:.1f} MB before, {done['bytes_after'] / 1e6:.1f} MB after")
+    return 0
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from deepscope.app.executors.celery_worker import run_worker
 
@@ -224,6 +244,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--server", help="send it to this server instead of this machine's store")
     p.add_argument("--token", help="the workshop's class token, when the server asks for one")
     p.set_defaults(func=cmd_import)
+    p = sub.add_parser("gc", help="delete runs past the retention, and events left by deleted runs, then give "
+                                  "the space back to the disk (VACUUM)")
+    p.add_argument("--older-than-days", type=float, metavar="DAYS",
+                   help="delete the runs that finished more than DAYS ago (default DEEPSCOPE_RETENTION_DAYS; "
+                        "0 deletes none by age)")
+    p.set_defaults(func=cmd_gc)
     p = sub.add_parser("worker", help="a scale-out worker: takes runs from Redis (DEEPSCOPE_REDIS_URL)")
     p.add_argument("--queues", default="runs", help="comma-separated queues: runs (CPU) and/or gpu")
     p.add_argument("--concurrency", type=int, default=None, help="runs at once (default: one per core)")

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import orjson
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from deepscope.app.statuses import FINISHED
 from deepscope.app.store import Store
 
 log = logging.getLogger("deepscope.store")
@@ -132,6 +133,8 @@ class EventWriter:
             if "status" in fields and self.followers:  # the runs that share this one follow it
                 self.store.update_followers_in(conn, run_id, self.followers(run_id, fields))
             self.store.update_in(conn, run_id, fields)
+            if fields.get("status") in FINISHED:
+                self.store.count_stored_bytes_in(conn, run_id)
 
     def _spill(self, batch_events: list[dict[str, Any]], batch_runs: dict[str, dict[str, Any]]) -> None:
         if self.spill_dir is None:

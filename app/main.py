@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from deepscope import __version__
-from deepscope.app import errors, sharing
+from deepscope.app import errors, housekeeping, sharing
 from deepscope.app.event_log import EventWriter
 from deepscope.app.executors import Executor
 from deepscope.app.hub import Hub
@@ -34,7 +34,8 @@ def make_executor(settings: Settings) -> Executor:
         return CeleryExecutor(settings)
     from deepscope.app.executors.local import LocalExecutor
 
-    return LocalExecutor(settings.workers, settings.data_dir, settings.run_time_limit_s, settings.max_run_memory_mb)
+    return LocalExecutor(settings.workers, settings.data_dir, settings.run_time_limit_s, settings.max_run_memory_mb,
+                         settings.max_run_mb)
 
 
 async def _watch_the_watched(service: RunService, settings: Settings) -> None:
@@ -49,6 +50,18 @@ async def _watch_the_watched(service: RunService, settings: Settings) -> None:
             return
         except Exception:  # the store briefly unreachable: the next round tries again
             log.exception("could not check the watched runs")
+
+
+async def _apply_retention(store: Store, retention_days: float) -> None:
+    """Every hour, delete the finished runs older than DEEPSCOPE_RETENTION_DAYS (app/housekeeping.py)."""
+    while retention_days > 0:
+        try:
+            expired = await asyncio.to_thread(housekeeping.expire, store, retention_days)
+            if expired:
+                log.info("deleted %d runs finished more than %g days ago", expired, retention_days)
+        except Exception:  # the store briefly unreachable: the next hour tries again
+            log.exception("could not apply the retention")
+        await asyncio.sleep(housekeeping.EVERY_S)
 
 
 def import_watched_files(service: RunService, data_dir: Any) -> list[str]:
@@ -96,15 +109,18 @@ def _lifespan(settings: Settings, executor: Executor | None):
                             len(interrupted))
         hub = Hub()
         hub.bind(asyncio.get_running_loop())
-        quotas = Quotas(settings.max_queued, settings.max_active_per_client or 0, settings.max_active_per_address or 0)
+        quotas = Quotas(settings.max_queued, settings.max_active_per_client or 0, settings.max_active_per_address or 0,
+                        int((settings.storage_quota_client_mb or 0) * 1e6), int((settings.storage_quota_mb or 0) * 1e6))
         service = RunService(store, hub, ex, quotas, log=writer)
         app.state.service, app.state.settings = service, settings
         ex.start(service)
-        reaper = asyncio.create_task(_watch_the_watched(service, settings))
+        tasks = [asyncio.create_task(_watch_the_watched(service, settings)),
+                 asyncio.create_task(_apply_retention(store, settings.retention_days))]
         try:
             yield
         finally:
-            reaper.cancel()
+            for task in tasks:
+                task.cancel()
             ex.shutdown()
             service.close()
             store.close()

@@ -23,6 +23,7 @@ class RunPublic(BaseModel):
     summary: dict[str, Any]
     error: str | None
     source: str | None = None  # "watched": a model trained elsewhere sends its events (deepscope.watch)
+    stored_bytes: int | None = None  # what its events take in the store, counted when it finishes
 
 
 class RunsPublic(BaseModel):

@@ -98,15 +98,19 @@ class RunService:
         return self.executor.workers()
 
     def cancel(self, run_id: str, force: bool = False) -> bool:
-        """Stop a queued or running run. A share stops only itself (it ends at the event it had reached);
-        a training that other runs share stops only with ``force`` (the instructor), else ``SharedTraining``."""
+        """Stop a queued or running run. A share stops only itself (it ends at the event it had reached),
+        and so does the owner of a training that classmates' runs share: the training goes on for them,
+        until the last of them stops too. ``force`` (the instructor) stops the training for everyone."""
         run = self.store.get_run(run_id)
         if run and run["shared_from"]:
             sharing.stop_watching(self.store, run)
+            if sharing.unwatched(self.store, run["shared_from"]):
+                self.executor.cancel(run["shared_from"])
             return True
-        watchers = sharing.others_watching(self.store, run) if run else 0
-        if watchers and not force:
-            raise SharedTraining(watchers)
+        if run and not force and sharing.others_watching(self.store, run):
+            self.flush()  # so that every event up to where the owner leaves is stored
+            sharing.owner_leaves(self.store, run, self.store.get_run(run_id)["last_seq"])
+            return True
         return self.executor.cancel(run_id)
 
     def delete(self, run_id: str) -> None:
@@ -147,6 +151,8 @@ class RunService:
 
     def _overlay(self, run: dict[str, Any]) -> dict[str, Any]:
         """The row, with the newest state the writer has not stored yet (a share: its training's progress)."""
+        if sharing.owner_left(run):
+            return sharing.owner_view(run)
         key, attached = sharing.live_key(run)
         with self._lock:
             if run["status"] in FINISHED:
@@ -276,14 +282,6 @@ class _SnapshotPacing:
             return None
         type_ = self.pending[0][1]
         return max(0.0, self.sent_at.get(type_, 0.0) + SNAPSHOT_INTERVAL_S.get(type_, 0.0) - time.monotonic())
-
-
-class SharedTraining(Exception):
-    """The run is a training that other clients' runs share: only the instructor may stop it."""
-
-    def __init__(self, watchers: int) -> None:
-        super().__init__(f"{watchers} other run(s) share this training, so it goes on for them; your run ends "
-                         "when it does (delete it then), or ask the instructor to stop it")
 
 
 class ViewerOverflow(Exception):

@@ -59,6 +59,18 @@ class Settings(BaseSettings):
                                                             "head in this time is closed")
     max_connections: int = Field(1000, ge=1, description="open connections, WebSockets included; more are "
                                                           "answered 503 and closed")
+    max_run_mb: float = Field(16.0, ge=1, description="what one run's captures, boundaries and samples may store; "
+                                                      "past it they thin evenly over the steps left (the run's "
+                                                      "summary says so)")
+    storage_quota_client_mb: float | None = Field(None, ge=0, description="what one client's finished runs may "
+                                                                         "store before it may start no more "
+                                                                         "(0: no limit; default 200 with a "
+                                                                         "token, else 0)")
+    storage_quota_mb: float | None = Field(None, ge=0, description="what all finished runs may store before the "
+                                                                  "server starts no more (0: no limit; default "
+                                                                  "5000 with a token, else 0)")
+    retention_days: float = Field(0.0, ge=0, description="finished runs older than this are deleted, hourly and by "
+                                                         "`deepscope gc` (0: kept until deleted)")
     max_run_memory_mb: int = Field(2048, ge=256, description="a run whose estimated memory exceeds this is refused "
                                                             "(422); one that grows past it while training fails")
 
@@ -69,6 +81,10 @@ class Settings(BaseSettings):
             self.max_active_per_client = 3 if self.token else 0
         if self.max_active_per_address is None:
             self.max_active_per_address = max(1, self.max_queued // 2) if self.token else 0
+        if self.storage_quota_client_mb is None:
+            self.storage_quota_client_mb = 200.0 if self.token else 0.0
+        if self.storage_quota_mb is None:
+            self.storage_quota_mb = 5000.0 if self.token else 0.0
         if self.executor == "celery" and not self.redis_url:
             raise ValueError("DEEPSCOPE_EXECUTOR=celery needs DEEPSCOPE_REDIS_URL (e.g. redis://127.0.0.1:6379/0)")
         return self

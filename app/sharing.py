@@ -4,7 +4,9 @@ two configs are one training, which runs a new one may share, what a share copie
 when, whose events a share shows, and what deleting a share or its training does.
 
 A share's row has ``shared_from`` (its training) and, once it stopped watching (cancelled while the
-training went on), ``share_seq``: the last event it shows.
+training went on), ``share_seq``: the last event it shows. A training's own row is its owner's run: an
+owner who cancels a training that classmates watch stops watching it the same way (``share_seq`` and
+``left_at`` on the training's row), and the training goes on for the others (``owner_view``).
 """
 
 from __future__ import annotations
@@ -86,10 +88,22 @@ def catch_up(store: Any, share_id: str, source_id: str) -> None:
 
 
 def events_of(run: dict[str, Any] | None, run_id: str) -> tuple[str, int | None]:
-    """Whose events a run shows, and the last seq it shows (a cancelled share stops where it was)."""
-    if run is None or not run["shared_from"]:
+    """Whose events a run shows, and the last seq it shows (a share, or an owner, that stopped watching
+    stops where it was)."""
+    if run is None:
         return run_id, None
-    return run["shared_from"], run["share_seq"]
+    return run["shared_from"] or run_id, run["share_seq"]
+
+
+def owner_left(run: dict[str, Any]) -> bool:
+    """A training whose owner stopped watching it while classmates' runs still did."""
+    return not run["shared_from"] and run["share_seq"] is not None
+
+
+def owner_view(run: dict[str, Any]) -> dict[str, Any]:
+    """The training's row as its owner sees it after leaving: cancelled where they left."""
+    return {**run, "status": Status.CANCELLED.value, "finished_at": run["left_at"],
+            "error": "cancelled: you stopped watching; the training goes on for the runs that share it"}
 
 
 def ended_at(seq: int) -> tuple[int, str, str]:
@@ -110,6 +124,20 @@ def stop_watching(store: Any, share: dict[str, Any]) -> None:
     source = store.get_run(share["shared_from"])
     store.update_run(share["id"], status=Status.CANCELLED.value, finished_at=now_iso(), error="cancelled",
                      share_seq=source["last_seq"] if source else -1)
+
+
+def owner_leaves(store: Any, training: dict[str, Any], last_seq: int) -> None:
+    """Cancel a training for its owner only: their run stops at ``last_seq``, the classmates' go on."""
+    store.update_run(training["id"], share_seq=last_seq, left_at=now_iso())
+
+
+def unwatched(store: Any, training_id: str) -> bool:
+    """A training nobody watches any more: its owner left (or deleted their run) and its last attached
+    share stopped. (The executor's cancel of a training that has ended does nothing.)"""
+    training = store.get_run(training_id)
+    if training is not None and not owner_left(training):
+        return False
+    return not store.shares_of(training_id, attached_only=True)
 
 
 def others_watching(store: Any, training: dict[str, Any]) -> int:

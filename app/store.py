@@ -60,9 +60,12 @@ runs = Table(
     Column("share_seq", Integer),
     Column("address", String(64), index=True),  # where the request came from: a per-address cap
     Column("source", String(16)),  # "watched": a model trained elsewhere sends its events (deepscope.watch)
+    Column("stored_bytes", Integer),  # what its events take, counted when it finishes (the storage quotas)
+    Column("left_at", String(40)),  # a training's owner stopped watching it (sharing.owner_leaves)
 )
 ADDED_COLUMNS = {"shared_from": "VARCHAR(32)", "share_key": "VARCHAR(64)", "share_seq": "INTEGER",
-                 "address": "VARCHAR(64)", "source": "VARCHAR(16)"}
+                 "address": "VARCHAR(64)", "source": "VARCHAR(16)", "stored_bytes": "INTEGER",
+                 "left_at": "VARCHAR(40)"}
 events = Table(
     "events", metadata,
     Column("run_id", String(32), primary_key=True),
@@ -105,7 +108,8 @@ def _run_dict(row: Any) -> dict[str, Any]:
         "created_at": row.created_at, "started_at": row.started_at, "finished_at": row.finished_at,
         "progress": row.progress, "config": json.loads(row.config), "summary": json.loads(row.summary),
         "error": row.error, "last_seq": row.seq, "shared_from": row.shared_from, "share_key": row.share_key,
-        "share_seq": row.share_seq, "source": row.source,
+        "share_seq": row.share_seq, "source": row.source, "stored_bytes": row.stored_bytes,
+        "left_at": row.left_at,
     }
 
 
@@ -121,8 +125,10 @@ class Transaction:
         self.conn = conn
 
     def active_runs(self, owner: str) -> int:
-        """A client's queued and running runs, shares included (to a student they are runs)."""
-        q = select(func.count()).select_from(runs).where(runs.c.status.in_(ACTIVE_STATUSES), runs.c.owner == owner)
+        """A client's queued and running runs, shares included (to a student they are runs); a training its
+        owner left is no longer theirs."""
+        q = select(func.count()).select_from(runs).where(runs.c.status.in_(ACTIVE_STATUSES), runs.c.owner == owner,
+                                                         runs.c.share_seq.is_(None))
         return int(self.conn.execute(q).scalar_one())
 
     def active_trainings(self, address: str | None = None) -> int:
@@ -131,6 +137,13 @@ class Transaction:
                                                          runs.c.shared_from.is_(None))
         if address is not None:
             q = q.where(runs.c.address == address)
+        return int(self.conn.execute(q).scalar_one())
+
+    def stored_bytes(self, owner: str | None = None) -> int:
+        """What the finished trainings store, one owner's or everyone's (shares store nothing)."""
+        q = select(func.coalesce(func.sum(runs.c.stored_bytes), 0)).where(runs.c.shared_from.is_(None))
+        if owner is not None:
+            q = q.where(runs.c.owner == owner)
         return int(self.conn.execute(q).scalar_one())
 
     def newest_training(self, share_key: str, statuses: frozenset[str]) -> dict[str, Any] | None:
@@ -246,6 +259,42 @@ class Store:
             conn.execute(update(runs).where(runs.c.shared_from == run_id, runs.c.share_seq.is_(None))
                          .values(**encoded(fields)))
 
+    @staticmethod
+    def count_stored_bytes_in(conn: Any, run_id: str) -> None:
+        """Set a finished run's ``stored_bytes`` from its events, inside the transaction that stored the last."""
+        total = select(func.coalesce(func.sum(func.length(events.c.data)), 0)).where(events.c.run_id == run_id)
+        conn.execute(update(runs).where(runs.c.id == run_id).values(stored_bytes=total.scalar_subquery()))
+
+    def finished_before(self, cutoff: str, limit: int = 500) -> list[dict[str, Any]]:
+        """Runs that finished before ``cutoff`` (ISO time), oldest first: what retention deletes."""
+        q = (select(runs).where(runs.c.status.not_in(ACTIVE_STATUSES), runs.c.finished_at < cutoff)
+             .order_by(runs.c.finished_at).limit(limit))
+        with self.engine.connect() as conn:
+            return [_run_dict(r) for r in conn.execute(q)]
+
+    def orphan_event_runs(self) -> list[str]:
+        """Runs whose events outlived them and every share of them (a stop mid-delete): gc deletes those."""
+        alive = select(runs.c.id).union(select(runs.c.shared_from).where(runs.c.shared_from.is_not(None)))
+        q = select(events.c.run_id).distinct().where(events.c.run_id.not_in(alive.scalar_subquery()))
+        with self.engine.connect() as conn:
+            return [r.run_id for r in conn.execute(q)]
+
+    def size_bytes(self) -> int:
+        """What the database takes: its files (SQLite, the write-ahead log included) or pg_database_size."""
+        if self.engine.dialect.name == "postgresql":
+            with self.engine.connect() as conn:
+                return int(conn.exec_driver_sql("SELECT pg_database_size(current_database())").scalar_one())
+        path = Path(self.engine.url.database or "")
+        return sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.is_file())
+
+    def reclaim(self) -> None:
+        """Give the space of deleted rows back to the disk: SQLite keeps freed pages in its file and
+        PostgreSQL keeps dead rows until VACUUM, so deleting alone frees nothing."""
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM")
+            if self.engine.dialect.name == "sqlite":
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
     def delete_events(self, run_id: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(delete(events).where(events.c.run_id == run_id))
@@ -266,6 +315,8 @@ class Store:
                 conn.execute(update(runs).where(runs.c.id.in_(ids)).values(
                     status=INTERRUPTED, finished_at=now_iso(),
                     error="the service stopped while this run was queued or running"))
+                for run_id in ids:
+                    self.count_stored_bytes_in(conn, run_id)
         return ids
 
     # -- events -----------------------------------------------------------------------------

@@ -10,6 +10,9 @@
 4. Bytes per second one viewer receives from a 20- and a 100-layer run, with the page's encoding
    (?encoding=deflate) and with plain JSON side by side (goal: <= 50 KB/s, a 20-layer layers event
    <= 10 KB on the wire).
+5. Storage: MB stored per lesson run (every lesson once), per own run, for a class of 60 (every lesson,
+   shared, plus one own run each), and for the extreme config (a capture every step, no budget, no
+   rate cap, 20 s) stored under the per-run cap against the same training uncapped, side by side.
 0. (printed first) `deepscope serve` until /healthz answers (goal: 1.5 s).
 """
 
@@ -34,6 +37,9 @@ LONG = {"model": {"depth": 10, "width": 64}, "train": {"epochs": 60, "fresh": Tr
 WATCHED = {"model": {"depth": 10, "width": 64}, "train": {"epochs": 400, "fresh": True}}  # about 10 s of training
 QUICK = {"model": {"depth": 3, "width": 16}, "train": {"epochs": 1, "fresh": True}}
 ENCODINGS = ("json", "deflate")
+OWN = {"data": {"dataset": "moons"}, "model": {"depth": 6, "width": 32}, "train": {"epochs": 10, "fresh": True}}
+EXTREME = {"model": {"depth": 20, "width": 64}, "train": {"epochs": 400, "fresh": True},
+           "telemetry": {"every_steps": 1, "budget": 0, "max_per_second": 0}}
 
 
 def free_port() -> int:
@@ -174,6 +180,65 @@ async def main_async(args: argparse.Namespace, base: str, ws_base: str) -> None:
     for label, values in api.items():
         print(f"3. {label} while two runs train: p50 {pct(values, 0.5):.1f} ms, p99 {pct(values, 0.99):.1f} ms "
               f"({len(values)} requests)")
+    if not args.skip_storage:
+        await storage(base)
+
+
+async def finished(c: httpx.AsyncClient, ids: list[str], timeout: float = 600) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while True:
+        runs = [(await c.get(f"/api/runs/{i}")).json() for i in ids]
+        if all(r["stored_bytes"] is not None or r.get("summary", {}).get("shared_from") for r in runs) \
+                or time.monotonic() > deadline:
+            return runs
+        await asyncio.sleep(0.5)
+
+
+async def storage(base: str) -> None:
+    mb = 1e6
+    async with httpx.AsyncClient(base_url=base, timeout=60) as c:
+        lessons = (await c.get("/api/presets")).json()
+        runs = []
+        for lesson in lessons:
+            runs += (await c.post(f"/api/presets/{lesson['id']}/runs")).json()
+        stored = [r for r in await finished(c, [r["id"] for r in runs]) if r["stored_bytes"] is not None]
+        sizes = [r["stored_bytes"] / mb for r in stored]
+        own = [(await c.post("/api/runs", json={**OWN, "train": {**OWN["train"], "seed": s}})).json()["id"]
+               for s in range(4)]
+        own_mb = statistics.mean(r["stored_bytes"] / mb for r in await finished(c, own))
+        print(f"5. storage: a lesson run stores {statistics.mean(sizes):.2f} MB on average, {max(sizes):.2f} MB "
+              f"at most ({len(sizes)} trainings over {len(lessons)} lessons, {sum(sizes):.1f} MB in all); an own "
+              f"run (moons, depth 6, width 32, 10 epochs) {own_mb:.2f} MB")
+        print(f"   a class of 60 (every lesson once, shared, and one own run each; from the two above): "
+              f"{sum(sizes) + 60 * own_mb:.0f} MB")
+        run = (await c.post("/api/runs", json=EXTREME)).json()
+        await asyncio.sleep(20)
+        await c.post(f"/api/runs/{run['id']}/cancel")
+        capped = (await finished(c, [run["id"]]))[0]
+    uncapped = await asyncio.to_thread(weigh_uncapped, capped["summary"].get("step", 0))
+    print(f"   the extreme config for 20 s (depth 20, a capture every step, no budget, no rate cap): "
+          f"{capped['stored_bytes'] / mb:.1f} MB stored under DEEPSCOPE_MAX_RUN_MB "
+          f"({capped['summary'].get('storage_note', 'not thinned')}); the same training to the same step "
+          f"uncapped: {uncapped / mb:.1f} MB: ratio {capped['stored_bytes'] / uncapped:.2f}")
+
+
+def weigh_uncapped(steps: int) -> int:
+    """The extreme config's events, trained here without a cap to the step the capped run reached."""
+    from deepscope.engine import train
+
+    total = calls = 0
+
+    def emit(event: dict) -> None:
+        nonlocal total
+        total += len(json.dumps(event, separators=(",", ":")))
+
+    def should_stop() -> bool:  # asked once before every step
+        nonlocal calls
+        calls += 1
+        return calls > steps
+
+    train(EXTREME, emit, should_stop)
+    return total
 
 
 def main() -> None:
@@ -181,6 +246,7 @@ def main() -> None:
     parser.add_argument("--viewers", type=int, default=100)
     parser.add_argument("--submits", type=int, default=20)
     parser.add_argument("--api-seconds", type=float, default=8.0)
+    parser.add_argument("--skip-storage", action="store_true", help="leave out 5 (about two minutes)")
     args = parser.parse_args()
     port = free_port()
     env = {**os.environ, "DEEPSCOPE_DATA_DIR": tempfile.mkdtemp(), "DEEPSCOPE_WORKERS": "2"}

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 import torch
 from torch.nn import functional as F
 
@@ -30,6 +31,7 @@ from deepscope.engine.models import batch_statistics, build_model
 from deepscope.engine.optimizers import make_optimizer
 from deepscope.engine.paths import default_data_dir
 from deepscope.engine.preview import SAMPLES, boundary_event, samples_event, training_points
+from deepscope.engine.storage import StorageCap
 from deepscope.engine.telemetry import Settings, Telemetry, layers_of_net, probe_summary
 from deepscope.engine.telemetry.units import probe_size
 from deepscope.engine.theory import predicted_preact_std
@@ -111,19 +113,21 @@ def evaluate_batch_statistics(model: torch.nn.Module, x: torch.Tensor, y: torch.
 
 
 def train(config: RunConfig | dict[str, Any], emit: Emit, should_stop: Callable[[], bool | str] = lambda: False,
-          data_dir: Path | None = None, background_telemetry: bool = True) -> dict[str, Any]:
+          data_dir: Path | None = None, background_telemetry: bool = True,
+          max_stored_bytes: int | None = None) -> dict[str, Any]:
     """Train one run, reporting through ``emit``. Returns the terminal status, summary and error.
 
     ``should_stop`` is asked before every step; a true value ends the run as cancelled, and a string
     says why (for example a time limit). ``background_telemetry`` summarises layer captures on a
     second thread while training goes on (see ``_Summaries``); turn it off to keep the whole run on
-    the calling thread.
+    the calling thread. ``max_stored_bytes`` caps what its heavy events weigh: past it they thin evenly
+    over the steps left (engine/storage.py).
     """
     out = _Emitter(emit)
     summary: dict[str, Any] = {}
     try:
         cfg = config if isinstance(config, RunConfig) else RunConfig.model_validate(config)
-        run = _Run(cfg, out, summary, data_dir or default_data_dir())
+        run = _Run(cfg, out, summary, data_dir or default_data_dir(), max_stored_bytes)
         status, message, extra = run.execute(should_stop, background_telemetry)
         summary["findings"] = run.doctor.final(status.value, summary.get("diverged_step"), run.nonfinite_layer)
     except Exception as exc:  # a run's failure is reported as an event, never raised into the worker
@@ -137,7 +141,8 @@ def train(config: RunConfig | dict[str, Any], emit: Emit, should_stop: Callable[
 class _Run:
     """One run's state; ``execute`` is the loop."""
 
-    def __init__(self, cfg: RunConfig, out: _Emitter, summary: dict[str, Any], data_dir: Path) -> None:
+    def __init__(self, cfg: RunConfig, out: _Emitter, summary: dict[str, Any], data_dir: Path,
+                 max_stored_bytes: int | None = None) -> None:
         # 1) reproducibility, device, data
         self.cfg, self.out, self.summary = cfg, out, summary
         torch.manual_seed(cfg.train.seed)
@@ -157,6 +162,7 @@ class _Run:
         self.step_every = max(1, math.ceil(self.total_steps / MAX_STEP_EVENTS))
         self.boundary_every = max(1, self.steps_per_epoch // BOUNDARIES_PER_EPOCH,
                                   math.ceil(self.total_steps / MAX_BOUNDARIES)) if self.data.kind == "points" else 0
+        self.cap = StorageCap(max_stored_bytes, self.total_steps)
         self.eval_idx = torch.randperm(self.n_train, generator=self.gen)[:EVAL_TRAIN_SAMPLES].to(self.device)
         self.doctor = Doctor(self.data.n_classes, out)
         self.nonfinite_layer: str | None = None
@@ -175,17 +181,23 @@ class _Run:
         probe_x = data.x_train[self.eval_idx[:probe_size(cfg.model.arch)]]
         self.layers = layers_of_net(self.model)
         with Telemetry(self.model, self.layers, Settings.of(cfg.telemetry), self.total_steps,
-                       self._on_layers, self.optimizer, probe_x, background) as self.telemetry:
+                       self._on_layers, self.optimizer, probe_x, background, lane=self.cap["layers"]) as self.telemetry:
             try:
                 return self._epochs(should_stop)
             finally:
                 self.telemetry.wait()
-                self.summary.update(self.telemetry.report())
+                self.summary.update(self.telemetry.report(), **self.cap.report())
+
+    def _heavy(self, kind: str, event: dict[str, Any]) -> None:
+        """Emit an event the storage cap counts (engine/storage.py)."""
+        self.out(event)
+        if self.cap.max_bytes is not None:
+            self.cap[kind].stored(len(orjson.dumps(event)))
 
     def _on_layers(self, event: dict[str, Any]) -> None:
         if event["step"] == 0:
             event["theory_preact_std"] = self._theory_line(event["layers"])
-        self.out(event)
+        self._heavy("layers", event)
         self.doctor.observe_capture(event)
         if event["step"] == 0:
             self.summary["probe_start"] = probe_summary(event["layers"])
@@ -223,8 +235,8 @@ class _Run:
             # 6) validation every epoch
             if not self._validate(epoch, step):
                 return Status.DIVERGED, f"training loss became non-finite by step {step}", {"step": step}
-        if self.boundary_every:
-            self.out(boundary_event(self.model, self.data, step, cfg.train.epochs - 1))
+        if self.boundary_every and self.cap["boundary"].allows(step):
+            self._heavy("boundary", boundary_event(self.model, self.data, step, cfg.train.epochs - 1))
         # training speed, for comparing the cost of activations (the lecture: exp is the expensive part)
         self.summary["steps_per_s"] = round(step / max(time.monotonic() - self.out.t0, 1e-9), 1)
         return Status.COMPLETED, f"completed {self.total_steps} steps", {}
@@ -236,9 +248,10 @@ class _Run:
         # 4) batch; forward, loss, divergence check; backward, update (captured when the schedule says so)
         xb = augment_batch(data.x_train[idx], cfg.augment, self.gen)
         yb = data.y_train[idx]
-        if b == 0 and data.kind == "image":  # the same images every epoch and in every run, augmented as the batches
+        # the same images every epoch and in every run, augmented as the batches
+        if b == 0 and data.kind == "image" and self.cap["samples"].allows(step):
             shown = augment_batch(data.x_train[:SAMPLES], cfg.augment, self.preview_gen)
-            out(samples_event(shown, data.y_train[:SAMPLES], data, step, epoch))
+            self._heavy("samples", samples_event(shown, data.y_train[:SAMPLES], data, step, epoch))
         with self.telemetry.step(step):
             logits = model(xb)
             loss = F.cross_entropy(logits, yb)
@@ -256,8 +269,8 @@ class _Run:
             acc = float((logits.argmax(1) == yb).float().mean())
             out({"type": EventType.STEP.value, "step": step, "epoch": epoch, "loss": loss_value, "acc": acc,
                  "progress": round((step + 1) / self.total_steps, 4)})
-        if self.boundary_every and step % self.boundary_every == 0:
-            out(boundary_event(model, data, step, epoch))
+        if self.boundary_every and step % self.boundary_every == 0 and self.cap["boundary"].allows(step):
+            self._heavy("boundary", boundary_event(model, data, step, epoch))
         return None
 
     def _validate(self, epoch: int, step: int) -> bool:

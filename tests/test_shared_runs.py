@@ -4,6 +4,7 @@ student with their own run id streaming the same events (live while it trains, r
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import pytest
@@ -83,18 +84,42 @@ def test_cancelling_a_share_stops_only_that_share(server):
         first = ann.post("/api/runs", json=config).json()
         wait_for(ann, first["id"], statuses=("running",))
         share = bob.post("/api/runs", json=config).json()
-        # the original's owner cannot stop a training a classmate watches
-        r = ann.post(f"/api/runs/{first['id']}/cancel")
-        assert r.status_code == 409 and "share" in r.json()["detail"]
         assert bob.post(f"/api/runs/{share['id']}/cancel").status_code == 202
         ended = wait_for(bob, share["id"])
         assert ended["status"] == "cancelled"
         events = bob.get(f"/api/runs/{share['id']}/events").json()["data"]
         assert events[-1]["type"] == "status" and events[-1]["status"] == "cancelled"
         assert ann.get(f"/api/runs/{first['id']}").json()["status"] == "running"
-        # nobody else watches now: the owner may stop it
         assert ann.post(f"/api/runs/{first['id']}/cancel").status_code == 202
         assert wait_for(ann, first["id"])["status"] == "cancelled"
+
+
+def test_the_owner_who_cancels_a_watched_training_leaves_it_and_it_goes_on_for_the_others(server):
+    config = {**RUN, "train": {**RUN["train"], "epochs": 400, "seed": 16}}
+    with client(server) as ann, client(server) as bob:
+        first = ann.post("/api/runs", json=config).json()
+        wait_for(ann, first["id"], statuses=("running",))
+        share = bob.post("/api/runs", json=config).json()
+        left = ann.post(f"/api/runs/{first['id']}/cancel")
+        assert left.status_code == 202 and left.json()["status"] == "cancelled"
+        assert "goes on" in left.json()["error"] and left.json()["finished_at"]
+        owner = server.service.store.get_run(first["id"])["owner"]
+        assert owner and server.service.count_active(owner) == 0  # her quota no longer counts it
+        # ann's run ends where she left, with a cancelled status; bob's share trains on
+        mine = ann.get(f"/api/runs/{first['id']}/events", params={"limit": 1000}).json()["data"]
+        assert mine[-1]["type"] == "status" and mine[-1]["status"] == "cancelled"
+        assert [e["seq"] for e in mine] == list(range(len(mine)))
+        time.sleep(1.0)
+        theirs = bob.get(f"/api/runs/{share['id']}").json()
+        assert theirs["status"] == "running" and theirs["progress"] > 0
+        assert bob.get(f"/api/runs/{share['id']}/events", params={"limit": 1000}).json()["count"] > len(mine)
+        assert ann.get(f"/api/runs/{first['id']}").json()["status"] == "cancelled"  # still, as it trains on
+        # the last watcher leaves: nobody watches, so the training stops
+        assert bob.post(f"/api/runs/{share['id']}/cancel").status_code == 202
+        deadline = time.monotonic() + 30
+        while server.service.store.get_run(first["id"])["status"] == "running" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert server.service.store.get_run(first["id"])["status"] == "cancelled"
 
 
 def test_deleting_the_original_keeps_the_events_of_its_shares(server):

@@ -63,6 +63,11 @@ def rss_mb() -> float:
         return 0.0
 
 
+def megabytes(mb: float | None) -> int | None:
+    """A run's storage cap in bytes (DEEPSCOPE_MAX_RUN_MB, decimal megabytes as disks count them)."""
+    return int(mb * 1e6) if mb else None
+
+
 def stop_check(cancelled: Callable[[], bool], time_limit_s: float,
                memory_limit_mb: float | None = None) -> Callable[[], bool | str]:
     """The ``should_stop`` a worker hands the engine: a cancel, or the run's wall-clock limit, with why.

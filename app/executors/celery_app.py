@@ -20,8 +20,8 @@ import redis
 from celery import Celery
 from celery.signals import worker_process_init
 
+from deepscope.app.executors import megabytes, stop_check
 from deepscope.app.executors import redis_keys as K
-from deepscope.app.executors import stop_check
 from deepscope.engine.threads import one_torch_thread
 
 QUEUES = ("runs", "gpu")
@@ -52,7 +52,7 @@ def _one_thread(**_: Any) -> None:
 
 
 def _train_task(task: Any, run_id: str, config: dict[str, Any], time_limit_s: float,
-                memory_limit_mb: float | None = None) -> str:
+                memory_limit_mb: float | None = None, stored_limit_mb: float | None = None) -> str:
     from deepscope.engine import train
     from deepscope.engine.paths import default_data_dir
 
@@ -88,7 +88,8 @@ def _train_task(task: Any, run_id: str, config: dict[str, Any], time_limit_s: fl
 
     # 3) train; the engine reports failures as a status event, so this returns normally
     try:
-        result = train(config, emit, should_stop, data_dir=default_data_dir())
+        result = train(config, emit, should_stop, data_dir=default_data_dir(),
+                       max_stored_bytes=megabytes(stored_limit_mb))
     finally:
         stop.set()
         thread.join(timeout=5)

@@ -100,7 +100,7 @@ class CeleryExecutor:
             while self.redis.llen(queue) < K.DISPATCH_AHEAD and fair:
                 run_id, config = fair.pop()
                 self.celery.send_task("deepscope.train_run", task_id=run_id, queue=queue, args=[
-                    run_id, config, self.time_limit_s, self.settings.max_run_memory_mb])
+                    run_id, config, self.time_limit_s, self.settings.max_run_memory_mb, self.settings.max_run_mb])
         except IndexError:
             pass
         finally:

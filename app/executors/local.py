@@ -45,11 +45,12 @@ class LocalExecutor:
     interrupts_on_restart = True
 
     def __init__(self, workers: int, data_dir: Path, time_limit_s: float,
-                 memory_limit_mb: float | None = None) -> None:
+                 memory_limit_mb: float | None = None, stored_limit_mb: float | None = None) -> None:
         self.n_workers = workers
         self.data_dir = str(data_dir)
         self.time_limit_s = time_limit_s
         self.memory_limit_mb = memory_limit_mb
+        self.stored_limit_mb = stored_limit_mb
         self._ctx = mp.get_context("forkserver")
         self._ctx.set_forkserver_preload(["deepscope.app.executors.local_worker"])
         self._queue = FairQueue()
@@ -163,7 +164,8 @@ class LocalExecutor:
                 slot.run_id, slot.last_seq, slot.stop_due = run_id, -1, None
                 slot.run_started = time.monotonic()
                 try:
-                    slot.conn.send(("run", run_id, config, self.time_limit_s, self.memory_limit_mb))
+                    slot.conn.send(("run", run_id, config, self.time_limit_s, self.memory_limit_mb,
+                                    self.stored_limit_mb))
                 except OSError:  # died just now: the supervisor replaces it and fails the run
                     pass
 

@@ -16,7 +16,7 @@ from typing import Any  # noqa: E402
 
 import orjson  # noqa: E402
 
-from deepscope.app.executors import stop_check  # noqa: E402
+from deepscope.app.executors import megabytes, stop_check  # noqa: E402
 from deepscope.app.executors.local import CANCEL_SET  # noqa: E402
 from deepscope.app.executors.policy import warm_imports  # noqa: E402
 from deepscope.engine import train  # noqa: E402
@@ -25,7 +25,8 @@ warm_imports()
 
 
 def worker_main(conn: Any, cancel_flag: Any, data_dir: str) -> None:
-    """Serve runs from ``conn`` until it sends None: ('run', run_id, config, time_limit_s, memory_limit_mb)."""
+    """Serve runs from ``conn`` until it sends None:
+    ('run', run_id, config, time_limit_s, memory_limit_mb, stored_limit_mb)."""
     one_torch_thread()
     send_lock = threading.Lock()
 
@@ -41,11 +42,11 @@ def worker_main(conn: Any, cancel_flag: Any, data_dir: str) -> None:
             return
         if msg is None:
             return
-        _, run_id, config, time_limit, memory_limit = msg
+        _, run_id, config, time_limit, memory_limit, stored_limit = msg
         should_stop = stop_check(lambda: cancel_flag.value == CANCEL_SET, time_limit, memory_limit)
 
         def emit(event: dict[str, Any], run_id: str = run_id) -> None:
             send(("event", run_id, orjson.dumps(event)))
 
-        train(config, emit, should_stop, data_dir=Path(data_dir))
+        train(config, emit, should_stop, data_dir=Path(data_dir), max_stored_bytes=megabytes(stored_limit))
         send(("done", run_id))

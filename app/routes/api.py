@@ -25,7 +25,6 @@ from deepscope.app.presets import BY_ID, PRESETS, check, lesson_evidence
 from deepscope.app.quotas import QuotaExceeded
 from deepscope.app.report import render_report, report_csp
 from deepscope.app.schemas import EventsPublic, Problem, RunPublic, RunsPublic, public
-from deepscope.app.service import SharedTraining
 from deepscope.app.settings import Settings
 from deepscope.app.statuses import ACTIVE_STATUSES, RunStatus
 from deepscope.engine.config import RunConfig
@@ -276,10 +275,7 @@ def cancel_run(run_id: str, service: ServiceDep, who: CallerDep) -> RunPublic:
     """Stop a queued or running run; it lands within one training step."""
     run = _found(service.get(run_id), run_id, who)
     _mine(run, who, "cancel")
-    try:
-        cancelled = run["status"] in ACTIVE_STATUSES and service.cancel(run_id, force=who.instructor)
-    except SharedTraining as exc:
-        raise HTTPException(409, str(exc)) from None
+    cancelled = run["status"] in ACTIVE_STATUSES and service.cancel(run_id, force=who.instructor)
     if not cancelled:
         raise HTTPException(409, f"run {run_id} is {run['status']}; only queued or running runs can be cancelled")
     return _public(_found(service.get(run_id), run_id), who)

@@ -15,13 +15,16 @@
 A run of unknown length (``deepscope.watch`` without ``total_steps``) has no floor to spread: it is
 captured at step 0 and then every ``spacing`` steps, the spacing doubling each time KEEP // 2 captures
 have been taken at it, so its captures stay spread over the whole run and grow only with the log of
-its length. docs/telemetry.md has the measurements behind these numbers.
+its length. A run at its storage cap (engine/storage.py) thins all of these evenly over the steps left.
+docs/telemetry.md has the measurements behind these numbers.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+
+from deepscope.engine.storage import Lane
 
 # The summary fields ``report`` gives: measured, so they differ from run to run where the numbers do not.
 MEASURED = ("captures", "telemetry_share", "capture_rate", "telemetry_note")
@@ -31,8 +34,8 @@ TARGET = 0.5    # extras aim at this share of the budget in measured CPU time
 
 class CaptureSchedule:
     def __init__(self, total_steps: int | None, every: int, max_per_second: float, budget: float,
-                 floor: int = 50) -> None:
-        self.total, self.every, self.budget = total_steps, every, budget
+                 floor: int = 50, lane: Lane | None = None) -> None:
+        self.total, self.every, self.budget, self.lane = total_steps, every, budget, lane
         self.min_gap = 1.0 / max_per_second if max_per_second > 0 else 0.0
         self.floor = self._floor_steps(total_steps, floor) if every > 0 else frozenset()
         # the extras' grid: every_steps, widened so that extras and floor together stay within KEEP
@@ -85,6 +88,14 @@ class CaptureSchedule:
             taken = True
         else:
             taken = step % self.grid == 0 and self._extra_allowed()
+            if taken and self.lane is not None and not self.lane.allows(step):
+                self.extras -= 1
+                return False
+            return self._took(taken)
+        # a run at its storage cap thins even the floor
+        return self._took(taken and (self.lane is None or self.lane.allows(step)))
+
+    def _took(self, taken: bool) -> bool:
         if taken:
             self.captures += 1
             self._last_capture = time.monotonic()

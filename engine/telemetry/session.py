@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from deepscope.engine.storage import Lane
 from deepscope.engine.telemetry.layers import WatchedLayer
 from deepscope.engine.telemetry.probe import Capture, LayerProbe
 from deepscope.engine.telemetry.schedule import CaptureSchedule
@@ -47,13 +48,15 @@ class Settings:
 
 class Telemetry:
     """``emit`` receives each layers event, in step order. ``background``: summarise on a second thread
-    (one capture in flight at a time: the next waits, which bounds memory and keeps events in order)."""
+    (one capture in flight at a time: the next waits, which bounds memory and keeps events in order).
+    ``lane``: the run's storage cap for captures (engine/storage.py), which may thin the schedule's."""
 
     def __init__(self, root: nn.Module, layers: list[WatchedLayer], settings: Settings, total_steps: int | None,
                  emit: Callable[[dict[str, Any]], None], optimizer: torch.optim.Optimizer | None = None,
-                 probe_x: torch.Tensor | None = None, background: bool = True, copy: bool = False) -> None:
+                 probe_x: torch.Tensor | None = None, background: bool = True, copy: bool = False,
+                 lane: Lane | None = None) -> None:
         self.schedule = CaptureSchedule(total_steps, settings.every_steps, settings.max_per_second,
-                                        settings.budget, settings.captures)
+                                        settings.budget, settings.captures, lane)
         self.probe = LayerProbe(root, layers, optimizer, probe_x, copy=copy)
         self.summariser = Summariser(layers, settings.bins)
         self.emit = emit

@@ -58,6 +58,7 @@ function onEvent(v, ev) {
       if (state.finished.has(ev.status)) {
         v.progress = ev.status === "completed" ? 1 : v.progress;
         if (ev.summary && ev.summary.findings) Object.assign(v, { findings: ev.summary.findings, findingsFinal: true });
+        if (ev.summary && ev.summary.storage_note) v.storageNote = ev.summary.storage_note;
       }
       break;
     case "step": v.steps.push(ev); v.progress = ev.progress; break;

@@ -21,10 +21,12 @@ function colourOf(run) {
   return colours.get(run.id);
 }
 
-// A run that ran to its end is not a run that learned: the doctor's worst finding says which.
+// A run that ran to its end is not a run that learned: the doctor's worst finding says which. A run
+// that reached its storage cap says its captures are sparser than asked (engine/storage.py).
 function statusLine(run) {
   if (!run) return "no run yet";
-  const line = `${run.status}${run.message ? ": " + run.message : ""}`;
+  const capped = run.storageNote ? " (its captures thinned to fit the server's storage cap)" : "";
+  const line = `${run.status}${run.message ? ": " + run.message : ""}${capped}`;
   const worst = (run.findings || []).find((f) => f.severity === "problem" || f.severity === "warning");
   const name = worst && worst.title.split(":")[0];
   return worst ? `${line}; but DeepScope sees: ${name.charAt(0).toLowerCase()}${name.slice(1)}` : line;
