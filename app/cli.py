@@ -204,7 +204,8 @@ def cmd_gc(args: argparse.Namespace) -> int:
         store.close()
     print(f"deleted {done['expired_runs']} runs finished more than {days:g} days ago" if days > 0
           else "deleted no runs by age (no retention: DEEPSCOPE_RETENTION_DAYS or --older-than-days)")
-    print(f"deleted the events of {done['orphaned_event_runs']} runs deleted earlier")
+    print(f"deleted the events of {done['orphaned_event_runs']} runs deleted earlier; compressed "
+          f"{done['packed_runs']} finished runs stored uncompressed")
     print(f"the store: {done['bytes_before'] / 1e6:.1f} MB before, {done['bytes_after'] / 1e6:.1f} MB after")
     return 0
 
@@ -244,8 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--server", help="send it to this server instead of this machine's store")
     p.add_argument("--token", help="the workshop's class token, when the server asks for one")
     p.set_defaults(func=cmd_import)
-    p = sub.add_parser("gc", help="delete runs past the retention, and events left by deleted runs, then give "
-                                  "the space back to the disk (VACUUM)")
+    p = sub.add_parser("gc", help="delete runs past the retention and events left by deleted runs, compress "
+                                  "old uncompressed runs, then VACUUM")
     p.add_argument("--older-than-days", type=float, metavar="DAYS",
                    help="delete the runs that finished more than DAYS ago (default DEEPSCOPE_RETENTION_DAYS; "
                         "0 deletes none by age)")

@@ -133,7 +133,8 @@ class EventWriter:
             if "status" in fields and self.followers:  # the runs that share this one follow it
                 self.store.update_followers_in(conn, run_id, self.followers(run_id, fields))
             self.store.update_in(conn, run_id, fields)
-            if fields.get("status") in FINISHED:
+            if fields.get("status") in FINISHED:  # its last event is in: store it compactly, and count it
+                self.store.pack_in(conn, run_id)
                 self.store.count_stored_bytes_in(conn, run_id)
 
     def _spill(self, batch_events: list[dict[str, Any]], batch_runs: dict[str, dict[str, Any]]) -> None:

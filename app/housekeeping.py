@@ -1,6 +1,6 @@
 """Keeping the store's size bounded: retention deletes finished runs past ``retention_days``, and ``gc``
-also deletes events that outlived their runs and gives the freed space back to the disk (the store's
-``reclaim``). The service runs retention hourly; ``deepscope gc`` runs all of it (docs/workshop.md).
+also deletes events that outlived their runs, compresses the finished runs an older DeepScope stored
+uncompressed, and gives the freed space back to the disk (the store's ``reclaim``). The service runs retention hourly; ``deepscope gc`` runs all of it (docs/workshop.md).
 """
 
 from __future__ import annotations
@@ -37,6 +37,11 @@ def gc(store: Store, retention_days: float, now: datetime | None = None) -> dict
     orphans = store.orphan_event_runs()
     for run_id in orphans:
         store.delete_events(run_id)
+    packed = 0
+    while batch := store.finished_unpacked():
+        packed += len(batch)
+        for run_id in batch:
+            store.pack(run_id)
     store.reclaim()
-    return {"expired_runs": expired, "orphaned_event_runs": len(orphans), "bytes_before": before,
-            "bytes_after": store.size_bytes()}
+    return {"expired_runs": expired, "orphaned_event_runs": len(orphans), "packed_runs": packed,
+            "bytes_before": before, "bytes_after": store.size_bytes()}

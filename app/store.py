@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
+import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,10 +20,12 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
     Text,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -73,7 +76,11 @@ events = Table(
     Column("type", String(16), nullable=False),
     Column("step", Integer),
     Column("data", Text, nullable=False),
+    # A finished run's heavy events are kept zlib-compressed here, with data left empty (``pack_in``).
+    Column("packed", LargeBinary),
 )
+ADDED_EVENT_COLUMNS = {"packed": {"sqlite": "BLOB", "postgresql": "BYTEA"}}
+PACKED_TYPES = ("layers", "boundary")  # the heavy JSON (image samples are PNGs: compressed already)
 Index("events_run_type", events.c.run_id, events.c.type)
 
 
@@ -167,6 +174,10 @@ class Store:
             for name, sql_type in ADDED_COLUMNS.items():
                 if name not in have:
                     conn.exec_driver_sql(f"ALTER TABLE runs ADD COLUMN {name} {sql_type}")
+            have = {c["name"] for c in inspect(conn).get_columns("events")}
+            for name, sql_types in ADDED_EVENT_COLUMNS.items():
+                if name not in have:
+                    conn.exec_driver_sql(f"ALTER TABLE events ADD COLUMN {name} {sql_types[conn.dialect.name]}")
 
     def close(self) -> None:
         self.engine.dispose()
@@ -262,8 +273,35 @@ class Store:
     @staticmethod
     def count_stored_bytes_in(conn: Any, run_id: str) -> None:
         """Set a finished run's ``stored_bytes`` from its events, inside the transaction that stored the last."""
-        total = select(func.coalesce(func.sum(func.length(events.c.data)), 0)).where(events.c.run_id == run_id)
+        weight = func.length(events.c.data) + func.coalesce(func.length(events.c.packed), 0)
+        total = select(func.coalesce(func.sum(weight), 0)).where(events.c.run_id == run_id)
         conn.execute(update(runs).where(runs.c.id == run_id).values(stored_bytes=total.scalar_subquery()))
+
+    @staticmethod
+    def pack_in(conn: Any, run_id: str) -> int:
+        """Compress a finished run's heavy events (a layers event to about a fifth; they are read rarely
+        once the run is over, and decompressing one costs well under a millisecond). Returns how many."""
+        rows = conn.execute(select(events.c.seq, events.c.data).where(
+            events.c.run_id == run_id, events.c.type.in_(PACKED_TYPES), events.c.packed.is_(None))).all()
+        if rows:
+            conn.execute(update(events).where(events.c.run_id == bindparam("b_run"), events.c.seq == bindparam("b_seq"))
+                         .values(data="", packed=bindparam("b_packed")),
+                         [{"b_run": run_id, "b_seq": r.seq, "b_packed": zlib.compress(r.data.encode(), 6)} for r in rows])
+        return len(rows)
+
+    def finished_unpacked(self, limit: int = 200) -> list[str]:
+        """Finished trainings with heavy events not compressed yet (stored by an older DeepScope): gc packs them."""
+        unpacked = select(events.c.run_id).where(events.c.type.in_(PACKED_TYPES), events.c.packed.is_(None))
+        q = (select(runs.c.id).where(runs.c.status.not_in(ACTIVE_STATUSES), runs.c.id.in_(unpacked.scalar_subquery()))
+             .limit(limit))
+        with self.engine.connect() as conn:
+            return [r.id for r in conn.execute(q)]
+
+    def pack(self, run_id: str) -> int:
+        with self.engine.begin() as conn:
+            packed = self.pack_in(conn, run_id)
+            self.count_stored_bytes_in(conn, run_id)
+        return packed
 
     def finished_before(self, cutoff: str, limit: int = 500) -> list[dict[str, Any]]:
         """Runs that finished before ``cutoff`` (ISO time), oldest first: what retention deletes."""
@@ -336,9 +374,10 @@ class Store:
     def events(self, run_id: str, after: int = -1, limit: int = 1000,
                types: tuple[str, ...] | None = None) -> list[tuple[int, str, str]]:
         """(seq, type, json) of the events after ``after``, in seq order."""
-        q = (select(events.c.seq, events.c.type, events.c.data)
+        q = (select(events.c.seq, events.c.type, events.c.data, events.c.packed)
              .where(events.c.run_id == run_id, events.c.seq > after).order_by(events.c.seq).limit(limit))
         if types:
             q = q.where(events.c.type.in_(types))
         with self.engine.connect() as conn:
-            return [(r.seq, r.type, r.data) for r in conn.execute(q)]
+            return [(r.seq, r.type, r.data if r.packed is None else zlib.decompress(r.packed).decode())
+                    for r in conn.execute(q)]

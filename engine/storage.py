@@ -44,8 +44,8 @@ class Lane:
     def _fits(self, step: int) -> bool:
         if self.kept == 0:
             return True  # the first is kept whatever it weighs: a run shows where it started
-        if self.measured == 0:
-            return False  # the first one's size is not known yet
+        if self.measured == 0:  # the first one's size is not known yet (it is summarised on another thread)
+            return self.kept < 2
         mean = self.bytes / self.measured
         room = (self.budget - self.bytes) / mean - (self.kept - self.measured)  # events that still fit
         last = self.total is not None and step >= self.total - 1

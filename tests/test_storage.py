@@ -16,6 +16,7 @@ from deepscope.app.event_log import EventWriter
 from deepscope.app.settings import Settings
 from deepscope.app.store import Store
 from deepscope.engine.storage import Lane, StorageCap
+from devtools.backends import drop_schema, pg_schema_url
 from devtools.server import LiveServer, wait_for
 
 EXTREME = {"telemetry": {"every_steps": 1, "budget": 0, "max_per_second": 0}, "train": {"epochs": 8}}
@@ -77,15 +78,31 @@ def store(tmp_path):
     s.close()
 
 
-def finish(store: Store, run_id: str, nbytes: int, status: str = "completed") -> None:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_store(request, tmp_path):
+    """The real SQLite file and the real PostgreSQL on 127.0.0.1 (a schema of the test's own)."""
+    if request.param == "sqlite":
+        s = Store(f"sqlite:///{tmp_path / 'deepscope.db'}")
+        yield s
+        s.close()
+        return
+    schema, url = pg_schema_url()
+    s = Store(url)
+    yield s
+    s.close()
+    drop_schema(schema)
+
+
+def finish(store: Store, run_id: str, nbytes: int, status: str = "completed", type_: str = "step") -> None:
     writer = EventWriter(store)
     for seq in range(4):
-        writer.add_event(run_id, seq, "layers", seq, "x" * (nbytes // 4))
+        writer.add_event(run_id, seq, type_, seq, "x" * (nbytes // 4))
     writer.update_run(run_id, status=status, finished_at=datetime.now(UTC).isoformat())
     writer.stop()
 
 
-def test_a_finished_run_counts_what_its_events_store(store):
+def test_a_finished_run_counts_what_its_events_store(any_store):
+    store = any_store
     run = store.create_run("r", {}, owner="alice")
     assert store.get_run(run["id"])["stored_bytes"] is None
     finish(store, run["id"], 40_000)
@@ -107,7 +124,8 @@ def test_retention_deletes_only_runs_finished_before_it_and_gc_gives_the_space_b
     assert done["bytes_before"] == before and done["bytes_after"] < before - 3_000_000  # VACUUM gave it back
 
 
-def test_gc_deletes_events_their_runs_left_behind(store):
+def test_gc_deletes_events_their_runs_left_behind(any_store):
+    store = any_store
     run = store.create_run("r", {})
     finish(store, run["id"], 4_000)
     store.delete_run(run["id"], keep_events=True)  # as a stop between the two deletes would leave it
@@ -145,7 +163,7 @@ def test_deepscope_gc_says_what_it_did(tmp_path, monkeypatch, capsys):
 
 
 def test_the_storage_quotas_refuse_new_trainings_with_429_naming_the_setting(tmp_path):
-    settings = Settings(data_dir=tmp_path, token="class", storage_quota_client_mb=0.05, storage_quota_mb=1000,
+    settings = Settings(data_dir=tmp_path, token="class", storage_quota_client_mb=0.02, storage_quota_mb=1000,
                         workers=1)
     small = {"model": {"depth": 2, "width": 8}, "train": {"epochs": 1, "fresh": True}}
     with LiveServer(settings) as server, httpx.Client(base_url=server.url, timeout=30,
@@ -155,9 +173,59 @@ def test_the_storage_quotas_refuse_new_trainings_with_429_naming_the_setting(tmp
         deadline = time.monotonic() + 10  # counted once the writer stored its last event
         while (done := c.get(f"/api/runs/{first['id']}").json())["stored_bytes"] is None and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert done["stored_bytes"] > 50_000
+        assert done["stored_bytes"] > 20_000
         refused = c.post("/api/runs", json=small)
         assert refused.status_code == 429 and "storage_quota_client_mb" in refused.json()["detail"]
         assert refused.headers["retry-after"] == "60"
         c.delete(f"/api/runs/{first['id']}")
         assert c.post("/api/runs", json=small).status_code == 201  # deleting gives the quota back
+
+
+def test_a_finished_runs_heavy_events_are_stored_compressed_and_read_back_as_they_were(any_store, run_engine):
+    store = any_store
+    _, emitted = run_engine({"train": {"epochs": 2}})
+    run = store.create_run("r", {})
+    writer = EventWriter(store)
+    raw = {e["seq"]: orjson.dumps(e).decode() for e in emitted}
+    for e in emitted:
+        writer.add_event(run["id"], e["seq"], e["type"], e.get("step"), raw[e["seq"]])
+    writer.update_run(run["id"], status="completed")
+    writer.stop()
+    assert {seq: data for seq, _, data in store.events(run["id"], limit=10_000)} == raw
+    with store.engine.connect() as conn:
+        rows = conn.exec_driver_sql(f"SELECT type, length(data), length(packed) FROM events WHERE run_id = "
+                                    f"'{run['id']}'").all()
+    assert {t for t, size, packed in rows if packed} == {"layers", "boundary"}
+    assert all(size == 0 for t, size, packed in rows if packed)
+    plain = sum(len(v) for v in raw.values())
+    stored = store.get_run(run["id"])["stored_bytes"]
+    assert stored == sum(size + (packed or 0) for _, size, packed in rows) and stored < plain / 2.5
+
+
+def test_gc_compresses_the_finished_runs_an_older_version_stored_as_text(any_store, run_engine):
+    store = any_store
+    _, emitted = run_engine({"train": {"epochs": 1}})
+    run = store.create_run("r", {})
+    with store.engine.begin() as conn:  # written as DeepScope 0.3 did: text only
+        store.insert_events_in(conn, [{"run_id": run["id"], "seq": e["seq"], "type": e["type"], "step": e.get("step"),
+                                       "data": orjson.dumps(e).decode()} for e in emitted])
+    store.update_run(run["id"], status="completed")
+    before = store.events(run["id"], limit=10_000)
+    assert store.finished_unpacked() == [run["id"]]
+    assert housekeeping.gc(store, retention_days=0)["packed_runs"] == 1
+    assert store.finished_unpacked() == [] and store.events(run["id"], limit=10_000) == before
+
+
+def test_a_database_from_before_the_packed_column_gets_it(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE events (run_id VARCHAR(32) NOT NULL, seq INTEGER NOT NULL, type VARCHAR(16) "
+                   "NOT NULL, step INTEGER, data TEXT NOT NULL, PRIMARY KEY (run_id, seq))")
+        db.execute("INSERT INTO events VALUES ('old', 0, 'step', 0, '{\"seq\": 0}')")
+    store = Store(f"sqlite:///{path}")
+    try:
+        assert store.events("old") == [(0, "step", '{"seq": 0}')]
+    finally:
+        store.close()
