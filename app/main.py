@@ -35,7 +35,7 @@ def make_executor(settings: Settings) -> Executor:
     from deepscope.app.executors.local import LocalExecutor
 
     return LocalExecutor(settings.workers, settings.data_dir, settings.run_time_limit_s, settings.max_run_memory_mb,
-                         settings.max_run_mb)
+                         settings.max_run_mb, settings.first_looks)
 
 
 async def _watch_the_watched(service: RunService, settings: Settings) -> None:

@@ -24,6 +24,8 @@ class RunPublic(BaseModel):
     error: str | None
     source: str | None = None  # "watched": a model trained elsewhere sends its events (deepscope.watch)
     stored_bytes: int | None = None  # what its events take in the store, counted when it finishes
+    # a waiting run: its place in the queue (1: next), of how many, and about when it starts
+    queue: dict[str, Any] | None = None
 
 
 class RunsPublic(BaseModel):

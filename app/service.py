@@ -122,7 +122,13 @@ class RunService:
     # -- reads ------------------------------------------------------------------------------
     def get(self, run_id: str) -> dict[str, Any] | None:
         run = self.store.get_run(run_id)
-        return self._overlay(run) if run else None
+        if run is None:
+            return None
+        run = self._overlay(run)
+        place = getattr(self.executor, "place", None)  # an executor of a test may not say
+        if run["status"] == Status.QUEUED and not run["shared_from"] and place is not None:
+            run["queue"] = place(run_id)
+        return run
 
     def _events_of(self, run_id: str) -> tuple[str, int | None]:
         return sharing.events_of(self.store.get_run(run_id), run_id)
@@ -236,13 +242,17 @@ class RunService:
         with self._lock:
             live = self._live.setdefault(run_id, {})
             fields = {"seq": seq, **_row_fields(event, live.get("summary", {}))}
-            live.update(fields)
+            ends = fields.get("status") in FINISHED
+            # Durable before anyone is told: a client that reads a finished run can read all its events.
+            live.update({k: v for k, v in fields.items() if k != "status"} if ends else fields)
         self.log.update_run(run_id, **fields)
-        # Durable before anyone is told: a client that sees the terminal event can read the final row.
-        # While the database is out of reach the live state stays: it is what the service knows.
-        if fields.get("status") in FINISHED and self.flush():
+        if ends:
+            stored = self.flush()
             with self._lock:
-                self._live.pop(run_id, None)
+                if stored:
+                    self._live.pop(run_id, None)
+                else:  # the database is out of reach: the live state is what the service knows
+                    self._live.setdefault(run_id, {}).update(fields)
 
 
 class _SnapshotPacing:

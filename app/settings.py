@@ -59,6 +59,8 @@ class Settings(BaseSettings):
                                                             "head in this time is closed")
     max_connections: int = Field(1000, ge=1, description="open connections, WebSockets included; more are "
                                                           "answered 503 and closed")
+    first_looks: bool = Field(True, description="a run that waits for a worker gets its step 0 computed at once "
+                                                "by a busy worker, between its own steps (local executor)")
     max_run_mb: float = Field(16.0, ge=1, description="what one run's captures, boundaries and samples may store; "
                                                       "past it they thin evenly over the steps left (the run's "
                                                       "summary says so)")

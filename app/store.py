@@ -38,7 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 
 from deepscope.app.statuses import ACTIVE_STATUSES, INTERRUPTED
-from deepscope.engine.events import Status
+from deepscope.engine.events import EventType, Status
 
 metadata = MetaData()
 runs = Table(
@@ -80,7 +80,8 @@ events = Table(
     Column("packed", LargeBinary),
 )
 ADDED_EVENT_COLUMNS = {"packed": {"sqlite": "BLOB", "postgresql": "BYTEA"}}
-PACKED_TYPES = ("layers", "boundary")  # the heavy JSON (image samples are PNGs: compressed already)
+# the heavy JSON (image samples are PNGs: compressed already)
+PACKED_TYPES = (EventType.LAYERS.value, EventType.BOUNDARY.value)
 Index("events_run_type", events.c.run_id, events.c.type)
 
 

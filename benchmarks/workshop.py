@@ -1,7 +1,7 @@
 """A class on one box: N students on loopback, side by side for N = 10, 30, 60, on the local executor
-and on Celery with 2 workers:
+and on Celery with 2 workers, then a mixed class:
 
-    python benchmarks/workshop.py [--students 10 30 60] [--executor local celery]
+    python benchmarks/workshop.py [--students 10 30 60] [--executor local celery] [--mixed 60] [--only-mixed]
 
 Each student, at once with the others: loads what the page loads (the page, /api/options,
 /api/presets), runs the same lesson (its runs are shared: one training for the class) and watches its
@@ -10,6 +10,13 @@ training) and watches it too. Printed per N: time to the first loss point (p50, 
 and for the own run, time to completion, trainings vs runs requested, events lost (a stream that
 skips or repeats a seq, or ends short of the stored events), 429s, and the server's resident memory
 (the service and its workers together).
+
+The mixed class (``--mixed N``, local executor): N students at once, the lessons handed out
+round-robin over all of them, each student watching every run of its lesson; once they have ended,
+one own run each (moons, depth 4-9, width 32, 10 epochs, a seed per student). Printed: the first point
+(a loss point or a step-0 capture, first looks included) p50, p95 and max over every run watched;
+the class's wall time to its last run's end beside the physical limit (the CPU seconds of its
+distinct trainings, from their summaries' ``cpu_s``, over the cores), and what was lost.
 """
 
 from __future__ import annotations
@@ -79,6 +86,13 @@ async def watch(ws_base: str, run_id: str, cookie: str, t0: float, stored: int |
     return {"first": first, "done": time.monotonic() - t0, "seqs": seqs}
 
 
+def process_cpu_s(pid: int) -> float:
+    """User and system CPU seconds of one process (its threads, not its children)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def stored_events(c: httpx.AsyncClient, run_id: str) -> list[dict]:
     out, after = [], -1
     while page := (await c.get(f"/api/runs/{run_id}/events", params={"after": after})).json()["data"]:
@@ -132,6 +146,79 @@ async def class_of(n: int, base: str, ws_base: str, server_pid: int) -> dict:
     stop.set()
     await sampler
     return out
+
+
+async def watch_first(ws_base: str, run_id: str, cookie: str, t0: float, out: dict) -> None:
+    """Stream a run to its end; the first point is its first loss point or capture."""
+    first, seqs = None, []
+    async with websockets.connect(f"{ws_base}/ws/runs/{run_id}?token={TOKEN}", max_size=None,
+                                  additional_headers={"Cookie": cookie}) as ws:
+        async for message in ws:
+            event = orjson.loads(message)
+            seqs.append(event["seq"])
+            if first is None and event["type"] in ("step", "layers"):
+                first = time.monotonic() - t0
+    out["first"].append(first if first is not None else float("inf"))
+    out["lost"] += sum(b <= a for a, b in zip(seqs, seqs[1:], strict=False))  # twice, or out of order
+    out["unfinished"] += 0 if event.get("type") == "status" and event.get("status") not in ("queued", "running") else 1
+
+
+async def mixed_student(i: int, lesson: str, base: str, ws_base: str, out: dict) -> None:
+    async with httpx.AsyncClient(base_url=base, timeout=120, headers={"Authorization": f"Bearer {TOKEN}"}) as c:
+        for path in ("/", "/api/options", "/api/presets"):
+            (await c.get(path)).raise_for_status()
+        cookie = "; ".join(f"{k}={v}" for k, v in c.cookies.items())
+        own = {"data": {"dataset": "moons"}, "model": {"depth": 4 + i % 6, "width": 32},
+               "train": {"epochs": 10, "seed": 1000 + i}}
+        for make in (lambda: c.post(f"/api/presets/{lesson}/runs"), lambda: c.post("/api/runs", json=own)):
+            t0 = time.monotonic()
+            r = await make()
+            if r.status_code == 429:
+                out["429"] += 1
+                continue
+            r.raise_for_status()
+            runs = r.json() if isinstance(r.json(), list) else [r.json()]
+            out["requested"] += len(runs)
+            await asyncio.gather(*(watch_first(ws_base, run["id"], cookie, t0, out) for run in runs))
+            for run in runs:  # its end stored before the next request (the quota counts active runs)
+                while (await c.get(f"/api/runs/{run['id']}")).json()["status"] in ("queued", "running"):
+                    await asyncio.sleep(0.1)
+
+
+def run_mixed(n: int, first_looks: bool) -> None:
+    env = {**os.environ, "DEEPSCOPE_DATA_DIR": tempfile.mkdtemp(), "DEEPSCOPE_TOKEN": TOKEN,
+           "DEEPSCOPE_INSTRUCTOR_TOKEN": "teacher", "DEEPSCOPE_WORKERS": "2",
+           "DEEPSCOPE_FIRST_LOOKS": "true" if first_looks else "false"}
+    proc, base, ws_base = start_server(env)
+    try:
+        lessons = [p["id"] for p in httpx.get(base + "/api/presets", headers={"Authorization": f"Bearer {TOKEN}"}).json()]
+        out = {"first": [], "requested": 0, "lost": 0, "unfinished": 0, "429": 0}
+        t0 = time.monotonic()
+
+        async def everyone() -> None:
+            await asyncio.gather(*(mixed_student(i, lessons[i % len(lessons)], base, ws_base, out) for i in range(n)))
+
+        cpu_before, own_before = process_cpu_s(proc.pid), time.process_time()
+        asyncio.run(everyone())
+        wall = time.monotonic() - t0
+        service_cpu, students_cpu = process_cpu_s(proc.pid) - cpu_before, time.process_time() - own_before
+        runs = httpx.get(base + "/api/instructor/runs", params={"limit": 1000},
+                         headers={"X-DeepScope-Instructor": "teacher"}).json()["data"]
+        distinct = [r for r in runs if "shared_from" not in r["summary"]]
+        cpu = sum(r["summary"].get("cpu_s") or 0 for r in distinct)
+        limit = cpu / (os.cpu_count() or 1)
+        first = out["first"]
+        looks = httpx.get(base + "/healthz").json()["executor"].get("first_looks")
+        print(f"mixed  {n:3d} first looks {'on ' if first_looks else 'off'} | first point p50 {pct(first, .5):5.2f} s p95 {pct(first, .95):5.2f} s max {max(first):5.2f} s"
+              f" over {len(first)} runs watched | class done {wall:5.1f} s, physical limit {limit:5.1f} s "
+              f"({cpu:.0f} CPU s of {len(distinct)} distinct trainings / {os.cpu_count()} cores): ratio "
+              f"{wall / limit:.2f}; on the same cores the service took {service_cpu:.0f} CPU s and the {n} simulated browsers "
+              f"{students_cpu:.0f}: all of it over the cores {(cpu + service_cpu + students_cpu) / (os.cpu_count() or 1):.1f} s | {len(runs)} runs, {looks} first looks | lost {out['lost']}, unfinished streams {out['unfinished']} | "
+              f"429s {out['429']}",
+              flush=True)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def start_server(env: dict) -> tuple[subprocess.Popen, str, str]:
@@ -190,10 +277,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--students", type=int, nargs="+", default=[10, 30, 60])
     parser.add_argument("--executor", nargs="+", default=["local", "celery"], choices=["local", "celery"])
+    parser.add_argument("--mixed", type=int, default=60, help="students of the mixed class (0: none)")
+    parser.add_argument("--only-mixed", action="store_true", help="the mixed class alone")
     args = parser.parse_args()
-    for executor in args.executor:
-        for n in args.students:
-            run_class(executor, n)
+    if not args.only_mixed:
+        for executor in args.executor:
+            for n in args.students:
+                run_class(executor, n)
+    if args.mixed:
+        for first_looks in (False, True):  # side by side: without, then with a waiting run's step 0
+            run_mixed(args.mixed, first_looks)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from typing import Any
 
 
 class Status(StrEnum):
-    QUEUED = "queued"        # waiting for a worker (set by the service; the engine starts at running)
+    QUEUED = "queued"        # waiting for a worker (set by the service; a first look says it too)
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"        # an exception: a bug, a missing file, a worker that died

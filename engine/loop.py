@@ -49,15 +49,20 @@ EVAL_CHUNK = 1024
 
 class _Emitter:
     """Numbers events and stamps them with seconds since the start (``t``) and the wall clock (``ts``, for
-    measuring delivery latency); safe to call from two threads."""
+    measuring delivery latency); safe to call from two threads. ``seq`` is where numbering starts (after
+    a first look's events); ``first_step_shown``: a first look sent step 0's events already, so the
+    training's own, which are the same numbers, are not sent again."""
 
-    def __init__(self, emit: Emit) -> None:
+    def __init__(self, emit: Emit, seq: int = 0, first_step_shown: bool = False) -> None:
         self._emit = emit
         self._lock = threading.Lock()
-        self.seq = 0
+        self.seq = seq
+        self.skip_first_step = first_step_shown
         self.t0 = time.monotonic()
 
     def __call__(self, event: dict[str, Any]) -> None:
+        if self.skip_first_step and event.get("step") == 0 and event["type"] != EventType.STATUS.value:
+            return
         with self._lock:
             event = {"seq": self.seq, **event, "t": round(time.monotonic() - self.t0, 4), "ts": round(time.time(), 4)}
             self.seq += 1
@@ -114,16 +119,17 @@ def evaluate_batch_statistics(model: torch.nn.Module, x: torch.Tensor, y: torch.
 
 def train(config: RunConfig | dict[str, Any], emit: Emit, should_stop: Callable[[], bool | str] = lambda: False,
           data_dir: Path | None = None, background_telemetry: bool = True,
-          max_stored_bytes: int | None = None) -> dict[str, Any]:
+          max_stored_bytes: int | None = None, resume_seq: int = 0, first_step_shown: bool = False) -> dict[str, Any]:
     """Train one run, reporting through ``emit``. Returns the terminal status, summary and error.
 
     ``should_stop`` is asked before every step; a true value ends the run as cancelled, and a string
     says why (for example a time limit). ``background_telemetry`` summarises layer captures on a
     second thread while training goes on (see ``_Summaries``); turn it off to keep the whole run on
     the calling thread. ``max_stored_bytes`` caps what its heavy events weigh: past it they thin evenly
-    over the steps left (engine/storage.py).
+    over the steps left (engine/storage.py). ``resume_seq`` and ``first_step_shown`` continue after a
+    ``first_look`` of the same run.
     """
-    out = _Emitter(emit)
+    out = _Emitter(emit, resume_seq, first_step_shown)
     summary: dict[str, Any] = {}
     try:
         cfg = config if isinstance(config, RunConfig) else RunConfig.model_validate(config)
@@ -136,6 +142,26 @@ def train(config: RunConfig | dict[str, Any], emit: Emit, should_stop: Callable[
         status, message, extra = Status.FAILED, f"{type(exc).__name__}: {exc}".splitlines()[0][:300], {}
     out(status_event(status, message, summary=summary, **extra))
     return {"status": status.value, "summary": summary, "error": message if status == Status.FAILED else None}
+
+
+def first_look(config: RunConfig | dict[str, Any], emit: Emit, data_dir: Path | None = None) -> tuple[int, bool]:
+    """A queued run's step 0, ahead of its training, so that a student sees their network at once while
+    it waits for a worker: a ``queued`` status with what a ``running`` one says, then step 0's loss
+    point, capture and boundary. They are the numbers its training will compute at step 0 (same seed,
+    same first batch); ``train(..., resume_seq=n, first_step_shown=True)`` then continues without
+    sending them twice. It runs between the steps of another training, whose random stream it leaves
+    as it was. Returns the number of events sent, and whether they are the whole of step 0 (not if it
+    failed part-way: the training then fails with its reason, and sends its step 0 itself).
+    """
+    out = _Emitter(emit)
+    with torch.random.fork_rng(devices=[]):
+        try:
+            cfg = config if isinstance(config, RunConfig) else RunConfig.model_validate(config)
+            _Run(cfg, out, {}, data_dir or default_data_dir()).first_step()
+        except Exception:  # a first look only shows; the training reports the failure
+            log.exception("the first look failed")
+            return out.seq, False
+    return out.seq, True
 
 
 class _Run:
@@ -163,25 +189,41 @@ class _Run:
         self.boundary_every = max(1, self.steps_per_epoch // BOUNDARIES_PER_EPOCH,
                                   math.ceil(self.total_steps / MAX_BOUNDARIES)) if self.data.kind == "points" else 0
         self.cap = StorageCap(max_stored_bytes, self.total_steps)
+        self.cpu0 = time.process_time()
         self.eval_idx = torch.randperm(self.n_train, generator=self.gen)[:EVAL_TRAIN_SAMPLES].to(self.device)
         self.doctor = Doctor(self.data.n_classes, out)
         self.nonfinite_layer: str | None = None
 
-    def execute(self, should_stop: Callable[[], bool | str], background: bool) -> tuple[str, str, dict[str, Any]]:
+    def _started(self, status: Status, message: str, **extra: Any) -> dict[str, Any]:
+        """The status event a page draws the run from: its config, its layers, its data."""
         cfg, data = self.cfg, self.data
         # The config without its name: one training's events serve every run that shares it, and a run's
         # name is its owner's (each run's own config and name are on its row).
-        self.out(status_event(Status.RUNNING, f"training on {self.device.type}", **{
-                  "config": cfg.model_dump(exclude={"name"}), "total_steps": self.total_steps,
-                  "steps_per_epoch": self.steps_per_epoch, "device": self.device.type,
-                  "n_params": sum(p.numel() for p in self.model.parameters()),
-                  "layers": self.model.layer_names(), "input_shape": list(data.input_shape),
-                  "classes": data.classes, "n_train": self.n_train, "n_val": len(data.y_val),
-                  **({"points": training_points(data)} if data.kind == "points" else {})}))
-        probe_x = data.x_train[self.eval_idx[:probe_size(cfg.model.arch)]]
+        return status_event(status, message, **{
+            "config": cfg.model_dump(exclude={"name"}), "total_steps": self.total_steps,
+            "steps_per_epoch": self.steps_per_epoch, "device": self.device.type,
+            "n_params": sum(p.numel() for p in self.model.parameters()),
+            "layers": self.model.layer_names(), "input_shape": list(data.input_shape),
+            "classes": data.classes, "n_train": self.n_train, "n_val": len(data.y_val),
+            **({"points": training_points(data)} if data.kind == "points" else {}), **extra})
+
+    def _telemetry(self, background: bool) -> Telemetry:
+        probe_x = self.data.x_train[self.eval_idx[:probe_size(self.cfg.model.arch)]]
         self.layers = layers_of_net(self.model)
-        with Telemetry(self.model, self.layers, Settings.of(cfg.telemetry), self.total_steps,
-                       self._on_layers, self.optimizer, probe_x, background, lane=self.cap["layers"]) as self.telemetry:
+        return Telemetry(self.model, self.layers, Settings.of(self.cfg.telemetry), self.total_steps,
+                         self._on_layers, self.optimizer, probe_x, background, lane=self.cap["layers"])
+
+    def first_step(self) -> None:
+        """``first_look``: the events of step 0 and nothing after (the order is the training's own)."""
+        self.out(self._started(Status.QUEUED, "queued: its first step is shown while it waits for a worker",
+                               first_look=True))
+        with self._telemetry(background=False) as self.telemetry:
+            order = torch.randperm(self.n_train, generator=self.gen).to(self.device)
+            self._step(0, 0, order[:self.bs], 0, _Pacing(self.step_every))
+
+    def execute(self, should_stop: Callable[[], bool | str], background: bool) -> tuple[str, str, dict[str, Any]]:
+        self.out(self._started(Status.RUNNING, f"training on {self.device.type}"))
+        with self._telemetry(background) as self.telemetry:
             try:
                 return self._epochs(should_stop)
             finally:
@@ -239,6 +281,8 @@ class _Run:
             self._heavy("boundary", boundary_event(self.model, self.data, step, cfg.train.epochs - 1))
         # training speed, for comparing the cost of activations (the lecture: exp is the expensive part)
         self.summary["steps_per_s"] = round(step / max(time.monotonic() - self.out.t0, 1e-9), 1)
+        # what the training cost its process (its summary thread too): a class's CPU seconds add up from it
+        self.summary["cpu_s"] = round(time.process_time() - self.cpu0, 3)
         return Status.COMPLETED, f"completed {self.total_steps} steps", {}
 
     def _step(self, step: int, epoch: int, idx: torch.Tensor, b: int,

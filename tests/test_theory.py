@@ -144,7 +144,7 @@ def test_a_dropout_block_at_test_time_gives_its_expected_training_output(mode):
 def test_same_seed_same_numbers(run_engine):
     cfg = {"model": {"depth": 3, "dropout": 0.2}, "train": {"epochs": 2, "seed": 7}}
     a, b = run_engine(cfg), run_engine(cfg)
-    timing = ("steps_per_s", *MEASURED)  # how fast, not what: measured, not reproduced
+    timing = ("steps_per_s", "cpu_s", *MEASURED)  # how fast, not what: measured, not reproduced
     assert {k: v for k, v in a[0]["summary"].items() if k not in timing} == \
         {k: v for k, v in b[0]["summary"].items() if k not in timing}
     evals = [[{k: v for k, v in e.items() if k not in ("t", "ts", "seq")} for e in r[1] if e["type"] == "eval"]

@@ -115,6 +115,16 @@ class CeleryExecutor:
         self.redis.set(K.cancel(run_id), str(time.time()), ex=K.FLAG_TTL_S)
         return True
 
+    def place(self, run_id: str) -> dict[str, Any] | None:
+        """Where a waiting run is: behind the runs already handed to Celery, then in the fair queue's
+        order. (No start estimate: the workers are elsewhere, and how many there are changes.)"""
+        for queue in QUEUES:
+            order = [r for r, _ in self._fair(queue).order()]
+            if run_id in order:
+                ahead = self.redis.llen(queue)
+                return {"place": ahead + order.index(run_id) + 1, "of": ahead + len(order), "starts_in_s": None}
+        return None
+
     def replay_after(self, run_id: str, seq: int) -> list[tuple[int, str, str]]:
         out: list[tuple[int, str, str]] = []
         top = "+"

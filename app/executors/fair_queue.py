@@ -98,6 +98,17 @@ class FairQueue:
                 return entry[0], entry[1]
         raise IndexError("the queue is empty")
 
+    def order(self) -> list[tuple[str, Any]]:
+        """Every waiting run, in the order ``pop`` will give them (the rotation played out)."""
+        queues = {who: list(self.lists.items(self._runs(who))) for who in self.lists.items(self._owners)}
+        out: list[tuple[str, Any]] = []
+        while any(queues.values()):
+            for who in list(queues):
+                if queues[who]:
+                    entry = queues[who].pop(0)
+                    out.append((entry[0], entry[1]))
+        return out
+
     def remove(self, run_id: str) -> bool:
         for who in self.lists.items(self._owners):
             for entry in self.lists.items(self._runs(who)):

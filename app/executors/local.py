@@ -5,6 +5,11 @@ Workers fork from a forkserver that has already imported torch and the engine, s
 reaches its first step in milliseconds. One supervisor thread reads every worker's pipe, hands
 events to the sink, dispatches queued runs to idle workers, enforces the wall-clock limit and
 replaces a worker that dies; the run it was training is marked failed.
+
+A run that has to wait gets a first look (``engine.loop.first_look``): a busy worker computes its step
+0 between two steps of its own run, one look at a time, so a class that fills the queue sees every
+network at once; the run's training later goes on from that look's events. ``place`` says where a
+waiting run is in the queue and about when it starts.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ class _Slot:
     flag: Any
     ready: bool = False
     run_id: str | None = None
+    looking: str | None = None  # the queued run whose first look this worker computes
     last_seq: int = -1
     run_started: float = 0.0
     stop_due: float | None = None
@@ -45,12 +51,14 @@ class LocalExecutor:
     interrupts_on_restart = True
 
     def __init__(self, workers: int, data_dir: Path, time_limit_s: float,
-                 memory_limit_mb: float | None = None, stored_limit_mb: float | None = None) -> None:
+                 memory_limit_mb: float | None = None, stored_limit_mb: float | None = None,
+                 first_looks: bool = True) -> None:
         self.n_workers = workers
         self.data_dir = str(data_dir)
         self.time_limit_s = time_limit_s
         self.memory_limit_mb = memory_limit_mb
         self.stored_limit_mb = stored_limit_mb
+        self.first_looks = first_looks
         self._ctx = mp.get_context("forkserver")
         self._ctx.set_forkserver_preload(["deepscope.app.executors.local_worker"])
         self._queue = FairQueue()
@@ -61,6 +69,13 @@ class LocalExecutor:
         self._thread: threading.Thread | None = None
         self._wake_r, self._wake_w = self._ctx.Pipe(duplex=False)
         self.replaced = 0
+        # A waiting run's first look: the seq its training goes on from, and whether it showed all of step 0
+        self._next_seq: dict[str, int] = {}
+        self._looked_at: set[str] = set()
+        self._shown: set[str] = set()
+        self._cancel_after_look: set[str] = set()
+        self._durations: list[float] = []  # the last runs' wall seconds, for a waiting run's start estimate
+        self.looked = 0
 
     # -- interface --------------------------------------------------------------------------
     def start(self, sink: EventSink) -> None:
@@ -98,7 +113,10 @@ class LocalExecutor:
     def cancel(self, run_id: str) -> bool:
         with self._lock:
             if self._queue.remove(run_id):
-                self._emit(run_id, policy.cancelled_while_queued())
+                if any(slot.looking == run_id for slot in self._slots):
+                    self._cancel_after_look.add(run_id)  # its status must come after the look's events
+                else:
+                    self._end_queued(run_id)
                 return True
             for slot in self._slots:
                 if slot.run_id == run_id:
@@ -106,6 +124,18 @@ class LocalExecutor:
                     slot.stop_due = slot.stop_due or time.monotonic()
                     return True
         return False
+
+    def place(self, run_id: str) -> dict[str, Any] | None:
+        """Where a waiting run is: its place in the queue (1 is next), of how many, and about how many
+        seconds until it starts (the last runs' average length, the workers sharing the queue)."""
+        with self._lock:
+            order = [r for r, _ in self._queue.order()]
+            if run_id not in order:
+                return None
+            place = order.index(run_id) + 1
+            mean = sum(self._durations) / len(self._durations) if self._durations else None
+            starts = None if mean is None else round(mean * (place - 1) // max(1, self.n_workers) + mean / 2, 1)
+            return {"place": place, "of": len(order), "starts_in_s": starts}
 
     def replay_after(self, run_id: str, seq: int) -> list[tuple[int, str, str]]:
         return []  # the store's flush barrier already covers everything published
@@ -131,7 +161,7 @@ class LocalExecutor:
         with self._lock:
             return {"executor": "local", "workers": self.n_workers,
                     "ready": sum(s.ready for s in self._slots), "busy": sum(s.run_id is not None for s in self._slots),
-                    "queued": len(self._queue), "replaced": self.replaced}
+                    "queued": len(self._queue), "replaced": self.replaced, "first_looks": self.looked}
 
     def workers(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -155,19 +185,50 @@ class LocalExecutor:
         return _Slot(index, process, parent, flag)
 
     def _dispatch(self) -> None:
+        """Idle workers take the next runs; busy ones compute the first look of the next run without one."""
+        looking = {slot.looking for slot in self._slots}
         for slot in self._slots:
             if not self._queue:
-                return
-            if slot.ready and slot.run_id is None:
+                break
+            if slot.ready and slot.run_id is None and slot.looking is None:
+                run_id = self._queue.order()[0][0]
+                if run_id in looking:  # its first look is being computed: it starts once that is sent
+                    break
                 run_id, config = self._queue.pop()
+                seq, shown = self._forget_look(run_id)
                 slot.flag.value = CANCEL_CLEAR
-                slot.run_id, slot.last_seq, slot.stop_due = run_id, -1, None
+                slot.run_id, slot.last_seq, slot.stop_due = run_id, seq - 1, None
                 slot.run_started = time.monotonic()
-                try:
-                    slot.conn.send(("run", run_id, config, self.time_limit_s, self.memory_limit_mb,
-                                    self.stored_limit_mb))
-                except OSError:  # died just now: the supervisor replaces it and fails the run
-                    pass
+                self._send(slot, ("run", run_id, config, self.time_limit_s, self.memory_limit_mb,
+                                  self.stored_limit_mb, seq, shown))
+        if not self.first_looks:
+            return
+        waiting = [(r, c) for r, c in self._queue.order() if r not in self._looked_at and r not in looking]
+        for slot in self._slots:
+            if not waiting:
+                return
+            if slot.ready and slot.run_id is not None and slot.looking is None:
+                run_id, config = waiting.pop(0)
+                slot.looking = run_id
+                self._send(slot, ("look", run_id, config))
+
+    @staticmethod
+    def _send(slot: _Slot, msg: tuple) -> None:
+        try:
+            slot.conn.send(msg)
+        except OSError:  # died just now: the supervisor replaces it (and fails its run)
+            pass
+
+    def _forget_look(self, run_id: str) -> tuple[int, bool]:
+        """Where a run that leaves the queue goes on from: after its first look's events, if it had one."""
+        self._looked_at.discard(run_id)
+        shown = run_id in self._shown
+        self._shown.discard(run_id)
+        return self._next_seq.pop(run_id, 0), shown
+
+    def _end_queued(self, run_id: str) -> None:
+        seq, _ = self._forget_look(run_id)
+        self._emit(run_id, policy.cancelled_while_queued(seq))
 
     def _emit(self, run_id: str, event: dict[str, Any]) -> None:
         assert self._sink is not None
@@ -205,20 +266,40 @@ class LocalExecutor:
             if kind == "event":
                 _, run_id, raw = msg
                 event = orjson.loads(raw)
-                slot.last_seq = event["seq"]
+                if run_id == slot.run_id:
+                    slot.last_seq = event["seq"]
+                else:  # a first look's
+                    with self._lock:
+                        self._next_seq[run_id] = event["seq"] + 1
                 assert self._sink is not None
                 try:
                     self._sink.on_event(run_id, event, raw.decode())
                 except Exception:  # the sink must not take the supervisor down
                     log.exception("sink failed on an event of run %s", run_id)
+            elif kind == "looked":
+                with self._lock:
+                    self._record_look(slot, msg[1], msg[3])
+                    self._dispatch()
             elif kind == "done":
                 with self._lock:
+                    self._durations = [*self._durations[-19:], time.monotonic() - slot.run_started]
                     slot.run_id = None
                     self._dispatch()
             elif kind == "ready":
                 with self._lock:
                     slot.ready = True
                     self._dispatch()
+
+    def _record_look(self, slot: _Slot, run_id: str, whole: bool) -> None:
+        slot.looking = None
+        self.looked += 1
+        if run_id in self._cancel_after_look:
+            self._cancel_after_look.discard(run_id)
+            self._end_queued(run_id)
+            return
+        self._looked_at.add(run_id)
+        if whole:
+            self._shown.add(run_id)
 
     def _replace(self, slot: _Slot, why: str) -> None:
         with self._lock:
@@ -227,6 +308,8 @@ class LocalExecutor:
             if slot.run_id is not None:
                 self._emit(slot.run_id, policy.worker_lost(slot.last_seq, f"{why} while training; a new worker "
                                                                            "took its place"))
+            if slot.looking is not None:  # the look it computed is cut short: its run trains without it
+                self._record_look(slot, slot.looking, whole=False)
             slot.conn.close()
             slot.process.join(timeout=1)
             self._slots[slot.index] = self._spawn(slot.index)

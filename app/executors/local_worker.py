@@ -20,33 +20,66 @@ from deepscope.app.executors import megabytes, stop_check  # noqa: E402
 from deepscope.app.executors.local import CANCEL_SET  # noqa: E402
 from deepscope.app.executors.policy import warm_imports  # noqa: E402
 from deepscope.engine import train  # noqa: E402
+from deepscope.engine.loop import first_look  # noqa: E402
 
 warm_imports()
+WORKER_NICENESS = 5  # training takes what the service leaves; the cores stay as busy
 
 
 def worker_main(conn: Any, cancel_flag: Any, data_dir: str) -> None:
-    """Serve runs from ``conn`` until it sends None:
-    ('run', run_id, config, time_limit_s, memory_limit_mb, stored_limit_mb)."""
+    """Serve ``conn`` until it sends None. ('run', run_id, config, time_limit_s, memory_limit_mb,
+    stored_limit_mb, resume_seq, first_step_shown) trains a run; ('look', run_id, config) sends a queued
+    run's first look, answered ('looked', run_id, events, whole), between the steps of the run in
+    training, or at once when there is none."""
     one_torch_thread()
+    try:  # the service on the same cores answers first: a request, a stream, a first look's events
+        os.nice(WORKER_NICENESS)
+    except OSError:
+        pass
     send_lock = threading.Lock()
+    stopping = False
 
     def send(msg: tuple) -> None:
         with send_lock:  # the telemetry thread emits too
             conn.send(msg)
 
+    def emitter(run_id: str) -> Any:
+        return lambda event: send(("event", run_id, orjson.dumps(event)))
+
+    def look(run_id: str, config: dict[str, Any]) -> None:
+        events, whole = first_look(config, emitter(run_id), data_dir=Path(data_dir))
+        send(("looked", run_id, events, whole))
+
+    def looks_between_steps() -> None:
+        nonlocal stopping
+        while not stopping and conn.poll():
+            msg = conn.recv()
+            if msg is None:  # the service stops: end the run in training as it would have ended
+                stopping = True
+            else:
+                look(*msg[1:])
+
     send(("ready", os.getpid()))
-    while True:
+    while not stopping:
         try:
             msg = conn.recv()
         except (EOFError, OSError):  # the service went away: so does this worker
             return
         if msg is None:
             return
-        _, run_id, config, time_limit, memory_limit, stored_limit = msg
-        should_stop = stop_check(lambda: cancel_flag.value == CANCEL_SET, time_limit, memory_limit)
+        if msg[0] == "look":
+            look(*msg[1:])
+            continue
+        _, run_id, config, time_limit, memory_limit, stored_limit, resume_seq, first_step_shown = msg
+        limits = stop_check(lambda: cancel_flag.value == CANCEL_SET, time_limit, memory_limit)
 
-        def emit(event: dict[str, Any], run_id: str = run_id) -> None:
-            send(("event", run_id, orjson.dumps(event)))
+        def should_stop(limits: Any = limits) -> bool | str:
+            try:
+                looks_between_steps()
+            except (EOFError, OSError):
+                return True
+            return limits()
 
-        train(config, emit, should_stop, data_dir=Path(data_dir), max_stored_bytes=megabytes(stored_limit))
+        train(config, emitter(run_id), should_stop, data_dir=Path(data_dir), max_stored_bytes=megabytes(stored_limit),
+              resume_seq=resume_seq, first_step_shown=first_step_shown)
         send(("done", run_id))

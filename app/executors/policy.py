@@ -13,9 +13,9 @@ from deepscope.engine.events import Status, status_event
 KILL_GRACE_S = 15.0  # a run that ignores its stop signal this long after it is due is killed
 
 
-def cancelled_while_queued() -> dict[str, Any]:
-    """The one event of a run cancelled before any worker started it."""
-    return {"seq": 0, **status_event(Status.CANCELLED, "cancelled while queued", summary={})}
+def cancelled_while_queued(seq: int = 0) -> dict[str, Any]:
+    """The event that ends a run cancelled before any worker started it (after its first look's, if any)."""
+    return {"seq": seq, **status_event(Status.CANCELLED, "cancelled while queued", summary={})}
 
 
 def worker_lost(last_seq: int, why: str, cancelled: bool = False) -> dict[str, Any]:

@@ -49,12 +49,13 @@ function onEvent(v, ev) {
     case "status":
       v.status = ev.status;
       v.message = ev.message;
-      if (ev.status === "running") {
+      if (ev.status === "running" || ev.first_look) {  // a first look: a waiting run's step 0 (docs/events.md)
         v.config = ev.config || v.config;
         v.points = ev.points || null;
         v.totalSteps = ev.total_steps;
         v.stepsPerEpoch = ev.steps_per_epoch || null;
       }
+      if (ev.status === "queued") followPlace(v);
       if (state.finished.has(ev.status)) {
         v.progress = ev.status === "completed" ? 1 : v.progress;
         if (ev.summary && ev.summary.findings) Object.assign(v, { findings: ev.summary.findings, findingsFinal: true });
@@ -100,7 +101,25 @@ export function show(ids) {
   state.compare = ids;
   state.shown = ids[0] || null;
   state.stepIndex = null;
+  if (state.shown) followPlace(state.views.get(state.shown));
   scheduleRender();
+}
+
+// A waiting run says where it is in the queue and about when it starts (the run's ``queue``), asked
+// again every two seconds while it is shown and waits.
+const placeTimers = new Map();
+function followPlace(v) {
+  if (!v || placeTimers.has(v.id)) return;
+  const ask = async () => {
+    if (v.status !== "queued" || v.id !== state.shown) { placeTimers.delete(v.id); return; }
+    try {
+      const run = await api(`/api/runs/${v.id}`);
+      if (v.status === "queued") v.queue = run.queue;
+      scheduleRender();
+    } catch (err) { /* the next ask tries again */ }
+    placeTimers.set(v.id, setTimeout(ask, 2000));
+  };
+  placeTimers.set(v.id, setTimeout(ask, 0));
 }
 
 // ---- the run list ---------------------------------------------------------------------------

@@ -25,11 +25,20 @@ function colourOf(run) {
 // that reached its storage cap says its captures are sparser than asked (engine/storage.py).
 function statusLine(run) {
   if (!run) return "no run yet";
+  if (run.status === "queued") return queuedLine(run);
   const capped = run.storageNote ? " (its captures thinned to fit the server's storage cap)" : "";
   const line = `${run.status}${run.message ? ": " + run.message : ""}${capped}`;
   const worst = (run.findings || []).find((f) => f.severity === "problem" || f.severity === "warning");
   const name = worst && worst.title.split(":")[0];
   return worst ? `${line}; but DeepScope sees: ${name.charAt(0).toLowerCase()}${name.slice(1)}` : line;
+}
+
+function queuedLine(run) {
+  const q = run.queue;
+  const where = q ? `, ${q.place === 1 ? "next" : `number ${q.place} of ${q.of}`} in line` : "";
+  const when = q && q.starts_in_s != null ? `, starting in about ${Math.max(1, Math.round(q.starts_in_s))} s` : "";
+  const look = run.steps.length ? "; its step 0 is shown meanwhile" : "";
+  return `queued${where}${when}${look}`;
 }
 
 // A chart over training time whose data did not change since it was drawn only moves its step line.
