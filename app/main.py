@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -24,6 +25,7 @@ from deepscope.app.settings import Settings, get_settings
 from deepscope.app.store import Store
 
 log = logging.getLogger("deepscope")
+IO_THREADS = 64
 VERSION = __version__
 
 
@@ -95,6 +97,9 @@ def _lifespan(settings: Settings, executor: Executor | None):
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        # A stream's replay waits on the event writer's barrier and the database in a thread: asyncio's
+        # default pool (cores + 4) would queue a class's streams behind a few of those waits.
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(IO_THREADS, "deepscope-io"))
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = Store(settings.db_url)
         ex = executor or make_executor(settings)

@@ -203,12 +203,14 @@ async def storage(base: str) -> None:
             runs += (await c.post(f"/api/presets/{lesson['id']}/runs")).json()
         stored = [r for r in await finished(c, [r["id"] for r in runs]) if r["stored_bytes"] is not None]
         sizes = [r["stored_bytes"] / mb for r in stored]
+        plain = [await text_bytes(c, r["id"]) / mb for r in stored]
         own = [(await c.post("/api/runs", json={**OWN, "train": {**OWN["train"], "seed": s}})).json()["id"]
                for s in range(4)]
         own_mb = statistics.mean(r["stored_bytes"] / mb for r in await finished(c, own))
         print(f"5. storage: a lesson run stores {statistics.mean(sizes):.2f} MB on average, {max(sizes):.2f} MB "
               f"at most ({len(sizes)} trainings over {len(lessons)} lessons, {sum(sizes):.1f} MB in all); an own "
-              f"run (moons, depth 6, width 32, 10 epochs) {own_mb:.2f} MB")
+              f"run (moons, depth 6, width 32, 10 epochs) {own_mb:.2f} MB. As plain JSON text, the lesson runs "
+              f"would take {sum(plain):.1f} MB: stored compressed, {sum(sizes) / sum(plain):.2f} of that")
         print(f"   a class of 60 (every lesson once, shared, and one own run each; from the two above): "
               f"{sum(sizes) + 60 * own_mb:.0f} MB")
         run = (await c.post("/api/runs", json=EXTREME)).json()
@@ -220,6 +222,15 @@ async def storage(base: str) -> None:
           f"{capped['stored_bytes'] / mb:.1f} MB stored under DEEPSCOPE_MAX_RUN_MB "
           f"({capped['summary'].get('storage_note', 'not thinned')}); the same training to the same step "
           f"uncapped: {uncapped / mb:.1f} MB: ratio {capped['stored_bytes'] / uncapped:.2f}")
+
+
+async def text_bytes(c: httpx.AsyncClient, run_id: str) -> int:
+    """A run's events as the JSON text an uncompressed store would hold (what the API serves)."""
+    total, after = 0, -1
+    while page := (await c.get(f"/api/runs/{run_id}/events", params={"after": after, "limit": 1000})).json()["data"]:
+        total += sum(len(json.dumps(e, separators=(",", ":"))) for e in page)
+        after = page[-1]["seq"]
+    return total
 
 
 def weigh_uncapped(steps: int) -> int:

@@ -30,6 +30,7 @@ from deepscope.app.executors.fair_queue import FairQueue
 
 log = logging.getLogger("deepscope.local")
 CANCEL_CLEAR, CANCEL_SET = 0, 1  # the shared flag a worker polls every step
+LOOKS_AHEAD = 2  # first looks sent to one worker at a time
 
 
 @dataclass
@@ -40,7 +41,7 @@ class _Slot:
     flag: Any
     ready: bool = False
     run_id: str | None = None
-    looking: str | None = None  # the queued run whose first look this worker computes
+    looking: list[str] = field(default_factory=list)  # queued runs whose first looks this worker computes
     last_seq: int = -1
     run_started: float = 0.0
     stop_due: float | None = None
@@ -113,7 +114,7 @@ class LocalExecutor:
     def cancel(self, run_id: str) -> bool:
         with self._lock:
             if self._queue.remove(run_id):
-                if any(slot.looking == run_id for slot in self._slots):
+                if any(run_id in slot.looking for slot in self._slots):
                     self._cancel_after_look.add(run_id)  # its status must come after the look's events
                 else:
                     self._end_queued(run_id)
@@ -186,11 +187,11 @@ class LocalExecutor:
 
     def _dispatch(self) -> None:
         """Idle workers take the next runs; busy ones compute the first look of the next run without one."""
-        looking = {slot.looking for slot in self._slots}
+        looking = {run_id for slot in self._slots for run_id in slot.looking}
         for slot in self._slots:
             if not self._queue:
                 break
-            if slot.ready and slot.run_id is None and slot.looking is None:
+            if slot.ready and slot.run_id is None and not slot.looking:
                 run_id = self._queue.order()[0][0]
                 if run_id in looking:  # its first look is being computed: it starts once that is sent
                     break
@@ -207,9 +208,10 @@ class LocalExecutor:
         for slot in self._slots:
             if not waiting:
                 return
-            if slot.ready and slot.run_id is not None and slot.looking is None:
+            # two at a time: the worker computes the second right after the first, not a step later
+            while waiting and slot.ready and slot.run_id is not None and len(slot.looking) < LOOKS_AHEAD:
                 run_id, config = waiting.pop(0)
-                slot.looking = run_id
+                slot.looking.append(run_id)
                 self._send(slot, ("look", run_id, config))
 
     @staticmethod
@@ -291,7 +293,8 @@ class LocalExecutor:
                     self._dispatch()
 
     def _record_look(self, slot: _Slot, run_id: str, whole: bool) -> None:
-        slot.looking = None
+        if run_id in slot.looking:
+            slot.looking.remove(run_id)
         self.looked += 1
         if run_id in self._cancel_after_look:
             self._cancel_after_look.discard(run_id)
@@ -308,8 +311,8 @@ class LocalExecutor:
             if slot.run_id is not None:
                 self._emit(slot.run_id, policy.worker_lost(slot.last_seq, f"{why} while training; a new worker "
                                                                            "took its place"))
-            if slot.looking is not None:  # the look it computed is cut short: its run trains without it
-                self._record_look(slot, slot.looking, whole=False)
+            for run_id in list(slot.looking):  # the looks it computed are cut short: their runs train without
+                self._record_look(slot, run_id, whole=False)
             slot.conn.close()
             slot.process.join(timeout=1)
             self._slots[slot.index] = self._spawn(slot.index)
