@@ -158,6 +158,9 @@ async def api_latency(base: str, seconds: float) -> dict[str, list[float]]:
 
 
 async def main_async(args: argparse.Namespace, base: str, ws_base: str) -> None:
+    if args.only_storage:
+        await storage(base)
+        return
     lat = await first_step_latency(base, ws_base, args.submits)
     print(f"1. POST -> first step event ({args.submits} runs): median {statistics.median(lat):.0f} ms, "
           f"p90 {pct(lat, 0.9):.0f} ms, max {max(lat):.0f} ms")
@@ -258,6 +261,7 @@ def main() -> None:
     parser.add_argument("--submits", type=int, default=20)
     parser.add_argument("--api-seconds", type=float, default=8.0)
     parser.add_argument("--skip-storage", action="store_true", help="leave out 5 (about two minutes)")
+    parser.add_argument("--only-storage", action="store_true", help="5 alone")
     args = parser.parse_args()
     port = free_port()
     env = {**os.environ, "DEEPSCOPE_DATA_DIR": tempfile.mkdtemp(), "DEEPSCOPE_WORKERS": "2"}
