@@ -101,6 +101,17 @@ async def stored_events(c: httpx.AsyncClient, run_id: str) -> list[dict]:
     return out
 
 
+async def submitted(r: httpx.Response, out: dict) -> list[dict]:
+    """The runs a submit made (a lesson makes several), counted; none for a 429, counted too."""
+    if r.status_code == 429:
+        out["429"] += 1
+        return []
+    r.raise_for_status()
+    runs = r.json() if isinstance(r.json(), list) else [r.json()]
+    out["requested"] += len(runs)
+    return runs
+
+
 async def student(i: int, base: str, ws_base: str, out: dict) -> None:
     async with httpx.AsyncClient(base_url=base, timeout=120, headers={"Authorization": f"Bearer {TOKEN}"}) as c:
         for path in ("/", "/api/options", "/api/presets"):
@@ -109,13 +120,9 @@ async def student(i: int, base: str, ws_base: str, out: dict) -> None:
         for kind, make in (("lesson", lambda: c.post(f"/api/presets/{LESSON}/runs")),
                            ("own", lambda: c.post("/api/runs", json={**OWN, "train": {**OWN["train"], "seed": 1000 + i}}))):
             t0 = time.monotonic()
-            r = await make()
-            if r.status_code == 429:
-                out["429"] += 1
+            runs = await submitted(await make(), out)
+            if not runs:
                 continue
-            r.raise_for_status()
-            runs = r.json() if isinstance(r.json(), list) else [r.json()]
-            out["requested"] += len(runs)
             seen = await watch(ws_base, runs[0]["id"], cookie, t0)
             for _ in range(100):  # the stream can end before the store has the end (Celery persists apart)
                 if (await c.get(f"/api/runs/{runs[0]['id']}")).json()["status"] not in ("queued", "running"):
@@ -172,13 +179,7 @@ async def mixed_student(i: int, lesson: str, base: str, ws_base: str, out: dict)
                "train": {"epochs": 10, "seed": 1000 + i}}
         for make in (lambda: c.post(f"/api/presets/{lesson}/runs"), lambda: c.post("/api/runs", json=own)):
             t0 = time.monotonic()
-            r = await make()
-            if r.status_code == 429:
-                out["429"] += 1
-                continue
-            r.raise_for_status()
-            runs = r.json() if isinstance(r.json(), list) else [r.json()]
-            out["requested"] += len(runs)
+            runs = await submitted(await make(), out)
             await asyncio.gather(*(watch_first(ws_base, run["id"], cookie, t0, out) for run in runs))
             for run in runs:  # its end stored before the next request (the quota counts active runs)
                 while (await c.get(f"/api/runs/{run['id']}")).json()["status"] in ("queued", "running"):

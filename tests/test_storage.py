@@ -16,7 +16,6 @@ from deepscope.app.event_log import EventWriter
 from deepscope.app.settings import Settings
 from deepscope.app.store import Store
 from deepscope.engine.storage import Lane, StorageCap
-from devtools.backends import drop_schema, pg_schema_url
 from devtools.server import LiveServer, wait_for
 
 EXTREME = {"telemetry": {"every_steps": 1, "budget": 0, "max_per_second": 0}, "train": {"epochs": 8}}
@@ -76,21 +75,6 @@ def store(tmp_path):
     s = Store(f"sqlite:///{tmp_path / 'deepscope.db'}")
     yield s
     s.close()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def any_store(request, tmp_path):
-    """The real SQLite file and the real PostgreSQL on 127.0.0.1 (a schema of the test's own)."""
-    if request.param == "sqlite":
-        s = Store(f"sqlite:///{tmp_path / 'deepscope.db'}")
-        yield s
-        s.close()
-        return
-    schema, url = pg_schema_url()
-    s = Store(url)
-    yield s
-    s.close()
-    drop_schema(schema)
 
 
 def finish(store: Store, run_id: str, nbytes: int, status: str = "completed", type_: str = "step") -> None:

@@ -6,21 +6,11 @@ import pytest
 
 from deepscope.app.event_log import EventWriter
 from deepscope.app.store import Store
-from devtools.backends import drop_schema, pg_schema_url
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        s = Store(f"sqlite:///{tmp_path / 'deepscope.db'}")
-        yield s
-        s.close()
-        return
-    schema, url = pg_schema_url()
-    s = Store(url)
-    yield s
-    s.close()
-    drop_schema(schema)
+@pytest.fixture
+def store(any_store):
+    return any_store
 
 
 def test_runs_round_trip_and_list_newest_first(store):
