@@ -218,3 +218,29 @@ def test_without_a_server_it_says_so_once_and_writes_a_file_that_serve_loads(tmp
             time.sleep(0.2)
         assert listed[0]["status"] == "completed"
         assert len(stored(live.url, listed[0]["id"])) == len(local_events(run.file.with_suffix(".imported")))
+
+
+def test_the_ingest_refuses_bad_events_with_a_4xx_that_says_why(tmp_path):
+    """What a buggy or hostile sender may post: each is refused, names what is wrong, stores nothing."""
+    with LiveServer(Settings(data_dir=tmp_path / "data", workers=1)) as live, \
+            httpx.Client(base_url=live.url, timeout=30) as ann, httpx.Client(base_url=live.url, timeout=30) as bob:
+        run = ann.post("/api/watched", json={"name": "mine", "config": {"watched": {"model": "MLP", "n_params": 10, "modules": []}}}).json()
+        url = f"/api/runs/{run['id']}/events"
+        status = {"seq": 0, "type": "status", "status": "running", "message": "watching"}
+        assert ann.post(url, json={"events": [status]}).status_code == 200
+        step = {"seq": 1, "type": "step", "step": 0, "epoch": 0, "loss": 1.0, "acc": 0.5, "progress": 0.1}
+        cases = [
+            (ann.post(url, json={"events": [{**step, "extra": "rides along"}]}), 422, "extra"),
+            (ann.post(url, json={"events": [{**step, "loss": "a lot"}]}), 422, "loss"),
+            (ann.post(url, json={"events": [{**step, "seq": 5}]}), 409, "seq 1 is next"),  # a gap
+            (bob.post(url, json={"events": [step]}), 403, "another client"),
+            (ann.post(url, content=b"{not json", headers={"Content-Type": "application/json"}), 400, "JSON"),
+            (ann.post(url, content=b" " * (8 * 2**20 + 1), headers={"Content-Type": "application/json"}), 413, "limit"),
+        ]
+        for answer, code, says in cases:
+            assert answer.status_code == code and says in answer.text, (code, answer.text)
+        live.service.flush()  # (the writer stores within 50 ms)
+        assert [e["seq"] for e in ann.get(url).json()["data"]] == [0]  # none of them stored a thing
+        engine_run = ann.post("/api/runs", json={"train": {"epochs": 1}}).json()
+        refused = ann.post(f"/api/runs/{engine_run['id']}/events", json={"events": [step]})
+        assert refused.status_code == 409 and "only a watched run" in refused.text
