@@ -73,14 +73,26 @@ class RunService:
 
         runs = self.store.create_runs([(c.display_name(), c.model_dump()) for c in configs], group=group,
                                       owner=owner, address=address, decide=decide)
-        for run in runs:
+        for i, run in enumerate(runs):
             if run["shared_from"] is None:
-                notice = self.executor.submit(run["id"], run["config"], owner)
+                try:
+                    notice = self.executor.submit(run["id"], run["config"], owner)
+                except Exception as exc:  # Redis away: no row may wait queued forever, nor hold a quota
+                    self._not_queued(runs[i:], exc)
+                    raise
                 if notice:  # shown until the run starts (the first event rewrites the summary)
                     self.store.update_run(run["id"], summary={"notice": notice})
             else:
                 sharing.catch_up(self.store, run["id"], run["shared_from"])
         return [self.get(run["id"]) or run for run in runs]
+
+    def _not_queued(self, runs: list[dict[str, Any]], exc: Exception) -> None:
+        """The runs of a request the executor could not take, and the shares of them: failed, saying so."""
+        failed = {r["id"] for r in runs if r["shared_from"] is None}
+        why = f"could not be queued ({type(exc).__name__}: the service could not reach its queue); submit it again"
+        for run in runs:
+            if run["id"] in failed or run["shared_from"] in failed:
+                self.store.update_run(run["id"], status=Status.FAILED.value, finished_at=now_iso(), error=why)
 
     def last_seq(self, run_id: str) -> int:
         """The seq of a run's newest event (-1 before the first), the writer's queue included."""

@@ -81,3 +81,26 @@ def test_stopping_while_the_database_is_away_keeps_the_events_for_the_next_start
         # the run trained on while the service stopped: completed if its last event was kept, else interrupted
         finished = events[-1]["type"] == "status" and events[-1]["status"] == "completed"
         assert c.get(f"/api/runs/{run['id']}").json()["status"] == ("completed" if finished else "interrupted")
+
+
+def test_a_submit_while_redis_is_away_is_a_503_and_leaves_no_run_queued(tmp_path):
+    """Scale-out: the row is written before Redis is reached. With Redis away the answer is 503, and the
+    row ends failed, saying so, instead of waiting queued forever against the student's quota."""
+    from devtools.backends import drop_schema, pg_schema_url
+    from devtools.own_backends import OwnRedis
+
+    schema, url = pg_schema_url()
+    try:
+        with OwnRedis() as redis_server:
+            settings = Settings(data_dir=tmp_path / "data", database_url=url, executor="celery",
+                                redis_url=redis_server.url, token="class")
+            with LiveServer(settings) as server, httpx.Client(base_url=server.url, timeout=30,
+                                                               headers={"Authorization": "Bearer class"}) as c:
+                redis_server.stop()
+                answer = c.post("/api/runs", json={"train": {"epochs": 1}})
+                assert answer.status_code == 503 and answer.headers["retry-after"], answer.text
+                runs = c.get("/api/runs").json()["data"]
+                assert [r["status"] for r in runs] == ["failed"] and "could not be queued" in runs[0]["error"]
+                assert server.service.count_active(server.service.store.get_run(runs[0]["id"])["owner"]) == 0
+    finally:
+        drop_schema(schema)
