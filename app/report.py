@@ -118,8 +118,18 @@ def _config(config: dict[str, Any]) -> str:
             f"<details><summary>The config as JSON</summary><pre>{raw}</pre></details>")
 
 
-def render_report(run: dict[str, Any], read_events: EventsReader) -> tuple[str, str]:
-    """(the page, the nonce its scripts carry)."""
+def _missing(ranges: list[tuple[int, int]] | tuple) -> str:
+    if not ranges:
+        return ""
+    from deepscope.app.service import say_gaps
+
+    return (f'<p class="missing"><strong>Events missing:</strong> the store does not have seq {say_gaps(list(ranges))} of this '
+            "run (lost in an outage); the charts below have a hole there.</p>")
+
+
+def render_report(run: dict[str, Any], read_events: EventsReader,
+                  missing: list[tuple[int, int]] = ()) -> tuple[str, str]:
+    """(the page, the nonce its scripts carry). ``missing``: seq ranges the store lost, said on the page."""
     from plotly.offline import get_plotlyjs
 
     nonce = secrets.token_urlsafe(16)
@@ -141,6 +151,7 @@ th,td{{text-align:left;padding:.2em .8em .2em 0;border-bottom:1px solid #ddd}} .
 <h1>{html.escape(run['name'])}</h1>
 <p>Run <code>{html.escape(run['id'])}</code>: <strong>{html.escape(run['status'])}</strong>
 {html.escape(run.get('error') or '')}</p>
+{_missing(missing)}
 {_findings(run['summary'])}
 {_numbers(run['summary'])}
 <p>{n_captures} captures of every layer are stored with this run; the layer charts show the first and the

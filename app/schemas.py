@@ -36,6 +36,8 @@ class RunsPublic(BaseModel):
 class EventsPublic(BaseModel):
     data: list[dict[str, Any]]
     count: int
+    # seq ranges [first, last] this page skips: events an outage lost (empty with ?type=)
+    missing: list[tuple[int, int]] = []
 
 
 class Problem(BaseModel):

@@ -159,6 +159,13 @@ class RunService:
                 rows.append(sharing.ended_at(until))
         return rows
 
+    def missing(self, run_id: str) -> list[tuple[int, int]]:
+        """The seq ranges a run's stored events skip (an outage lost them): the replay, the CSV and the
+        report say so rather than hide the hole."""
+        source, until = self._events_of(run_id)
+        seqs = [s for s in self.store.event_seqs(source) if until is None or s <= until]
+        return gaps(seqs, -1)
+
     def all_events(self, run_id: str, types: tuple[str, ...] | None = None, page: int = 1000) -> Iterator[dict]:
         """Every stored event of the given types, parsed, page by page."""
         after = -1
@@ -308,6 +315,20 @@ class _SnapshotPacing:
 
 class ViewerOverflow(Exception):
     """A live viewer fell so far behind that its queue overflowed; it should reconnect and replay."""
+
+
+def gaps(seqs: list[int], after: int) -> list[tuple[int, int]]:
+    """The (first, last) seq ranges missing from ``seqs`` (sorted), counting from after + 1."""
+    out, expected = [], after + 1
+    for seq in seqs:
+        if seq > expected:
+            out.append((expected, seq - 1))
+        expected = max(expected, seq + 1)
+    return out
+
+
+def say_gaps(ranges: list[tuple[int, int]]) -> str:
+    return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in ranges)
 
 
 def _ends(type_: str, raw: str) -> bool:

@@ -372,6 +372,12 @@ class Store:
             return
         conn.execute(dialect_insert(events).on_conflict_do_nothing(index_elements=["run_id", "seq"]), rows)
 
+    def event_seqs(self, run_id: str) -> list[int]:
+        """Every stored seq of a run, in order (the index alone: no event is read)."""
+        q = select(events.c.seq).where(events.c.run_id == run_id).order_by(events.c.seq)
+        with self.engine.connect() as conn:
+            return [r.seq for r in conn.execute(q)]
+
     def events(self, run_id: str, after: int = -1, limit: int = 1000,
                types: tuple[str, ...] | None = None) -> list[tuple[int, str, str]]:
         """(seq, type, json) of the events after ``after``, in seq order."""

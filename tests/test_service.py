@@ -264,3 +264,23 @@ def test_restart_mid_run_marks_interrupted_and_keeps_finished_runs(tmp_path):
         assert kept["status"] == "completed"
         assert c.get(f"/api/runs/{finished['id']}/events").json()["count"] == n_events
         assert stream(live, mid["id"], timeout=5) is not None  # a socket to an interrupted run closes
+
+
+def test_a_hole_in_the_stored_events_is_said_by_the_events_the_csv_and_the_report(client, server):
+    """An outage that lost events (a store restored from a backup, a replica that died holding them):
+    the replay does not hide the hole."""
+    run = client.post("/api/runs", json={"train": {"epochs": 1}}).json()
+    done = wait_for(client, run["id"])
+    assert done["status"] == "completed"
+    assert client.get(f"/api/runs/{run['id']}/events").json()["missing"] == []
+    store = server.service.store
+    n = len(store.event_seqs(run["id"]))
+    with store.engine.begin() as conn:  # lose seq 3-5 and 7
+        conn.exec_driver_sql(f"DELETE FROM events WHERE run_id = '{run['id']}' AND seq IN (3, 4, 5, 7)")
+    page = client.get(f"/api/runs/{run['id']}/events").json()
+    assert page["missing"] == [[3, 5], [7, 7]] and page["count"] == n - 4
+    assert client.get(f"/api/runs/{run['id']}/events", params={"after": 5}).json()["missing"] == [[7, 7]]
+    assert client.get(f"/api/runs/{run['id']}/events", params={"type": "step"}).json()["missing"] == []
+    csv = client.get(f"/api/runs/{run['id']}/events", params={"format": "csv"})
+    assert csv.headers["x-deepscope-missing-seqs"] == "3-5, 7"
+    assert "the store does not have seq 3-5, 7 of this run" in client.get(f"/api/runs/{run['id']}/report").text

@@ -7,6 +7,7 @@ import io
 import uuid
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import HTMLResponse, PlainTextResponse, StreamingResponse
 
@@ -25,6 +26,7 @@ from deepscope.app.presets import BY_ID, PRESETS, check, lesson_evidence
 from deepscope.app.quotas import QuotaExceeded
 from deepscope.app.report import render_report, report_csp
 from deepscope.app.schemas import EventsPublic, Problem, RunPublic, RunsPublic, public
+from deepscope.app.service import gaps, say_gaps
 from deepscope.app.settings import Settings
 from deepscope.app.statuses import ACTIVE_STATUSES, RunStatus
 from deepscope.engine.config import RunConfig
@@ -211,13 +213,17 @@ def get_events(run_id: str, service: ServiceDep, who: CallerDep,
     _found(service.get(run_id), run_id, who)
     if format == "csv":
         return _csv(service, run_id)
-    parts, size = [], 0
-    for _, _, raw in service.events(run_id, after=after, limit=limit, types=(type,) if type else None):
+    parts, seqs, size = [], [], 0
+    for seq, _, raw in service.events(run_id, after=after, limit=limit, types=(type,) if type else None):
         if parts and size + len(raw) > MAX_EVENTS_BYTES:
             break
         parts.append(raw.encode())
+        seqs.append(seq)
         size += len(raw)
-    body = b'{"data":[' + b",".join(parts) + b'],"count":' + str(len(parts)).encode() + b"}"
+    # Where the page skips seqs, it says so: an outage lost them (with ?type=, the others are elsewhere).
+    missing = [] if type else gaps(seqs, after)
+    body = (b'{"data":[' + b",".join(parts) + b'],"count":' + str(len(parts)).encode()
+            + b',"missing":' + orjson.dumps(missing) + b"}")
     return Response(body, media_type="application/json")
 
 
@@ -236,15 +242,17 @@ def _csv(service: ServiceDep, run_id: str) -> StreamingResponse:
                 out.truncate()
         yield out.getvalue()
 
-    return StreamingResponse(rows(), media_type="text/csv",
-                             headers={"Content-Disposition": f'attachment; filename="{run_id}-metrics.csv"'})
+    missing = service.missing(run_id)
+    return StreamingResponse(rows(), media_type="text/csv", headers={
+        "Content-Disposition": f'attachment; filename="{run_id}-metrics.csv"',
+        **({"X-DeepScope-Missing-Seqs": say_gaps(missing)} if missing else {})})
 
 
 @router.get("/runs/{run_id}/report", tags=["runs"], response_class=HTMLResponse, responses=R401 | R404)
 def get_report(run_id: str, service: ServiceDep, who: CallerDep) -> HTMLResponse:
     """A self-contained HTML report of one run (Plotly inlined: it opens with no network)."""
     run = _found(service.get(run_id), run_id, who)
-    page, nonce = render_report(run, service.all_events)
+    page, nonce = render_report(run, service.all_events, service.missing(run_id))
     return HTMLResponse(page, headers={"Content-Disposition": f'inline; filename="deepscope-{run_id}.html"',
                                        "Content-Security-Policy": report_csp(nonce)})
 
