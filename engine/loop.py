@@ -93,10 +93,13 @@ def steps_per_epoch(n_train: int, batch_size: int) -> int:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+             between: Callable[[], object] = lambda: None) -> tuple[float, float]:
+    """Loss and accuracy in eval mode, in chunks; ``between`` is called before each (the worker's limits)."""
     model.eval()
     loss_sum, correct = 0.0, 0
     for i in range(0, len(x), EVAL_CHUNK):
+        between()
         logits = model(x[i:i + EVAL_CHUNK])
         loss_sum += float(F.cross_entropy(logits, y[i:i + EVAL_CHUNK], reduction="sum"))
         correct += int((logits.argmax(1) == y[i:i + EVAL_CHUNK]).sum())
@@ -133,7 +136,7 @@ def train(config: RunConfig | dict[str, Any], emit: Emit, should_stop: Callable[
     summary: dict[str, Any] = {}
     try:
         cfg = config if isinstance(config, RunConfig) else RunConfig.model_validate(config)
-        run = _Run(cfg, out, summary, data_dir or default_data_dir(), max_stored_bytes)
+        run = _Run(cfg, out, summary, data_dir or default_data_dir(), max_stored_bytes, should_stop)
         status, message, extra = run.execute(should_stop, background_telemetry)
         summary["findings"] = run.doctor.final(status.value, summary.get("diverged_step"), run.nonfinite_layer)
     except Exception as exc:  # a run's failure is reported as an event, never raised into the worker
@@ -154,7 +157,8 @@ def first_look(config: RunConfig | dict[str, Any], emit: Emit, data_dir: Path | 
     failed part-way: the training then fails with its reason, and sends its step 0 itself).
     """
     out = _Emitter(emit)
-    with torch.random.fork_rng(devices=[]):
+    # (between the steps, or inside an evaluation's no_grad: a first look trains a step, so it needs grad)
+    with torch.random.fork_rng(devices=[]), torch.enable_grad():
         try:
             cfg = config if isinstance(config, RunConfig) else RunConfig.model_validate(config)
             _Run(cfg, out, {}, data_dir or default_data_dir()).first_step()
@@ -168,18 +172,23 @@ class _Run:
     """One run's state; ``execute`` is the loop."""
 
     def __init__(self, cfg: RunConfig, out: _Emitter, summary: dict[str, Any], data_dir: Path,
-                 max_stored_bytes: int | None = None) -> None:
+                 max_stored_bytes: int | None = None, should_stop: Callable[[], bool | str] = lambda: False) -> None:
+        # Asked between the phases too (loading, building, evaluating), where only its limits count: a
+        # worker's memory limit raises from it wherever the run grows, not only between steps.
+        self.limits = should_stop
         # 1) reproducibility, device, data
         self.cfg, self.out, self.summary = cfg, out, summary
         torch.manual_seed(cfg.train.seed)
         self.device = pick_device(cfg.train.device)
         self.data: DataSplit = load_dataset(cfg.data, cfg.train.seed, data_dir).to(self.device)
+        self.limits()
         self.gen = torch.Generator(device="cpu").manual_seed(cfg.train.seed)
         self.preview_gen = torch.Generator(device="cpu").manual_seed(cfg.train.seed)  # the training's own stays untouched
 
         # 2) model, optimizer, schedule of events
         self.model = build_model(cfg.model, self.data.input_shape, self.data.n_classes).to(self.device)
         self.model.train()
+        self.limits()
         self.optimizer = make_optimizer(self.model.parameters(), cfg.train, fused=True)
         self.n_train = len(self.data.y_train)
         self.bs = min(cfg.train.batch_size, self.n_train)
@@ -319,8 +328,9 @@ class _Run:
 
     def _validate(self, epoch: int, step: int) -> bool:
         data = self.data
-        train_loss, train_acc = evaluate(self.model, data.x_train[self.eval_idx], data.y_train[self.eval_idx])
-        val_loss, val_acc = evaluate(self.model, data.x_val, data.y_val)
+        train_loss, train_acc = evaluate(self.model, data.x_train[self.eval_idx], data.y_train[self.eval_idx],
+                                         self.limits)
+        val_loss, val_acc = evaluate(self.model, data.x_val, data.y_val, self.limits)
         metrics = {"train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss, "val_acc": val_acc}
         if self.cfg.model.batchnorm:
             metrics["val_acc_batch_stats"] = evaluate_batch_statistics(self.model, data.x_val, data.y_val, self.bs)

@@ -62,3 +62,13 @@ def test_a_first_look_between_steps_leaves_the_training_it_interrupts_unchanged(
     assert calls > 6
     assert interrupted["summary"]["val_loss"] == alone["summary"]["val_loss"]
     assert interrupted["summary"]["train_loss"] == alone["summary"]["train_loss"]
+
+
+def test_a_first_look_inside_an_evaluation_still_trains_its_step(tmp_path):
+    """The worker serves first looks from should_stop, which an evaluation asks under no_grad."""
+    import torch
+
+    looked: list[dict] = []
+    with torch.no_grad():
+        n, whole = first_look(CONFIG, looked.append, data_dir=tmp_path)
+    assert whole and any(e["type"] == "layers" for e in looked)

@@ -62,14 +62,18 @@ def test_divergence_is_a_result_with_its_step(run_engine):
     assert result["summary"]["diverged_step"] == events[-1]["step"]
 
 
-def test_cancel_lands_within_one_step(run_engine):
-    calls = []
+def test_cancel_lands_within_one_step(tmp_path):
+    from deepscope.engine import train
 
-    def should_stop():
-        calls.append(1)
-        return len(calls) > 5
+    events: list[dict] = []
+    steps = []
 
-    result, events = run_engine({"train": {"epochs": 50}}, should_stop=should_stop)
+    def should_stop():  # asked before every step (and between the phases before the first)
+        if events:  # the run has started: from here on, once a step
+            steps.append(1)
+        return len(steps) > 5
+
+    result = train({"train": {"epochs": 50}}, events.append, should_stop, data_dir=tmp_path)
     assert result["status"] == "cancelled" and events[-1]["step"] == 5
     assert max(e.get("step", 0) for e in events if e["type"] == "step") <= 4
 
@@ -135,3 +139,38 @@ def test_the_density_floor_is_kept_over_a_tight_budget_and_the_summary_says_so(r
     captured = [e["step"] for e in layers_events(events)]
     assert len(captured) == 50 == result["summary"]["captures"]
     assert "telemetry.budget" in result["summary"]["telemetry_note"]
+
+
+def test_the_workers_limits_are_asked_in_every_phase_not_only_between_steps(tmp_path):
+    """A worker's memory limit raises from should_stop: it must be asked while the data loads, the model
+    is built and the epoch is evaluated, where a run's memory grows too."""
+    from deepscope.engine import train
+
+    events: list[dict] = []
+    asked: list[tuple[int, str | None]] = []  # (events sent so far, the type of the last one)
+
+    def should_stop() -> bool:
+        asked.append((len(events), events[-1]["type"] if events else None))
+        return False
+
+    train({"train": {"epochs": 2}}, events.append, should_stop, data_dir=tmp_path, background_telemetry=False)
+    assert sum(1 for n, _ in asked if n == 0) >= 2  # before the first event: loading, then building
+    first_eval = next(i for i, e in enumerate(events) if e["type"] == "eval")
+    during_eval = [n for n, _ in asked if n == first_eval]
+    assert during_eval and events[first_eval - 1]["type"] != "eval"  # asked after the epoch's last step, before its eval
+
+
+def test_a_memory_limit_passed_while_evaluating_fails_the_run_with_its_reason(tmp_path):
+    from deepscope.app.executors import MemoryLimitExceeded
+    from deepscope.engine import train
+
+    events: list[dict] = []
+
+    def should_stop() -> bool:
+        if any(e["type"] == "step" and e.get("progress", 0) >= 0.5 for e in events):  # the first epoch's end
+            raise MemoryLimitExceeded("the run used 9999 MB, over this server's limit")
+        return False
+
+    result = train({"train": {"epochs": 2}}, events.append, should_stop, data_dir=tmp_path)
+    assert result["status"] == "failed" and "over this server's limit" in result["error"]
+    assert not [e for e in events if e["type"] == "eval"]  # it failed inside the first evaluation
