@@ -61,7 +61,8 @@ def check(expectation: dict[str, Any], summaries: dict[str, dict[str, Any]]) -> 
     unit = "log10" if expectation.get("log") else "value"
     out = {"text": expectation["text"], "held": None, "left": left, "right": right, "bound": None,
            "margin": None, "margin_unit": unit, "op": expectation["op"], "plus": expectation.get("plus", 0.0),
-           "left_run": expectation["left"]["run"], "right_run": right_spec.get("run")}
+           "left_run": expectation["left"]["run"], "right_run": right_spec.get("run"),
+           "left_metric": expectation["left"]["metric"], "right_metric": right_spec.get("metric")}
     if left is None or right is None:
         return out
     bound = right + expectation.get("plus", 0.0)

@@ -601,8 +601,18 @@ def test_no_chart_labels_print_over_each_other(browser, server, lesson, width, h
     page.wait_for_timeout(500)
     overlaps = page.evaluate(OVERLAPS)
     shot(page, f"labels-{lesson}-{width}")
+    # every run is named on the against-depth chart, even where its output layer has no value (dead units)
+    page.select_option("#strip-stat", "dead_frac")
+    page.wait_for_timeout(500)
+    labels = page.evaluate("""() => (document.querySelector('[data-testid=layer-stats-chart]').layout.annotations
+        || []).map(a => a.text)""")
+    names = [r["label"] for r in presets(server)[lesson]["runs"]]
+    # and on a phone, the run list's actions fit its card (no cut-off "PyTorch script")
+    runs_overflow = page.evaluate("() => { const r = document.getElementById('runs'); return r.scrollWidth - r.clientWidth; }")
     context.close()
     assert not overlaps, overlaps
+    assert all(any(n in text for text in labels) for n in names), (names, labels)
+    assert runs_overflow <= 1, runs_overflow
 
 
 def colour_of(page, testid, name):

@@ -44,7 +44,8 @@ export function accuracyChart(id, runs, step = null) {
     if (withBatch.length) {
       traces.push({ x: xs(withBatch), y: withBatch.map((e) => e.val_acc_batch_stats),
         name: `${label(run)}: validation, batch statistics`, line: { color: s.color, width: 2 },
-        marker: { symbol: "diamond-open", size: 9, line: { width: 2 } }, mode: "lines+markers", type: "scatter" });
+        // each run's diamonds a size larger: where two runs measure the same, both show, one around the other
+        marker: { symbol: "diamond-open", size: 9 + 5 * i, line: { width: 2 } }, mode: "lines+markers", type: "scatter" });
     }
   });
   const range = [-0.03, 1.03];

@@ -99,6 +99,10 @@ function predictionResult(preset, prediction, outcome) {
   return `You predicted: ${p.choices[prediction]}. ${right ? "Right" : `Not quite: the answer is ${answer}`}.${why}${exception}`;
 }
 
+const METRICS = { val_acc: "validation accuracy", train_acc: "training accuracy", val_loss: "validation loss",
+  train_loss: "training loss", val_acc_batch_stats: "validation accuracy with batch statistics", gap: "the accuracy gap" };
+const metricName = (m) => METRICS[m] || String(m || "").replace(/_/g, " ");
+
 // A check's numbers as a teacher says them: "Here: 57%. The lesson expects more than 30%.", or, for two
 // runs, "Here: leaky relu 0.41, relu 0.05: a difference of 0.36. The lesson expects more than 0.15."
 function measured(c) {
@@ -111,6 +115,10 @@ function measured(c) {
   const v = (x) => (pct ? `${Math.round(100 * x)}%` : fmt(x));
   const want = { ">": "more than", ">=": "at least", "<": "less than", "<=": "at most" }[c.op] || c.op;
   if (c.right_run && c.right === null) return `Here: ${c.left_run} ${v(c.left)}; ${c.right_run} has no value.`;
+  if (c.right_run && c.right_run === c.left_run) {  // two measures of one run: say which is which
+    return `Here, ${c.left_run}: ${metricName(c.left_metric)} ${v(c.left)}, ${metricName(c.right_metric)} ${v(c.right)}`
+      + (c.plus ? `: a difference of ${v(c.left - c.right)}. The lesson expects ${want} ${v(c.plus)}.` : ".");
+  }
   if (c.right_run && c.plus) {
     return `Here: ${c.left_run} ${v(c.left)}, ${c.right_run} ${v(c.right)}: a difference of ${v(c.left - c.right)}. `
       + `The lesson expects ${want} ${v(c.plus)}.`;

@@ -51,8 +51,10 @@ export function timeAxis(runs) {
 // for a log axis) and ``height`` the plot's height in pixels.
 const LABEL_PX = 14;
 export function endLabels(traces, { range = null, log = false, height = 250 } = {}) {
-  const last = (t) => t.y[t.y.length - 1];
-  const ends = traces.filter((t) => t.x.length && last(t) !== null && last(t) !== undefined && Number.isFinite(last(t)));
+  // at the last point that has a value: a statistic the output layer has none of ends a layer earlier
+  const at = (t) => t.y.findLastIndex((v) => v !== null && v !== undefined && Number.isFinite(v));
+  const last = (t) => t.y[at(t)];
+  const ends = traces.filter((t) => t.x.length && at(t) >= 0);
   const axisValue = (v) => (log ? Math.log10(Math.max(v, 1e-300)) : v);
   const all = ends.flatMap((t) => t.y).filter((v) => v !== null && Number.isFinite(v)).map(axisValue);
   const [lo, hi] = range || [Math.min(...all), Math.max(...all)];
@@ -64,7 +66,7 @@ export function endLabels(traces, { range = null, log = false, height = 250 } = 
     shift.set(t, placed - pixel(t));
     floor = placed;
   }
-  return ends.map((t) => ({ x: t.x[t.x.length - 1], y: last(t), xref: t.xaxis || "x", yref: t.yaxis || "y",
+  return ends.map((t) => ({ x: t.x[at(t)], y: last(t), xref: t.xaxis || "x", yref: t.yaxis || "y",
     text: t.endLabel, showarrow: false, xanchor: "left", xshift: 4, yshift: shift.get(t),
     font: { size: 10, color: t.line.color } }));
 }
