@@ -10,6 +10,7 @@ import secrets
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from deepscope.app.service import say_gaps
 from deepscope.engine.events import SCALARS, EventType
 
 # (run id, event types) -> the stored events, parsed, in seq order: RunService.all_events
@@ -121,8 +122,6 @@ def _config(config: dict[str, Any]) -> str:
 def _missing(ranges: list[tuple[int, int]] | tuple) -> str:
     if not ranges:
         return ""
-    from deepscope.app.service import say_gaps
-
     return (f'<p class="missing"><strong>Events missing:</strong> the store does not have seq {say_gaps(list(ranges))} of this '
             "run (lost in an outage); the charts below have a hole there.</p>")
 
