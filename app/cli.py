@@ -197,6 +197,9 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     days = settings.retention_days if args.older_than_days is None else args.older_than_days
+    if days < 0:
+        print(f"deepscope gc: --older-than-days must be 0 or more, not {days:g}", file=sys.stderr)
+        return 2
     store = Store(settings.db_url)
     try:
         done = housekeeping.gc(store, days)

@@ -144,6 +144,8 @@ def test_deepscope_gc_says_what_it_did(tmp_path, monkeypatch, capsys):
         get_settings.cache_clear()
     out = capsys.readouterr().out
     assert "deleted 1 runs finished more than 30 days ago" in out and "MB after" in out
+    assert cli_main(["gc", "--older-than-days", "-1"]) == 2
+    assert "--older-than-days must be 0 or more" in capsys.readouterr().err
 
 
 def test_the_storage_quotas_refuse_new_trainings_with_429_naming_the_setting(tmp_path):
