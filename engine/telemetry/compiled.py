@@ -104,15 +104,6 @@ def _squares_about(x, mean):
     return dev
 
 
-@njit("float64(float32[::1])", **_VECTOR)
-def _squares(x):
-    sq = 0.0
-    for i in range(x.size):
-        v = np.float64(x[i])
-        sq += v * v
-    return sq
-
-
 @njit("void(float32[::1], float32, float32, int32, int32[::1])", **_VECTOR)
 def _bin_block(x, lo, scale, bins, out):
     """Each value's slot in the counters: its bin, computed in float32 (eight to a vector; the rounding,
@@ -183,12 +174,13 @@ def tensor_summary(x, bins, counts, out, binned, lanes):
         return
     lo, hi = _min_max(x)
     mean = total / n
+    dev = _squares_about(x, mean)
     if hi - lo <= TIE * max(1.0, abs(lo), abs(hi)):  # a constant: every value in the bin of the first
         pad = max(abs(lo), 1.0) * PAD
         lo, hi = lo - pad, hi + pad
         v = np.float64(x[0])
         counts[_edge_checked(v, min(int((v - lo) * bins / (hi - lo)), bins - 1), lo, (hi - lo) / bins, bins - 1)] = n
-        out[0], out[1], out[2], out[3], out[4] = lo, hi, mean, math.sqrt(_squares_about(x, mean) / n), abs(v) * math.sqrt(n)
+        out[0], out[1], out[2], out[3], out[4] = lo, hi, mean, math.sqrt(dev / n), abs(v) * math.sqrt(n)
         return
     lanes[:] = 0
     lo32, scale32, step = np.float32(lo), np.float32(bins / (hi - lo)), (hi - lo) / bins
@@ -199,7 +191,8 @@ def tensor_summary(x, bins, counts, out, binned, lanes):
     for k in range(LANES):
         for j in range(bins):
             counts[j] += lanes[k * bins + j]
-    out[0], out[1], out[2], out[3], out[4] = lo, hi, mean, math.sqrt(_squares_about(x, mean) / n), math.sqrt(_squares(x))
+    # ||x||^2 = sum (x - mean)^2 + n mean^2: both terms are sums of squares, so nothing cancels
+    out[0], out[1], out[2], out[3], out[4] = lo, hi, mean, math.sqrt(dev / n), math.sqrt(dev + n * mean * mean)
 
 
 @njit("void(int64[:, ::1], int64, int64[:, ::1], float64[:, ::1])", **_KW)

@@ -3,8 +3,9 @@ four histograms; and ``probe_summary``, the few numbers of one such event that l
 
 from __future__ import annotations
 
-import math
 from typing import Any
+
+import numpy as np
 
 from deepscope.engine.events import EventType
 
@@ -18,13 +19,15 @@ def histogram(lo: float, hi: float, counts: list[int], step: int) -> dict[str, A
     return {"lo": lo, "hi": hi, "counts": counts, "step": step}
 
 
-def layers_event(step: int, names: list[str], kinds: list[str], table: list[list[float]],
+def layers_event(step: int, names: list[str], kinds: list[str], table: np.ndarray,
                  hists: list[dict[str, Any]], weight_step: int, units_step: int) -> dict[str, Any]:
-    """Plain numbers only; NaN and inf become None so the JSON stays valid. ``weight_step`` and
-    ``units_step``: the captures the weight numbers and the dead-unit counts were taken at."""
+    """Plain numbers only; NaN and inf become None so the JSON stays valid. ``table``: (layers, STAT_NAMES).
+    ``weight_step`` and ``units_step``: the captures the weight numbers and the dead-unit counts were
+    taken at."""
+    finite = np.isfinite(table).tolist()
     layers = []
-    for name, kind, row, hist in zip(names, kinds, table, hists, strict=True):
-        stats = {k: (v if math.isfinite(v) else None) for k, v in zip(STAT_NAMES, row, strict=True)}
+    for name, kind, row, ok, hist in zip(names, kinds, table.tolist(), finite, hists, strict=True):
+        stats = {k: (v if f else None) for k, v, f in zip(STAT_NAMES, row, ok, strict=True)}
         layers.append({"name": name, "kind": kind, "stats": stats, "hist": hist, "weight_step": weight_step,
                        "units_step": units_step})
     return {"type": EventType.LAYERS.value, "step": step, "layers": layers}

@@ -39,12 +39,17 @@ class Taps:
                                                           (self.act[i], self.act_source[i], layer.act, layer.act_call)):
                 self._targets.setdefault(module, {"in": [], "out": []})[side].append((values, sources, call))
         self._calls: dict[nn.Module, int] = {}  # calls of each module in this forward
+        # whether anything was kept since the last clear: a 100-layer net has 300 records, and every
+        # armed forward would otherwise empty them twice (arming, then the root's forward)
+        self.recorded = False
         self.armed = False
         self._handles: list[Any] = []
 
     def clear(self) -> None:
-        for record in (*self.pre, *self.act, *self.act_source):
-            record.clear()
+        if self.recorded:
+            for record in (*self.pre, *self.act, *self.act_source):
+                record.clear()
+            self.recorded = False
         self._calls = {}
 
     @property
@@ -90,6 +95,7 @@ class Taps:
         def keep(t: Any, targets: list[tuple[list, list | None, int | None]], call: int) -> None:
             if not isinstance(t, torch.Tensor):
                 return
+            self.recorded = True
             value = None
             for values, sources, wanted in targets:
                 if wanted is not None and wanted != call:

@@ -133,6 +133,7 @@ class LayerProbe:
                     values.append(call.values[0] if side == "in" else call.values[1])
                     if sources is not None:
                         sources.append(call.input if side == "in" else call.output)
+        taps.recorded = True
         self.step, self._full = step, True
         self._before = [b if b is not None else w.detach().clone() for b, w in zip(before, self.weights, strict=True)]
         return self.finish()

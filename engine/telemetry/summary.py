@@ -42,6 +42,36 @@ class _Carried:
     hists: list[dict | None]
 
 
+@dataclass
+class _Layout:
+    """The CPU path's table of one shape of capture: ``order`` the (kind, layer) of each row, ``where[kind][i]``
+    the row of layer i's tensor of that kind (-1: none; the classifier's act is its pre)."""
+
+    order: list[tuple[int, int]]
+    histogrammed: list[int]
+    where: dict[str, np.ndarray]
+    hist_rows: list[list[tuple[str, int]]]
+
+    @classmethod
+    def of(cls, cap: Capture, n: int) -> _Layout:
+        order, histogrammed = [], []
+        where = {kind: [-1] * n for kind in _KINDS}
+        for i in range(n):
+            for k, (kind, t) in enumerate(zip(_KINDS, (cap.pre[i], cap.act[i], cap.grads[i], cap.act_grad[i],
+                                                       cap.w_before[i] if cap.w_before is not None else None),
+                                              strict=True)):
+                if t is None:
+                    continue
+                if kind == "act" and t is cap.pre[i]:
+                    where[kind][i] = where["preact"][i]
+                    continue
+                where[kind][i] = len(order)
+                order.append((k, i))
+                histogrammed.append(kind != "act_grad")
+        hist_rows = [[(kind, where[kind][i]) for kind in ("preact", "act", "grad", "weight")] for i in range(n)]
+        return cls(order, histogrammed, {kind: np.array(rows) for kind, rows in where.items()}, hist_rows)
+
+
 class Summariser:
     """Turns the captures of one model's ``layers`` into layers events, in capture order. ``device_path``:
     None picks by device (the GPU's way on a GPU); tests set it to run both ways on the CPU."""
@@ -53,6 +83,7 @@ class Summariser:
         self.device_path: bool | None = None
         self._weights: _Carried | None = None
         self._units: _Carried | None = None
+        self._layouts: dict[tuple, _Layout] = {}
 
     def summarise(self, cap: Capture) -> dict:
         on_device = cap.pre[0].device.type != "cpu" if self.device_path is None else self.device_path
@@ -60,7 +91,7 @@ class Summariser:
             table, hists = kernels.device_summary(self.layers, cap, self.bins) if on_device else self._on_host(cap)
         weights = self._carry("_weights", cap.step, cap.w_before is not None, table, hists, WEIGHT_STATS, "weight")
         units = self._carry("_units", cap.step, cap.units_fresh, table, hists, UNIT_STATS, None)
-        return layers_event(cap.step, self.names, self.kinds, table.tolist(), hists, weights.step, units.step)
+        return layers_event(cap.step, self.names, self.kinds, table, hists, weights.step, units.step)
 
     def _carry(self, attr: str, step: int, fresh: bool, table: np.ndarray, hists: list[dict], columns: list[int],
                hist: str | None) -> _Carried:
@@ -80,24 +111,18 @@ class Summariser:
         """Every tensor through four compiled calls: histograms and moments, slopes, dead units, and
         duplicate units on a weight capture."""
         n, step, bins = len(self.layers), cap.step, self.bins
-        # 1) one table of every tensor read; where[kind][i]: its row (the classifier's act is its pre)
-        tensors: list[torch.Tensor] = []
-        histogrammed: list[int] = []
-        where = {kind: [-1] * n for kind in _KINDS}
-        for i in range(n):
-            for kind, t in zip(_KINDS, (cap.pre[i], cap.act[i], cap.grads[i], cap.act_grad[i],
-                                        cap.w_before[i] if cap.w_before is not None else None), strict=True):
-                if t is None:
-                    continue
-                if kind == "act" and t is cap.pre[i]:
-                    where[kind][i] = where["preact"][i]
-                    continue
-                where[kind][i] = len(tensors)
-                tensors.append(t)
-                histogrammed.append(kind != "act_grad")
+        # 1) one table of every tensor read (its layout is the same from capture to capture)
+        layout = self._layout(cap)
+        by_kind = (cap.pre, cap.act, cap.grads, cap.act_grad, cap.w_before)
+        tensors = [by_kind[k][i] for k, i in layout.order]
+        table_in = np.empty((len(tensors), 3), np.int64)
+        table_in[:, 0] = [t.data_ptr() for t in tensors]
+        table_in[:, 1] = [t.numel() for t in tensors]
+        table_in[:, 2] = layout.histogrammed
         counts = np.zeros((len(tensors) + 1, bins), np.int64)
         out = np.full((len(tensors) + 1, 5), np.nan)  # the last row stays NaN: what a missing tensor reads
-        compiled.summarise(compiled.tensor_table(tensors, histogrammed), bins, counts, out)
+        compiled.summarise(table_in, bins, counts, out)
+        where = layout.where
         # 2) the stat table, column by column
         table = np.full((n, len(STAT_NAMES)), np.nan)
         for name, kind, field in _FROM_SUMMARY:
@@ -115,9 +140,19 @@ class Summariser:
             table[:, COLUMN["duplicate_frac"]] = dup
         # 3) histograms
         ranges, counted = out[:, :2].tolist(), counts.tolist()
-        hists = [{kind: histogram(*ranges[where[kind][i]], counted[where[kind][i]], step) if where[kind][i] >= 0 else None
-                  for kind in ("preact", "act", "grad", "weight")} for i in range(n)]
+        hists = [{kind: histogram(*ranges[row], counted[row], step) if row >= 0 else None for kind, row in rows}
+                 for rows in layout.hist_rows]
         return table, hists
+
+    def _layout(self, cap: Capture) -> _Layout:
+        """Which tensors of a capture are read, in table order, and where each kind's row is; kept per
+        shape of capture (a weight capture or not, which layers have an activation gradient)."""
+        key = (cap.w_before is not None, tuple(g is None for g in cap.act_grad),
+               tuple(a is p for a, p in zip(cap.act, cap.pre, strict=True)))
+        layout = self._layouts.get(key)
+        if layout is None:
+            layout = self._layouts[key] = _Layout.of(cap, len(self.layers))
+        return layout
 
     def _units_on_host(self, cap: Capture, table: np.ndarray) -> None:
         """Saturated share and mean slope from the captured batch; dead units from the probe set (or the
