@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from deepscope import __version__
-from deepscope.app import errors, housekeeping, sharing
+from deepscope.app import errors, housekeeping, reconciler, sharing
 from deepscope.app.event_log import EventWriter
 from deepscope.app.executors import Executor
 from deepscope.app.hub import Hub
@@ -52,6 +52,18 @@ async def _watch_the_watched(service: RunService, settings: Settings) -> None:
             return
         except Exception:  # the store briefly unreachable: the next round tries again
             log.exception("could not check the watched runs")
+
+
+async def _reconcile(service: RunService) -> None:
+    """Every few seconds, queue again or end the runs no worker holds (app/reconciler.py)."""
+    while True:
+        await asyncio.sleep(reconciler.EVERY_S)
+        try:
+            await asyncio.to_thread(service.reconciler.once)
+        except RuntimeError:  # the service is shutting down
+            return
+        except Exception:  # the store or Redis briefly unreachable: the next round tries again
+            log.exception("could not reconcile the runs in flight")
 
 
 async def _apply_retention(store: Store, retention_days: float) -> None:
@@ -119,7 +131,7 @@ def _lifespan(settings: Settings, executor: Executor | None):
         service = RunService(store, hub, ex, quotas, log=writer)
         app.state.service, app.state.settings = service, settings
         ex.start(service)
-        tasks = [asyncio.create_task(_watch_the_watched(service, settings)),
+        tasks = [asyncio.create_task(_watch_the_watched(service, settings)), asyncio.create_task(_reconcile(service)),
                  asyncio.create_task(_apply_retention(store, settings.retention_days))]
         try:
             yield

@@ -22,6 +22,7 @@ from deepscope.app.event_log import EventLog, EventWriter
 from deepscope.app.executors import Executor
 from deepscope.app.hub import Hub
 from deepscope.app.quotas import Quotas
+from deepscope.app.reconciler import Reconciler
 from deepscope.app.statuses import FINISHED
 from deepscope.app.store import Store, Transaction, now_iso
 from deepscope.app.watched import WatchedRuns
@@ -49,6 +50,7 @@ class RunService:
         self._live: dict[str, dict[str, Any]] = {}  # active runs' newest state, ahead of the writer
         self._lock = threading.Lock()
         self.watched = WatchedRuns(self)
+        self.reconciler = Reconciler(self)
 
     def close(self) -> None:
         self.log.stop()

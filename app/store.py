@@ -230,6 +230,14 @@ class Store:
         with self.engine.connect() as conn:
             return [_run_dict(r) for r in conn.execute(q)]
 
+    def trainings_in_flight(self) -> list[dict[str, Any]]:
+        """Queued and running runs trained here (not a share, which follows its training, nor a watched
+        run): the service's reconciler asks the executor which of them no worker owns."""
+        q = select(runs).where(runs.c.status.in_(ACTIVE_STATUSES), runs.c.shared_from.is_(None),
+                               runs.c.source.is_(None) | (runs.c.source != "watched"))
+        with self.engine.connect() as conn:
+            return [_run_dict(r) for r in conn.execute(q)]
+
     def list_runs(self, status: str | None = None, group: str | None = None, owner: str | None = None,
                   limit: int = 100) -> list[dict[str, Any]]:
         q = select(runs).order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)

@@ -104,3 +104,46 @@ def test_a_submit_while_redis_is_away_is_a_503_and_leaves_no_run_queued(tmp_path
                 assert server.service.count_active(server.service.store.get_run(runs[0]["id"])["owner"]) == 0
     finally:
         drop_schema(schema)
+
+
+def test_a_redis_restart_without_persistence_leaves_no_run_stuck(tmp_path, monkeypatch):
+    """Scale-out, a Redis of the test's own restarted empty while one run trains and one waits: the
+    training goes on (its worker holds its events through the outage and registers the run again), the
+    waiting run is queued again or started by the worker that held it, both complete once, and what was
+    lost with Redis (events it held that were not stored yet) is named in the replay, not hidden."""
+    from deepscope.app import reconciler
+    from devtools.backends import Worker, drop_schema, pg_schema_url
+    from devtools.own_backends import OwnRedis
+
+    monkeypatch.setattr(reconciler, "GRACE_S", 3.0)
+    monkeypatch.setattr(reconciler, "EVERY_S", 1.0)
+    schema, url = pg_schema_url()
+    try:
+        with OwnRedis() as redis_server:
+            worker = Worker(tmp_path / "data", redis_url=redis_server.url).wait_ready()
+            try:
+                settings = Settings(data_dir=tmp_path / "data", database_url=url, executor="celery",
+                                    redis_url=redis_server.url, replica_id="fault-app")
+                with LiveServer(settings) as server, httpx.Client(base_url=server.url, timeout=30) as c:
+                    training = c.post("/api/runs", json={**LONG, "train": {"epochs": 40, "fresh": True}}).json()
+                    wait_for(c, training["id"], statuses=("running",), timeout=60)
+                    waiting = c.post("/api/runs", json={"name": "waits", "train": {"epochs": 2, "fresh": True}}).json()
+                    time.sleep(1.0)
+                    redis_server.stop()
+                    time.sleep(4.0)
+                    redis_server.start()
+                    for run in (training, waiting):
+                        end = wait_for(c, run["id"], timeout=120)
+                        assert end["status"] == "completed", (run["name"], end.get("error"), "".join(worker.log[-30:]))
+                        events = contiguous(c, run["id"])
+                        assert events[-1]["type"] == "status" and events[-1]["status"] == "completed"
+                        assert sum(e["type"] == "status" and e["status"] == "running" for e in events) == 1
+                        seqs = [e["seq"] for e in events]
+                        said = server.service.missing(run["id"])
+                        held = set(seqs)
+                        assert [s for lo, hi in said for s in range(lo, hi + 1)] == \
+                            [s for s in range(seqs[-1]) if s not in held]
+            finally:
+                worker.stop()
+    finally:
+        drop_schema(schema)

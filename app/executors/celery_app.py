@@ -15,13 +15,13 @@ import threading
 import time
 from typing import Any
 
-import orjson
 import redis
 from celery import Celery
 from celery.signals import worker_process_init
 
 from deepscope.app.executors import megabytes, stop_check
 from deepscope.app.executors import redis_keys as K
+from deepscope.app.executors.outbox import Outbox
 from deepscope.engine.threads import one_torch_thread
 
 QUEUES = ("runs", "gpu")
@@ -43,7 +43,8 @@ def make_celery(redis_url: str) -> Celery:
 
 
 def _redis() -> redis.Redis:
-    return redis.Redis.from_url(os.environ["DEEPSCOPE_REDIS_URL"])
+    # Timeouts, so that a Redis out of reach fails a write at once instead of holding the run's step
+    return redis.Redis.from_url(os.environ["DEEPSCOPE_REDIS_URL"], socket_connect_timeout=2, socket_timeout=10)
 
 
 @worker_process_init.connect
@@ -58,41 +59,52 @@ def _train_task(task: Any, run_id: str, config: dict[str, Any], time_limit_s: fl
 
     r = _redis()
     worker = f"{socket.gethostname()}:{os.getpid()}"
+    claim = f"{worker}|{time.time()}"
     # 1) claim the run: if a cancel (or another delivery) got there first, there is nothing to do
-    if not r.set(K.claim(run_id), f"{worker}|{time.time()}", nx=True, ex=K.FLAG_TTL_S):
+    if not r.set(K.claim(run_id), claim, nx=True, ex=K.FLAG_TTL_S):
         return "skipped"
-    # 2) heartbeat and cancel flag, polled on a thread so a step costs no Redis round trip
+    outbox = Outbox(r, run_id)  # events wait here through a Redis outage (app/executors/outbox.py)
+    # 2) heartbeat and cancel flag, polled on a thread so a step costs no Redis round trip. Each beat
+    # also registers the run (a Redis restarted without persistence forgot it: the service's readers
+    # find its stream again, its reconciler sees an owner) and sends what waits in the outbox.
     stop = threading.Event()
     cancelled = threading.Event()
 
     def beat() -> None:
         while not stop.is_set():
-            pipe = r.pipeline()
-            pipe.set(K.heartbeat(run_id), worker, ex=K.HEARTBEAT_TTL_S)
-            pipe.exists(K.cancel(run_id))
-            _, flag = pipe.execute()
-            if flag:
-                cancelled.set()
+            try:
+                pipe = r.pipeline()
+                pipe.set(K.heartbeat(run_id), worker, ex=K.HEARTBEAT_TTL_S)
+                pipe.sadd(K.ACTIVE, run_id)
+                pipe.set(K.claim(run_id), claim, nx=True, ex=K.FLAG_TTL_S)
+                pipe.exists(K.cancel(run_id))
+                *_, flag = pipe.execute()
+                if flag:
+                    cancelled.set()
+                outbox.drain()
+            except redis.RedisError:
+                pass  # Redis away: the run trains on, its events wait in the outbox
             stop.wait(0.1 if not cancelled.is_set() else K.HEARTBEAT_EVERY_S)
 
     r.set(K.heartbeat(run_id), worker, ex=K.HEARTBEAT_TTL_S)
     thread = threading.Thread(target=beat, name="deepscope-heartbeat", daemon=True)
     thread.start()
-    lock = threading.Lock()
+    limits = stop_check(cancelled.is_set, time_limit_s, memory_limit_mb)
 
-    def emit(event: dict[str, Any]) -> None:
-        with lock:
-            r.xadd(K.stream(run_id), {b"e": orjson.dumps(event)}, maxlen=K.STREAM_MAXLEN, approximate=True)
-
-    should_stop = stop_check(cancelled.is_set, time_limit_s, memory_limit_mb)
+    def should_stop() -> bool | str:
+        return outbox.stop_reason() or limits()
 
     # 3) train; the engine reports failures as a status event, so this returns normally
     try:
-        result = train(config, emit, should_stop, data_dir=default_data_dir(),
+        result = train(config, outbox.put, should_stop, data_dir=default_data_dir(),
                        max_stored_bytes=megabytes(stored_limit_mb))
     finally:
         stop.set()
         thread.join(timeout=5)
-        r.delete(K.heartbeat(run_id))
-        r.expire(K.stream(run_id), K.STREAM_TTL_S)
+        outbox.close()
+        try:
+            r.delete(K.heartbeat(run_id))
+            r.expire(K.stream(run_id), K.STREAM_TTL_S)
+        except redis.RedisError:
+            pass  # the stream expires once the service has stored the run (celery_executor.py)
     return result["status"]

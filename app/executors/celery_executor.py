@@ -274,6 +274,39 @@ class CeleryExecutor:
                 self._sink.publish(_run_id(name), orjson.loads(raw), raw.decode())
                 self.published += 1
 
+    # -- the reconciler's questions (app/service.py) ---------------------------------------------
+    def unowned(self, run_ids: list[str]) -> set[str] | None:
+        """Which of these runs (queued or running in the database) Redis knows nothing of: no worker and
+        no queue holds them, as after a Redis restart without persistence (a worker that trained on
+        through it registers its run again as soon as it can write). None: another replica answers
+        this round, or Redis is away."""
+        try:
+            if not self.redis.set(K.RECONCILE_LOCK, self.consumer, nx=True, ex=4):
+                return None
+            pipe = self.redis.pipeline(transaction=False)
+            for run_id in run_ids:
+                pipe.sismember(K.ACTIVE, run_id)
+                pipe.exists(K.heartbeat(run_id))
+                pipe.xrevrange(K.stream(run_id), count=1)
+            answers = pipe.execute()
+        except redis.RedisError:
+            return None
+        unowned = set()
+        for k, run_id in enumerate(run_ids):
+            active, beating, newest = answers[3 * k:3 * k + 3]
+            # held: registered, trained by a live worker, or its end written and waiting to be stored
+            ending = bool(newest) and is_finished_status(orjson.loads(newest[0][1][b"e"]))
+            if not (active or beating or ending):
+                unowned.add(run_id)
+        return unowned
+
+    def end_unowned(self, run_id: str, event: dict[str, Any]) -> None:
+        """End a run no worker owns with ``event``, through its stream (every replica's viewers are told,
+        the persister stores it); a worker that still holds it and comes back stops."""
+        self.redis.set(K.cancel(run_id), str(time.time()), ex=K.FLAG_TTL_S)
+        self.redis.sadd(K.ACTIVE, run_id)
+        self._append(run_id, event)
+
     # -- the reaper -------------------------------------------------------------------------
     def _reap_loop(self) -> None:
         def once() -> None:

@@ -141,6 +141,12 @@ class LocalExecutor:
     def replay_after(self, run_id: str, seq: int) -> list[tuple[int, str, str]]:
         return []  # the store's flush barrier already covers everything published
 
+    def unowned(self, run_ids: list[str]) -> set[str] | None:
+        return set()  # its workers are this process's children: what they hold ends with it, and a restart interrupts it
+
+    def end_unowned(self, run_id: str, event: dict[str, Any]) -> None:
+        self._emit(run_id, event)
+
     def shutdown(self) -> None:
         self._stopping = True
         self._wake_w.send(b"")

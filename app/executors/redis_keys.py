@@ -12,6 +12,7 @@ FLAG_TTL_S = 7 * 24 * 3600            # claims and cancel flags outlive any run,
 
 DISPATCH_AHEAD = 2                    # runs waiting in a Celery queue; the rest wait in the fair queue
 REAPER_LOCK = f"{PREFIX}:reaper"      # held by the one replica that reaps, for a few seconds at a time
+RECONCILE_LOCK = f"{PREFIX}:reconcile"  # held by the one replica that ends runs no worker owns
 
 
 def fair_owners(queue: str) -> str:
