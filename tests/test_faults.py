@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 import httpx
+import orjson
 import pytest
 
 from deepscope.app.settings import Settings
@@ -147,3 +148,53 @@ def test_a_redis_restart_without_persistence_leaves_no_run_stuck(tmp_path, monke
                 worker.stop()
     finally:
         drop_schema(schema)
+
+
+class _ForgetfulExecutor:
+    """An executor whose queue forgot every run (a Redis restarted empty), recording what it is asked."""
+
+    interrupts_on_restart = False
+
+    def __init__(self, service_events):
+        self.submitted, self.ended, self.on_event = [], [], service_events
+
+    def replay_after(self, run_id, seq):
+        return []
+
+    def unowned(self, run_ids):
+        return set(run_ids)
+
+    def submit(self, run_id, config, owner=None):
+        self.submitted.append(run_id)
+
+    def end_unowned(self, run_id, event):
+        self.ended.append(event)
+        self.on_event(run_id, event, orjson.dumps(event).decode())
+
+
+def test_the_reconciler_requeues_what_never_started_and_ends_what_no_worker_holds(tmp_path):
+    """After GRACE_S unowned, a queued run without events is queued again; a started run ends failed, after
+    its last stored event; a run that is owned again within the grace, or a share, is left alone."""
+    from deepscope.app.hub import Hub
+    from deepscope.app.reconciler import GRACE_S
+    from deepscope.app.service import RunService
+    from deepscope.app.store import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'runs.db'}")
+    service = RunService(store, Hub(), None)
+    executor = service.executor = _ForgetfulExecutor(service.on_event)
+    waiting, started = store.create_run("waiting", {})["id"], store.create_run("started", {})["id"]
+    running = {"seq": 0, "type": "status", "status": "running", "message": "training", "summary": {}}
+    service.on_event(started, running, orjson.dumps(running).decode())
+    service.flush()
+    assert service.reconciler.once(now=100.0) == {"requeued": [], "ended": []}  # first seen unowned: the grace starts
+    assert service.reconciler.once(now=100.0 + GRACE_S / 2) == {"requeued": [], "ended": []}
+    assert service.reconciler.once(now=100.0 + GRACE_S) == {"requeued": [waiting], "ended": [started]}
+    assert executor.submitted == [waiting]
+    service.flush()
+    ended = store.get_run(started)
+    assert ended["status"] == "failed" and "no worker holds this run" in ended["error"] and ended["last_seq"] == 1
+    executor.unowned = lambda ids: set()  # owned again: the clock for the queued one starts afresh
+    assert service.reconciler.once(now=200.0) == {"requeued": [], "ended": []}
+    service.close()
+    store.close()
