@@ -29,10 +29,12 @@ from deepscope.app.watched import WatchedRuns
 from deepscope.engine.config import RunConfig
 from deepscope.engine.events import EventType, Status
 
-# Events per store read while replaying: what one socket holds at once. A page is read only when the
-# socket has sent the last one (each send waits while the client does not read), so 64 events of a
-# 100-layer net, about 10 MB, bound a viewer that never reads.
+# A replay reads the store a page at a time, and the next page only when the socket has sent the last
+# (each send waits while the client does not read): a page is what one socket holds at once. At most
+# REPLAY_PAGE events and about REPLAY_BYTES of them: 64 layers events of a 100-layer net were 7 MB a
+# socket, and 100 sockets that never read held 800 MB. The next page's length follows the sizes seen.
 REPLAY_PAGE = 64
+REPLAY_BYTES = 256 * 1024
 # At most one live snapshot of a type per this many seconds per viewer: a 20-layer layers event is about
 # 23 KB of JSON, so two a second keep a viewer under 50 KB/s (benchmarks/service.py measures it).
 SNAPSHOT_INTERVAL_S = {EventType.LAYERS.value: 0.5, EventType.BOUNDARY.value: 0.5, EventType.SAMPLES.value: 1.0}
@@ -215,13 +217,16 @@ class RunService:
         viewer = self.hub.subscribe(run_id)
         try:
             await asyncio.to_thread(self.flush)
-            last = -1
-            while rows := await asyncio.to_thread(self.events, run_id, last, REPLAY_PAGE):
+            last, page = -1, 4  # the first page short: a run of heavy events is found out cheaply
+            while rows := await asyncio.to_thread(self.events, run_id, last, page):
+                size = sum(len(raw) for _, _, raw in rows)
+                page = max(1, min(REPLAY_PAGE, REPLAY_BYTES * len(rows) // max(size, 1)))
                 for seq, type_, raw in rows:
                     yield raw
                     last = seq
                     if _ends(type_, raw):
                         return
+                del rows  # the page is sent: nothing of it stays while the socket waits for the next
             # Published but maybe not stored yet (another replica persists it): the executor has it.
             for seq, type_, raw in await asyncio.to_thread(self.executor.replay_after, run_id, last):
                 yield raw

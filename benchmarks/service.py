@@ -13,6 +13,8 @@
 5. Storage: MB stored per lesson run (every lesson once), per own run, for a class of 60 (every lesson,
    shared, plus one own run each), and for the extreme config (a capture every step, no budget, no
    rate cap, 20 s) stored under the per-run cap against the same training uncapped, side by side.
+6. Memory: the service's RSS with N WebSockets that never read (raw sockets: nothing is taken off
+   them) replaying a finished 100-layer run, and after they close (``--only-memory``).
 0. (printed first) `deepscope serve` until /healthz answers (goal: 1.5 s).
 """
 
@@ -29,6 +31,7 @@ import sys
 import tempfile
 import time
 import zlib
+from pathlib import Path
 
 import httpx
 import websockets
@@ -161,6 +164,9 @@ async def main_async(args: argparse.Namespace, base: str, ws_base: str) -> None:
     if args.only_storage:
         await storage(base)
         return
+    if args.only_memory:
+        await stalled_viewers(base, args.server_pid, args.viewers)
+        return
     lat = await first_step_latency(base, ws_base, args.submits)
     print(f"1. POST -> first step event ({args.submits} runs): median {statistics.median(lat):.0f} ms, "
           f"p90 {pct(lat, 0.9):.0f} ms, max {max(lat):.0f} ms")
@@ -185,6 +191,51 @@ async def main_async(args: argparse.Namespace, base: str, ws_base: str) -> None:
               f"({len(values)} requests)")
     if not args.skip_storage:
         await storage(base)
+    await stalled_viewers(base, args.server_pid, args.viewers)
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def stalled_viewers(base: str, pid: int, n: int) -> None:
+    """6: N sockets that send the WebSocket handshake and then never read a byte."""
+    config = {"model": {"depth": 100, "width": 64}, "train": {"epochs": 3, "fresh": True},
+              "telemetry": {"every_steps": 1, "budget": 0, "max_per_second": 0}}
+    async with httpx.AsyncClient(base_url=base, timeout=60) as c:
+        run = (await c.post("/api/runs", json=config)).json()
+        await finished(c, [run["id"]])
+        events = (await c.get(f"/api/runs/{run['id']}/events", params={"type": "layers", "limit": 1000})).json()
+        kb = sum(len(json.dumps(e)) for e in events["data"]) / 1024
+    host, port = base.removeprefix("http://").split(":")
+    before = rss_mb(pid)
+    sockets = []
+    for _ in range(n):
+        s = socket.create_connection((host, int(port)))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.sendall((f"GET /ws/runs/{run['id']} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+                   f"Connection: Upgrade\r\nSec-WebSocket-Key: ZGVlcHNjb3BlLXN0YWxsIQ==\r\n"
+                   f"Sec-WebSocket-Version: 13\r\nOrigin: {base}\r\n\r\n").encode())
+        sockets.append(s)
+    await asyncio.sleep(8)
+    held = rss_mb(pid)
+    queued = 0  # what the kernel holds for the first socket: sent by the service, not read by the client
+    sockets[0].setblocking(False)
+    try:
+        while chunk := sockets[0].recv(1 << 20):
+            queued += len(chunk)
+    except BlockingIOError:
+        pass
+    for s in sockets:
+        s.close()
+    await asyncio.sleep(8)
+    after = rss_mb(pid)
+    print(f"6. {n} WebSockets that never read, replaying a 100-layer run ({len(events['data'])} layers events, "
+          f"{kb / 1024:.1f} MB of them): service RSS {before:.0f} MB before, {held:.0f} MB while they wait "
+          f"({(held - before) / n:.2f} MB a socket), {after:.0f} MB 8 s after they closed; the kernel held {queued / 2**20:.2f} MB for one socket")
 
 
 async def finished(c: httpx.AsyncClient, ids: list[str], timeout: float = 600) -> list[dict]:
@@ -262,6 +313,7 @@ def main() -> None:
     parser.add_argument("--api-seconds", type=float, default=8.0)
     parser.add_argument("--skip-storage", action="store_true", help="leave out 5 (about two minutes)")
     parser.add_argument("--only-storage", action="store_true", help="5 alone")
+    parser.add_argument("--only-memory", action="store_true", help="6 alone")
     args = parser.parse_args()
     port = free_port()
     env = {**os.environ, "DEEPSCOPE_DATA_DIR": tempfile.mkdtemp(), "DEEPSCOPE_WORKERS": "2"}
@@ -282,6 +334,7 @@ def main() -> None:
             time.sleep(0.01)
         print(f"0. deepscope serve -> /healthz answers in {healthy:.2f} s; both workers warm after "
               f"{time.monotonic() - t0:.2f} s (runs submitted before then wait queued)")
+        args.server_pid = server.pid
         asyncio.run(main_async(args, base, ws_base))
     finally:
         server.terminate()

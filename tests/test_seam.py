@@ -120,3 +120,42 @@ def test_live_snapshots_are_paced_in_seq_order_and_curves_are_never_dropped():
     paced.sent_at["layers"] -= SNAPSHOT_INTERVAL_S["layers"]  # the interval has passed
     assert [s for s, _, _ in paced.release([(6, "status", "END")])] == [4, 5, 6]
     assert paced.release([(5, "step", "S5"), (6, "status", "END")]) == []  # nothing twice
+
+
+def test_a_viewer_that_does_not_read_holds_a_page_of_bounded_bytes(tmp_path):
+    # Heavy events (a 100-layer net's layers events are about 115 KB): a page is cut to REPLAY_BYTES, so a
+    # socket that never reads holds a few of them, not REPLAY_PAGE.
+    from deepscope.app.service import REPLAY_BYTES
+
+    heavy = "x" * 100_000
+
+    async def scenario() -> list[int]:
+        store = Store(f"sqlite:///{tmp_path / 'heavy.db'}")
+        hub = Hub()
+        hub.bind(asyncio.get_running_loop())
+        service = RunService(store, hub, NoExecutor())
+        run_id = store.create_run("deep", {})["id"]
+        for seq in range(40):
+            event = {"seq": seq, "type": "layers", "step": seq, "layers": [], "pad": heavy}
+            service.persist(run_id, event, orjson.dumps(event).decode())
+        service.flush()
+        held: list[int] = []
+        real_events = service.events
+
+        def measuring(rid, after=-1, limit=1000, types=None):
+            rows = real_events(rid, after, limit, types)
+            held.append(sum(len(raw) for _, _, raw in rows))
+            return rows
+
+        service.events = measuring
+        stream = service.stream(run_id)
+        for _ in range(25):  # the client reads a while (several pages), then stops reading
+            await stream.__anext__()
+        await asyncio.sleep(0.2)
+        await stream.aclose()
+        store.close()
+        return held
+
+    pages = asyncio.run(scenario())
+    assert len(pages) >= 3, pages  # it read page after page as the client took them ...
+    assert max(pages[1:]) <= REPLAY_BYTES + 100_200, pages  # ... each about REPLAY_BYTES once sizes are known

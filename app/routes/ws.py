@@ -9,12 +9,14 @@ cache below answers the second viewer by identity.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import zlib
 from typing import Annotated
 
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 
+from deepscope.app import heap
 from deepscope.app.deps import ServiceDep, caller, ws_allowed
 from deepscope.app.service import ViewerOverflow
 from deepscope.app.statuses import CloseCode, close_reason
@@ -59,3 +61,6 @@ async def run_stream(websocket: WebSocket, run_id: str, service: ServiceDep,
         await websocket.close(code=CloseCode.TOO_FAR_BEHIND, reason="too far behind; reconnect to replay")
     except (WebSocketDisconnect, asyncio.CancelledError, RuntimeError):
         pass
+    finally:
+        with contextlib.suppress(RuntimeError):  # a service shutting down has no threads left to ask
+            await asyncio.to_thread(heap.give_back)  # a class closing its pages gives their memory back
