@@ -179,3 +179,22 @@ def test_one_config_gives_one_result_through_the_cli_the_local_worker_and_celery
         results["celery"] = wait_for(c, c.post("/api/runs", json=config).json()["id"], timeout=120)["summary"]
     keys = ("train_loss", "train_acc", "val_loss", "val_acc")
     assert len({tuple(r[k] for k in keys) for r in results.values()}) == 1, results
+
+
+def test_entries_a_dead_replica_read_are_stored_when_the_run_ends(backends):
+    """A replica that dies holding unacknowledged entries of a run that then ends: the replica that stores
+    the end claims them at once (the periodic claim needs the run active and 30 s idle) and stores them,
+    so the replay has no hole."""
+    r = redis.Redis.from_url(REDIS_URL)
+    with LiveServer(settings(backends)) as live, httpx.Client(base_url=live.url, timeout=30) as c:
+        run = c.post("/api/runs", json={"model": {"depth": 4, "width": 32}, "train": {"epochs": 60, "fresh": True}}).json()
+        wait_for(c, run["id"], statuses=("running",))
+        stolen = []
+        while not stolen:  # the "dead" replica reads a few entries and never acknowledges them
+            got = r.xreadgroup(K.GROUP, "a-replica-that-died", {K.stream(run["id"]): ">"}, count=5, block=1000)
+            stolen = [json.loads(fields[b"e"])["seq"] for _, entries in got or [] for _, fields in entries]
+        assert wait_for(c, run["id"], timeout=90)["status"] == "completed"
+        events = stored(c, run["id"])
+        assert_whole(events)
+        assert set(stolen) <= {e["seq"] for e in events} and events[-1]["status"] == "completed"
+        assert not r.xpending(K.stream(run["id"]), K.GROUP)["pending"]

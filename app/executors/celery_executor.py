@@ -245,8 +245,20 @@ class CeleryExecutor:
             if ids:
                 self.redis.xack(stream, K.GROUP, *ids)
         for run_id in finished:
+            self._claim_leftovers(K.stream(run_id))
             self.redis.srem(K.ACTIVE, run_id)
             self.redis.expire(K.stream(run_id), K.STREAM_TTL_S)
+
+    def _claim_leftovers(self, stream: str) -> None:
+        """A run has ended: what other consumers read of it and never acknowledged (a replica that died
+        holding entries) is claimed now, whatever its idle time, and stored. The run leaves the active
+        set after this, and the periodic claim would never see its stream again. A replica still alive
+        that stores the same entries writes nothing twice (the store is idempotent by seq)."""
+        _, claimed, *_ = self.redis.xautoclaim(stream, K.GROUP, self.consumer, min_idle_time=0, start_id="0-0",
+                                               count=1000)
+        if claimed:
+            log.warning("%s: %d entries another replica read and never stored, stored now", stream, len(claimed))
+            self._store([(stream.encode(), claimed)])
 
     # -- the live reader --------------------------------------------------------------------
     def _live_loop(self) -> None:
