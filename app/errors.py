@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from deepscope.app.disk import DiskFull, is_disk_full
 from deepscope.engine.config import _short, describe_errors, explain_error
 
 
@@ -54,6 +55,10 @@ def install(app: FastAPI) -> None:
                        (RedisConnectionError, "Redis"), (RedisTimeoutError, "Redis")):
         app.add_exception_handler(kind, _unavailable(what))
 
+    @app.exception_handler(DiskFull)
+    async def disk_full(request: Request, exc: DiskFull) -> JSONResponse:
+        return _disk_full(exc)
+
     @app.exception_handler(ValidationError)
     async def invalid_model(request: Request, exc: ValidationError) -> JSONResponse:
         return JSONResponse({"detail": describe_errors(exc)}, 422)
@@ -61,9 +66,16 @@ def install(app: FastAPI) -> None:
 
 def _unavailable(what: str) -> Any:
     async def answer(request: Request, exc: Exception) -> JSONResponse:
+        if is_disk_full(exc):
+            return _disk_full(DiskFull())
         return JSONResponse({"detail": f"{what} is unreachable for the moment; try again in a few seconds"}, 503,
                             headers={"Retry-After": "5"})
     return answer
+
+
+def _disk_full(exc: DiskFull) -> JSONResponse:
+    """507 Insufficient Storage: nothing new can be stored; reading goes on."""
+    return JSONResponse({"detail": str(exc)}, 507, headers={"Retry-After": "60"})
 
 
 def _why_unparseable(body: bytes) -> str:

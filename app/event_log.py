@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import orjson
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from deepscope.app.disk import is_disk_full
 from deepscope.app.statuses import FINISHED
 from deepscope.app.store import Store
 
@@ -45,6 +46,8 @@ class EventWriter:
         self.store, self.followers = store, followers
         self.spill_dir = spill_dir
         self.failing: str | None = None  # why the last commit failed, while it does
+        self.disk_full = False  # the last commit failed because the disk is full (app/disk.py)
+        self.on_disk_full: Callable[[], None] | None = None  # told once each time the disk fills
         self.interval = interval
         self.max_batch = max_batch
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
@@ -109,11 +112,16 @@ class EventWriter:
                     self._write(conn, batch_events, batch_runs)
                 if self.failing:
                     log.warning("the database answers again: stored the %d events held", len(batch_events))
-                self.failing = None
+                self.failing, self.disk_full = None, False
                 return
-            except (OperationalError, InterfaceError) as exc:  # locked or unreachable: it comes back
+            except (OperationalError, InterfaceError) as exc:  # locked, unreachable or full: it comes back
                 self.failing = str(exc).splitlines()[0][:200]
-                if attempt == 0:
+                if is_disk_full(exc) and not self.disk_full:
+                    self.disk_full = True
+                    log.error("the database's disk is full: holding %d events until it has room", len(batch_events))
+                    if self.on_disk_full is not None:
+                        self.on_disk_full()
+                elif attempt == 0:
                     log.warning("the database is out of reach (%s): holding %d events", self.failing,
                                 len(batch_events))
             except Exception:  # anything else would fail again the same way: say so, do not hang

@@ -10,14 +10,17 @@ and what is shared ``sharing.py``'s.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import orjson
+from sqlalchemy.exc import OperationalError
 
 from deepscope.app import sharing
+from deepscope.app.disk import DiskFull, is_disk_full
 from deepscope.app.event_log import EventLog, EventWriter
 from deepscope.app.executors import Executor
 from deepscope.app.hub import Hub
@@ -28,6 +31,8 @@ from deepscope.app.store import Store, Transaction, now_iso
 from deepscope.app.watched import WatchedRuns
 from deepscope.engine.config import RunConfig
 from deepscope.engine.events import EventType, Status
+
+log = logging.getLogger("deepscope.service")
 
 # A replay reads the store a page at a time, and the next page only when the socket has sent the last
 # (each send waits while the client does not read): a page is what one socket holds at once. At most
@@ -53,6 +58,8 @@ class RunService:
         self._lock = threading.Lock()
         self.watched = WatchedRuns(self)
         self.reconciler = Reconciler(self)
+        if hasattr(self.log, "on_disk_full"):
+            self.log.on_disk_full = self._disk_filled
 
     def close(self) -> None:
         self.log.stop()
@@ -67,6 +74,8 @@ class RunService:
         """Create the runs, all or none, within the quotas (checked in the creating transaction), then train
         each one, or, where an identical training exists or runs already, share it (docs/workshop.md).
         ``QuotaExceeded`` says which limit a request would pass."""
+        if getattr(self.log, "disk_full", False):
+            raise DiskFull()  # its row could not be stored, nor its events
         keys = sharing.keys_for(configs)
 
         def decide(tx: Transaction, ids: list[str]) -> list[dict[str, Any]]:
@@ -75,8 +84,13 @@ class RunService:
                               trainings=sum(not row.get("shared_from") for row in plan))
             return plan
 
-        runs = self.store.create_runs([(c.display_name(), c.model_dump()) for c in configs], group=group,
-                                      owner=owner, address=address, decide=decide)
+        try:
+            runs = self.store.create_runs([(c.display_name(), c.model_dump()) for c in configs], group=group,
+                                          owner=owner, address=address, decide=decide)
+        except OperationalError as exc:
+            if is_disk_full(exc):
+                raise DiskFull() from exc
+            raise
         for i, run in enumerate(runs):
             if run["shared_from"] is None:
                 try:
@@ -89,6 +103,17 @@ class RunService:
             else:
                 sharing.catch_up(self.store, run["id"], run["shared_from"])
         return [self.get(run["id"]) or run for run in runs]
+
+    def _disk_filled(self) -> None:
+        """The database's disk is full (the event writer found out): the trainings in flight stop, since
+        their events could not be stored; what they sent waits in the writer until the disk has room."""
+        try:
+            in_flight = self.store.trainings_in_flight()
+        except OperationalError:
+            return
+        for run in in_flight:
+            self.executor.cancel(run["id"])
+        log.error("the disk is full: stopped %d trainings in flight", len(in_flight))
 
     def _not_queued(self, runs: list[dict[str, Any]], exc: Exception) -> None:
         """The runs of a request the executor could not take, and the shares of them: failed, saying so."""

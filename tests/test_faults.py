@@ -198,3 +198,40 @@ def test_the_reconciler_requeues_what_never_started_and_ends_what_no_worker_hold
     assert service.reconciler.once(now=200.0) == {"requeued": [], "ended": []}
     service.close()
     store.close()
+
+
+def test_a_full_disk_answers_507_stops_the_trainings_and_loses_nothing_accepted(tmp_path):
+    """SQLite on a full disk (its page count capped, as a full disk makes it fail: SQLITE_FULL): a submit is
+    a 507 naming the cause, the training in flight stops, and the events it sent wait in the service;
+    once the disk has room every one of them is stored, ending with the run's stop."""
+    from sqlalchemy import event, text
+
+    with LiveServer(Settings(data_dir=tmp_path / "data", workers=1)) as server, \
+            httpx.Client(base_url=server.url, timeout=30) as c:
+        engine = server.service.store.engine
+        run = c.post("/api/runs", json={"name": "fills the disk", "train": {"epochs": 400, "fresh": True}}).json()
+        wait_for(c, run["id"], statuses=("running",), timeout=60)
+        with engine.connect() as conn:
+            pages = conn.execute(text("PRAGMA page_count")).scalar()
+        room = {"pages": pages + 2}  # what is on disk now, and hardly more
+
+        @event.listens_for(engine, "connect")
+        def cap(dbapi_connection, _record):
+            dbapi_connection.execute(f"PRAGMA max_page_count = {room['pages']}")
+
+        engine.dispose()  # every connection from now on has the cap
+        deadline = time.monotonic() + 60
+        while not server.service.log.disk_full:
+            assert time.monotonic() < deadline, "the writer never found the disk full"
+            time.sleep(0.2)
+        refused = c.post("/api/runs", json={"name": "no room"})
+        assert refused.status_code == 507 and "disk is full" in refused.json()["detail"], refused.text
+        time.sleep(2)  # the training stops; its last events wait in the writer
+        room["pages"] = 10**9
+        engine.dispose()  # room again
+        ended = wait_for(c, run["id"], timeout=60)
+        assert ended["status"] == "cancelled", ended
+        events = contiguous(c, run["id"])
+        assert [e["seq"] for e in events] == list(range(len(events)))
+        assert events[-1]["type"] == "status" and events[-1]["status"] == "cancelled"
+        assert c.post("/api/runs", json={"name": "room again", "train": {"epochs": 1}}).status_code == 201
