@@ -20,6 +20,14 @@ class NoExecutor:
         return []
 
 
+def bound_service(tmp_path, name: str) -> tuple[Store, RunService, str]:
+    """A service on a SQLite store of its own, its hub bound to the running loop, and one run in it."""
+    store = Store(f"sqlite:///{tmp_path / (name + '.db')}")
+    hub = Hub()
+    hub.bind(asyncio.get_running_loop())
+    return store, RunService(store, hub, NoExecutor()), store.create_run(name, {})["id"]
+
+
 def step(seq: int) -> tuple[dict, str]:
     event = {"seq": seq, "type": "step", "step": seq, "epoch": 0, "loss": 1.0, "acc": 0.5, "progress": 0.5}
     return event, orjson.dumps(event).decode()
@@ -33,11 +41,7 @@ def done(seq: int) -> tuple[dict, str]:
 @pytest.mark.parametrize("stored_before_the_read", [True, False], ids=["stored-and-live", "live-only"])
 def test_an_event_in_the_seam_arrives_exactly_once(tmp_path, stored_before_the_read):
     async def scenario() -> list[int]:
-        store = Store(f"sqlite:///{tmp_path / 'seam.db'}")
-        hub = Hub()
-        hub.bind(asyncio.get_running_loop())
-        service = RunService(store, hub, NoExecutor())
-        run_id = store.create_run("seam", {})["id"]
+        store, service, run_id = bound_service(tmp_path, "seam")
         for seq in range(3):
             service.on_event(run_id, *step(seq))
         real_events, injected = service.events, []
@@ -78,11 +82,7 @@ def test_a_viewer_that_does_not_read_holds_one_page(tmp_path):
     from deepscope.app.service import REPLAY_PAGE
 
     async def scenario() -> tuple[int, int]:
-        store = Store(f"sqlite:///{tmp_path / 'pages.db'}")
-        hub = Hub()
-        hub.bind(asyncio.get_running_loop())
-        service = RunService(store, hub, NoExecutor())
-        run_id = store.create_run("long", {})["id"]
+        store, service, run_id = bound_service(tmp_path, "long")
         for seq in range(REPLAY_PAGE * 5):
             service.persist(run_id, *step(seq))
         service.flush()
@@ -130,11 +130,7 @@ def test_a_viewer_that_does_not_read_holds_a_page_of_bounded_bytes(tmp_path):
     heavy = "x" * 100_000
 
     async def scenario() -> list[int]:
-        store = Store(f"sqlite:///{tmp_path / 'heavy.db'}")
-        hub = Hub()
-        hub.bind(asyncio.get_running_loop())
-        service = RunService(store, hub, NoExecutor())
-        run_id = store.create_run("deep", {})["id"]
+        store, service, run_id = bound_service(tmp_path, "deep")
         for seq in range(40):
             event = {"seq": seq, "type": "layers", "step": seq, "layers": [], "pad": heavy}
             service.persist(run_id, event, orjson.dumps(event).decode())
