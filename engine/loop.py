@@ -27,6 +27,7 @@ from deepscope.engine.devices import pick_device
 from deepscope.engine.doctor import Doctor
 from deepscope.engine.doctor.nonfinite import first_nonfinite_layer
 from deepscope.engine.events import EventType, Status, status_event
+from deepscope.engine.memory import eval_chunk
 from deepscope.engine.models import batch_statistics, build_model
 from deepscope.engine.optimizers import make_optimizer
 from deepscope.engine.paths import default_data_dir
@@ -94,15 +95,16 @@ def steps_per_epoch(n_train: int, batch_size: int) -> int:
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
-             between: Callable[[], object] = lambda: None) -> tuple[float, float]:
-    """Loss and accuracy in eval mode, in chunks; ``between`` is called before each (the worker's limits)."""
+             between: Callable[[], object] = lambda: None, chunk: int = EVAL_CHUNK) -> tuple[float, float]:
+    """Loss and accuracy in eval mode, ``chunk`` samples at a time; ``between`` is called before each (the
+    worker's limits)."""
     model.eval()
     loss_sum, correct = 0.0, 0
-    for i in range(0, len(x), EVAL_CHUNK):
+    for i in range(0, len(x), chunk):
         between()
-        logits = model(x[i:i + EVAL_CHUNK])
-        loss_sum += float(F.cross_entropy(logits, y[i:i + EVAL_CHUNK], reduction="sum"))
-        correct += int((logits.argmax(1) == y[i:i + EVAL_CHUNK]).sum())
+        logits = model(x[i:i + chunk])
+        loss_sum += float(F.cross_entropy(logits, y[i:i + chunk], reduction="sum"))
+        correct += int((logits.argmax(1) == y[i:i + chunk]).sum())
     model.train()
     return loss_sum / len(x), correct / len(x)
 
@@ -328,9 +330,10 @@ class _Run:
 
     def _validate(self, epoch: int, step: int) -> bool:
         data = self.data
+        chunk = eval_chunk(self.cfg, data.input_shape)  # the widest layer's outputs stay bounded
         train_loss, train_acc = evaluate(self.model, data.x_train[self.eval_idx], data.y_train[self.eval_idx],
-                                         self.limits)
-        val_loss, val_acc = evaluate(self.model, data.x_val, data.y_val, self.limits)
+                                         self.limits, chunk)
+        val_loss, val_acc = evaluate(self.model, data.x_val, data.y_val, self.limits, chunk)
         metrics = {"train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss, "val_acc": val_acc}
         if self.cfg.model.batchnorm:
             metrics["val_acc_batch_stats"] = evaluate_batch_statistics(self.model, data.x_val, data.y_val, self.bs)

@@ -13,6 +13,7 @@ import math
 from typing import TYPE_CHECKING
 
 from deepscope.engine.datasets import DATASETS
+from deepscope.engine.telemetry.units import PROBE_IMAGES, PROBE_SAMPLES
 
 if TYPE_CHECKING:
     from deepscope.engine.config import RunConfig
@@ -23,24 +24,35 @@ RUNTIME_MB = 420.0   # a worker with torch and torch._dynamo imported, after its
 BYTES_PER_VALUE = 40
 BYTES_PER_VALUE_WATCHED = 140
 MAX_CLASSES = 10
-EVAL_CHUNK = 1024
+EVAL_CHUNK = 1024  # engine/loop.py's (which the exported script copies; tests/test_limits.py holds them equal)
+# Evaluation holds about EVAL_LIVE layer outputs at once (a conv's, its normalisation's, its activation's),
+# and its chunk is cut so that these stay under EVAL_BUDGET bytes
+EVAL_LIVE = 3
+EVAL_BUDGET = 256 * 2**20
 FLOAT = 4
 
 
-def _hidden_values(cfg: RunConfig, shape: tuple[int, ...]) -> int:
-    """Values of every hidden layer's output for one sample (the CNN's pools shrink later layers)."""
+def layer_values(cfg: RunConfig, shape: tuple[int, ...]) -> list[int]:
+    """Values of each hidden layer's output for one sample (the CNN's pools shrink later layers)."""
     m = cfg.model
     if m.arch != "cnn":
-        return m.depth * m.width
+        return [m.width] * m.depth
     pixels = math.prod(shape[1:])
     n_pools = max(0, min(3, int(math.log2(min(shape[1:]))) - 1, m.depth))
     pools = {round((i + 1) * m.depth / (n_pools + 1)) - 1 for i in range(n_pools)} if n_pools else set()
-    total = 0
+    values = []
     for layer in range(m.depth):
-        total += m.width * pixels
+        values.append(m.width * pixels)
         if layer in pools:
             pixels //= 4
-    return total
+    return values
+
+
+def eval_chunk(cfg: RunConfig, shape: tuple[int, ...]) -> int:
+    """Samples evaluated at once: EVAL_CHUNK, or fewer where the largest layer's outputs for that many
+    would pass EVAL_BUDGET (a 512-channel first conv layer on 28x28 images is 1.6 GB for 1024 samples)."""
+    widest = max(layer_values(cfg, shape))
+    return max(1, min(EVAL_CHUNK, EVAL_BUDGET // (EVAL_LIVE * FLOAT * widest)))
 
 
 def estimate_mb(cfg: RunConfig) -> dict[str, float]:
@@ -54,13 +66,19 @@ def estimate_mb(cfg: RunConfig) -> dict[str, float]:
     per_unit = 9 if m.arch == "cnn" else 1
     params = fan_in * m.width + (m.depth - 1) * per_unit * m.width * m.width + m.width * MAX_CLASSES
     state = {"sgd": 0, "momentum": 1, "adam": 2}.get(cfg.train.optimizer, 2)
-    values = _hidden_values(cfg, shape)
-    per_value = BYTES_PER_VALUE_WATCHED if cfg.telemetry.every_steps else BYTES_PER_VALUE
+    layers = layer_values(cfg, shape)
+    values = sum(layers)
+    watched = bool(cfg.telemetry.every_steps)
+    per_value = BYTES_PER_VALUE_WATCHED if watched else BYTES_PER_VALUE
+    probe = PROBE_IMAGES if m.arch == "cnn" else PROBE_SAMPLES
     items = {
         "dataset": 2 * n * features * FLOAT,
         "parameters": (3 + state) * params * FLOAT,
         "activations": cfg.train.batch_size * values * per_value,
-        "evaluation": 2 * min(EVAL_CHUNK, n) * values / m.depth * FLOAT,
+        # the largest layer, not the average: its outputs for one chunk are the evaluation's peak
+        "evaluation": EVAL_LIVE * min(eval_chunk(cfg, shape), n) * max(layers) * FLOAT,
+        # the probe set's activations, every layer's kept at once (engine/telemetry/units.py)
+        "probe set": 2 * probe * values * FLOAT if watched else 0,
     }
     out = {k: v / 2**20 for k, v in items.items()}
     out["runtime"] = RUNTIME_MB

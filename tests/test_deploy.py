@@ -111,6 +111,7 @@ def test_cli_documents_its_commands(argv):
 
 
 @pytest.mark.image
+@pytest.mark.timeout(1500)  # a cold build (no cached base image) takes minutes: past the suite's 300 s
 def test_the_image_builds_and_runs_for_real_alone_and_as_the_compose_deployment():
     # Docker where one answers, else podman and podman-compose; stand-in images where no registry is
     # reachable. Deselect locally with -m "not image" (about 4-6 minutes cold).
