@@ -3,9 +3,11 @@
 A shared server refuses a config that would not fit (docs/workshop.md) rather than letting one run
 take a worker's memory. The big items: the dataset (held once plus a working copy), parameters with
 their gradients, the optimizer's state and the probe's copy, one batch of every hidden layer's
-outputs times what is kept per value (autograd's saved tensors; with telemetry, two captures in flight
-and the histogram buffers), evaluation in chunks of 1024 samples, and the worker's torch runtime.
-Calibrated against the peak RSS (``ru_maxrss``) of real runs; docs/workshop.md has the table.
+outputs times what is kept per value (autograd's saved tensors; with telemetry, the histogram buffers),
+evaluation in chunks cut so that the widest layer's outputs stay under EVAL_BUDGET, the probe set's
+activations, and the worker's torch runtime (more for a CNN). Calibrated against the peak RSS
+(``ru_maxrss``) of real runs on a grid of configs: benchmarks/memory_grid.py prints the table, and
+tests/test_memory_estimate.py holds the estimate above the peak on its quick rows.
 """
 from __future__ import annotations
 
@@ -18,11 +20,19 @@ from deepscope.engine.telemetry.units import PROBE_IMAGES, PROBE_SAMPLES
 if TYPE_CHECKING:
     from deepscope.engine.config import RunConfig
 
-RUNTIME_MB = 420.0   # a worker with torch and torch._dynamo imported, after its first run (docs/measured.md)
-# Per value of a hidden layer's output, per sample of a batch: autograd's saved tensors alone (telemetry
-# off), or with two captures in flight, the histogram buffers and their index caches (telemetry on).
+RUNTIME_MB = 480.0   # a worker with torch, numba's kernels and the engine loaded, after a tiny run (445 MB measured)
+# Per value of a hidden layer's output, per sample of a batch: autograd's saved tensors and the step's
+# temporaries (telemetry off), and with telemetry the histogram buffers (a capture keeps the tensors
+# autograd saved, no copies). Measured at batch 256-4096, where they dominate: about 21 bytes a value
+# (benchmarks/memory_grid.py); these leave twice that.
 BYTES_PER_VALUE = 40
-BYTES_PER_VALUE_WATCHED = 140
+BYTES_PER_VALUE_WATCHED = 48
+# A CNN's convolutions keep kernels and workspaces per batch shape (training, evaluation chunks, the probe
+# set): an 8-block CNN on digits peaked 176 MB over the MLP's runtime
+CNN_RUNTIME_MB = 200.0
+# What each watched layer costs beyond its values (its records, caches and allocator overhead): a
+# 50-layer MLP at batch 128 captured every step peaked 100 MB over the runtime, its items 55 MB
+PER_LAYER_MB = 1.0
 MAX_CLASSES = 10
 EVAL_CHUNK = 1024  # engine/loop.py's (which the exported script copies; tests/test_limits.py holds them equal)
 # Evaluation holds about EVAL_LIVE layer outputs at once (a conv's, its normalisation's, its activation's),
@@ -79,8 +89,9 @@ def estimate_mb(cfg: RunConfig) -> dict[str, float]:
         "evaluation": EVAL_LIVE * min(eval_chunk(cfg, shape), n) * max(layers) * FLOAT,
         # the probe set's activations, every layer's kept at once (engine/telemetry/units.py)
         "probe set": 2 * probe * values * FLOAT if watched else 0,
+        "layers": (m.depth + 1) * PER_LAYER_MB * 2**20,
     }
     out = {k: v / 2**20 for k, v in items.items()}
-    out["runtime"] = RUNTIME_MB
+    out["runtime"] = RUNTIME_MB + (CNN_RUNTIME_MB if m.arch == "cnn" else 0.0)
     out["total"] = sum(out.values())
     return out
