@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,8 +36,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 
+from deepscope.app.packing import PACKED_TYPES, deflated, inflated
 from deepscope.app.statuses import ACTIVE_STATUSES, INTERRUPTED
-from deepscope.engine.events import EventType, Status
+from deepscope.engine.events import Status
 
 metadata = MetaData()
 runs = Table(
@@ -76,12 +76,12 @@ events = Table(
     Column("type", String(16), nullable=False),
     Column("step", Integer),
     Column("data", Text, nullable=False),
-    # A finished run's heavy events are kept zlib-compressed here, with data left empty (``pack_in``).
+    # Heavy events are kept zlib-compressed here as they are stored, with data left empty (app/packing.py;
+    # ``pack_in`` packs the events of runs stored by a DeepScope before that).
     Column("packed", LargeBinary),
 )
 ADDED_EVENT_COLUMNS = {"packed": {"sqlite": "BLOB", "postgresql": "BYTEA"}}
 # the heavy JSON (image samples are PNGs: compressed already)
-PACKED_TYPES = (EventType.LAYERS.value, EventType.BOUNDARY.value)
 Index("events_run_type", events.c.run_id, events.c.type)
 
 
@@ -295,7 +295,7 @@ class Store:
         if rows:
             conn.execute(update(events).where(events.c.run_id == bindparam("b_run"), events.c.seq == bindparam("b_seq"))
                          .values(data="", packed=bindparam("b_packed")),
-                         [{"b_run": run_id, "b_seq": r.seq, "b_packed": zlib.compress(r.data.encode(), 6)} for r in rows])
+                         [{"b_run": run_id, "b_seq": r.seq, "b_packed": deflated(r.data)} for r in rows])
         return len(rows)
 
     def finished_unpacked(self, limit: int = 200) -> list[str]:
@@ -370,6 +370,8 @@ class Store:
     def insert_events_in(self, conn: Any, rows: list[dict[str, Any]]) -> None:
         """Event rows, inside a transaction the caller holds; idempotent by (run_id, seq): a replayed
         stream or a second app replica writes nothing twice."""
+        rows = [{**r, "data": "", "packed": deflated(r["data"])} if r["type"] in PACKED_TYPES else {**r, "packed": None}
+                for r in rows]  # heavy events compressed as they are stored (app/packing.py)
         dialect = self.engine.dialect.name
         if dialect == "sqlite":
             from sqlalchemy.dialects.sqlite import insert as dialect_insert
@@ -394,5 +396,5 @@ class Store:
         if types:
             q = q.where(events.c.type.in_(types))
         with self.engine.connect() as conn:
-            return [(r.seq, r.type, r.data if r.packed is None else zlib.decompress(r.packed).decode())
+            return [(r.seq, r.type, r.data if r.packed is None else inflated(r.packed))
                     for r in conn.execute(q)]

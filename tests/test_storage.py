@@ -192,8 +192,12 @@ def test_gc_compresses_the_finished_runs_an_older_version_stored_as_text(any_sto
     store = any_store
     _, emitted = run_engine({"train": {"epochs": 1}})
     run = store.create_run("r", {})
+    from sqlalchemy import insert
+
+    from deepscope.app.store import events
+
     with store.engine.begin() as conn:  # written as DeepScope 0.3 did: text only
-        store.insert_events_in(conn, [{"run_id": run["id"], "seq": e["seq"], "type": e["type"], "step": e.get("step"),
+        conn.execute(insert(events), [{"run_id": run["id"], "seq": e["seq"], "type": e["type"], "step": e.get("step"),
                                        "data": orjson.dumps(e).decode()} for e in emitted])
     store.update_run(run["id"], status="completed")
     before = store.events(run["id"], limit=10_000)

@@ -247,7 +247,8 @@ def test_oversized_configs_are_refused_with_the_fields_and_the_limit(server):
     with student(server) as c:
         for body in ({"model": {"depth": 100, "width": 512}, "train": {"batch_size": 4096},
                       "telemetry": {"every_steps": 1}},
-                     {"data": {"dataset": "shapes", "n_samples": 20000}, "model": {"arch": "cnn", "width": 64}}):
+                     {"data": {"dataset": "shapes", "n_samples": 20000}, "model": {"arch": "cnn", "width": 256},
+                      "train": {"batch_size": 256}}):
             r = c.post("/api/runs", json=body)
             detail = r.json()["detail"][0]
             assert r.status_code == 422 and "DEEPSCOPE_MAX_RUN_MEMORY_MB" in detail["msg"], r.text

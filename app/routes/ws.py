@@ -2,33 +2,27 @@
 
 With ``?encoding=deflate`` an event of COMPRESS_FROM bytes or more goes as a binary message: its JSON,
 zlib-deflated. A 20-layer ``layers`` event shrinks from about 24 KB to 8 KB (docs/events.md). Each event
-is compressed once, however many viewers watch it: the hub hands every viewer the same string, and the
-cache below answers the second viewer by identity.
+is compressed once, however many viewers watch it, and a layers or boundary event once for the store and
+the wire together (app/packing.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import zlib
 from typing import Annotated
 
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 
 from deepscope.app import heap
 from deepscope.app.deps import ServiceDep, caller, ws_allowed
+from deepscope.app.packing import deflated
 from deepscope.app.service import ViewerOverflow
 from deepscope.app.statuses import CloseCode, close_reason
 
 router = APIRouter()
 ENCODINGS = ("json", "deflate")
 COMPRESS_FROM = 1024  # smaller events (steps, evals) gain little and would cost a decode each on the page
-
-
-@functools.lru_cache(maxsize=64)  # the events in flight to viewers now; a 100-layer one is about 115 KB
-def deflated(raw: str) -> bytes:
-    return zlib.compress(raw.encode(), 6)
 
 
 @router.websocket("/ws/runs/{run_id}")
