@@ -34,6 +34,7 @@ from deepscope.engine.paths import default_data_dir
 from deepscope.engine.preview import SAMPLES, boundary_event, samples_event, training_points
 from deepscope.engine.storage import StorageCap
 from deepscope.engine.telemetry import Settings, Telemetry, layers_of_net, probe_summary
+from deepscope.engine.telemetry.schedule import evenly_spread
 from deepscope.engine.telemetry.units import probe_size
 from deepscope.engine.theory import predicted_preact_std
 
@@ -42,8 +43,9 @@ log = logging.getLogger("deepscope.engine")
 MAX_STEP_EVENTS = 2000      # loss points per run; more only cost storage and bandwidth
 STEP_EVENT_INTERVAL_S = 0.05  # and at most 20 a second: a page redraws a few times a second, and every
                               # step event goes to every viewer (100 viewers x 800 steps/s would be 80k sends/s)
-BOUNDARIES_PER_EPOCH = 4
-MAX_BOUNDARIES = 100
+# Boundaries a run draws, evenly spread (the capture floor's 50): a boundary event is 18 KB of JSON, and at
+# four an epoch they were three quarters of what a lesson run stored and sent (benchmarks/workshop.py)
+MAX_BOUNDARIES = 50
 EVAL_TRAIN_SAMPLES = 2048   # training-set metrics are measured on a fixed subset in eval mode
 EVAL_CHUNK = 1024
 
@@ -197,8 +199,9 @@ class _Run:
         self.steps_per_epoch = steps_per_epoch(self.n_train, self.bs)
         self.total_steps = self.steps_per_epoch * cfg.train.epochs
         self.step_every = max(1, math.ceil(self.total_steps / MAX_STEP_EVENTS))
-        self.boundary_every = max(1, self.steps_per_epoch // BOUNDARIES_PER_EPOCH,
-                                  math.ceil(self.total_steps / MAX_BOUNDARIES)) if self.data.kind == "points" else 0
+        # The decision boundary at the steps the capture floor takes (the slider's own steps, so the boundary
+        # shown is the shown step's), and once more after the last update
+        self.boundary_steps = evenly_spread(self.total_steps, MAX_BOUNDARIES) if self.data.kind == "points" else frozenset()
         self.cap = StorageCap(max_stored_bytes, self.total_steps)
         self.cpu0 = time.process_time()
         self.eval_idx = torch.randperm(self.n_train, generator=self.gen)[:EVAL_TRAIN_SAMPLES].to(self.device)
@@ -288,7 +291,7 @@ class _Run:
             # 6) validation every epoch
             if not self._validate(epoch, step):
                 return Status.DIVERGED, f"training loss became non-finite by step {step}", {"step": step}
-        if self.boundary_every and self.cap["boundary"].allows(step):
+        if self.boundary_steps and self.cap["boundary"].allows(step):
             self._heavy("boundary", boundary_event(self.model, self.data, step, cfg.train.epochs - 1))
         # training speed, for comparing the cost of activations (the lecture: exp is the expensive part)
         self.summary["steps_per_s"] = round(step / max(time.monotonic() - self.out.t0, 1e-9), 1)
@@ -324,7 +327,7 @@ class _Run:
             acc = float((logits.argmax(1) == yb).float().mean())
             out({"type": EventType.STEP.value, "step": step, "epoch": epoch, "loss": loss_value, "acc": acc,
                  "progress": round((step + 1) / self.total_steps, 4)})
-        if self.boundary_every and step % self.boundary_every == 0 and self.cap["boundary"].allows(step):
+        if step in self.boundary_steps and self.cap["boundary"].allows(step):
             self._heavy("boundary", boundary_event(model, data, step, epoch))
         return None
 

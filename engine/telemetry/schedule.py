@@ -32,6 +32,17 @@ KEEP = 500      # captures a run keeps at most (TensorBoard keeps a reservoir of
 TARGET = 0.5    # extras aim at this share of the budget in measured CPU time
 
 
+def evenly_spread(total: int | None, n: int) -> frozenset[int]:
+    """``n`` steps spread evenly over a run of ``total``, its first and last included (the floor's steps;
+    the decision boundary is drawn at the same ones, engine/loop.py)."""
+    if not total:
+        return frozenset({0})
+    n = min(n, total)
+    if n <= 1:
+        return frozenset({0, total - 1})
+    return frozenset(round(k * (total - 1) / (n - 1)) for k in range(n))
+
+
 class CaptureSchedule:
     def __init__(self, total_steps: int | None, every: int, max_per_second: float, budget: float,
                  floor: int = 50, lane: Lane | None = None) -> None:
@@ -52,12 +63,7 @@ class CaptureSchedule:
 
     @staticmethod
     def _floor_steps(total: int | None, floor: int) -> frozenset[int]:
-        if not total:
-            return frozenset({0})
-        n = min(floor, total)
-        if n <= 1:
-            return frozenset({0, total - 1})
-        return frozenset(round(k * (total - 1) / (n - 1)) for k in range(n))
+        return evenly_spread(total, floor)
 
     # -- the clocks -------------------------------------------------------------------------
     def add_training_cost(self, cpu_seconds: float) -> None:
