@@ -1,13 +1,15 @@
-"""The service's heap: few arenas, and freed memory given back after a burst (many viewers closing).
+"""Freed memory given back to the system after a burst (a class's pages closing at once).
 
-CPython frees a large string with ``free``, and glibc keeps freed memory in its arenas for reuse, one
-arena per thread that allocates, up to eight per core: the replay pages that a class's sockets read on
-the service's I/O threads spread over dozens of arenas. Measured with 20 WebSockets that never read on a
-100-layer run (benchmarks/service.py, 6.): 4.9 MB of resident memory a socket with glibc's arenas, 2.9
-MB with two; after 100 such sockets closed the service held 300 MB more than before them. So the service
-runs with ARENAS arenas (``limit_arenas``, at start), and ``malloc_trim`` returns what the arenas hold
-free after sockets close (``give_back``: a few milliseconds, at most once per EVERY_S, off the event
-loop). Elsewhere than glibc both do nothing.
+CPython frees a large string with ``free``, and glibc keeps freed memory in its arenas for reuse: after
+100 WebSockets of a large run closed, the service held 300 MB more than before them. ``malloc_trim``
+returns what the arenas hold free. It costs a few milliseconds, so it runs at most once per EVERY_S, off
+the event loop. Elsewhere than glibc it does nothing.
+
+Measured with 100 WebSockets that never read on a 100-layer run (benchmarks/service.py, 6.): 0.9 to 4.8
+MB a socket while they wait (the page, a frame, and how the allocator's arenas happened to fill), and
+back to within 30 MB of before once they close. Two malloc arenas instead of glibc's eight a core held
+0.8 MB a socket, but slowed a busy class's first points (p95 1.8 s to 2.5 s in one measurement,
+benchmarks/workshop.py): left at glibc's default.
 """
 
 from __future__ import annotations
@@ -18,21 +20,14 @@ import threading
 import time
 
 EVERY_S = 5.0
-ARENAS = 2
-M_ARENA_MAX = -8  # glibc's mallopt parameter
 
 _lock = threading.Lock()
 _last = 0.0
 try:
     _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    _trim, _mallopt = _libc.malloc_trim, _libc.mallopt
+    _trim = _libc.malloc_trim
 except (OSError, AttributeError):  # not glibc
-    _trim = _mallopt = None
-
-
-def limit_arenas(arenas: int = ARENAS) -> bool:
-    """At most ``arenas`` malloc arenas from now on (threads started later share them). True if set."""
-    return bool(_mallopt is not None and _mallopt(M_ARENA_MAX, arenas))
+    _trim = None
 
 
 def give_back() -> bool:

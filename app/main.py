@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from deepscope import __version__
-from deepscope.app import errors, heap, housekeeping, reconciler, sharing
+from deepscope.app import errors, housekeeping, reconciler, sharing
 from deepscope.app.event_log import EventWriter
 from deepscope.app.executors import Executor
 from deepscope.app.hub import Hub
@@ -113,7 +113,6 @@ def _lifespan(settings: Settings, executor: Executor | None):
         # default pool (cores + 4) would queue a class's streams behind a few of those waits.
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(IO_THREADS, "deepscope-io"))
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        heap.limit_arenas()  # before the I/O threads start: they share a few arenas (app/heap.py)
         store = Store(settings.db_url)
         ex = executor or make_executor(settings)
         writer = EventWriter(store, followers=sharing.followed, spill_dir=settings.data_dir / "spill")
