@@ -119,8 +119,8 @@ class EventWriter:
                 if is_disk_full(exc) and not self.disk_full:
                     self.disk_full = True
                     log.error("the database's disk is full: holding %d events until it has room", len(batch_events))
-                    if self.on_disk_full is not None:
-                        self.on_disk_full()
+                    if self.on_disk_full is not None:  # on a thread of its own: what it ends is written here
+                        threading.Thread(target=self.on_disk_full, name="deepscope-disk-full", daemon=True).start()
                 elif attempt == 0:
                     log.warning("the database is out of reach (%s): holding %d events", self.failing,
                                 len(batch_events))

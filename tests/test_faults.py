@@ -211,6 +211,7 @@ def test_a_full_disk_answers_507_stops_the_trainings_and_loses_nothing_accepted(
         engine = server.service.store.engine
         run = c.post("/api/runs", json={"name": "fills the disk", "train": {"epochs": 400, "fresh": True}}).json()
         wait_for(c, run["id"], statuses=("running",), timeout=60)
+        waiting = c.post("/api/runs", json={"name": "queued behind it", "train": {"epochs": 400, "fresh": True}}).json()
         with engine.connect() as conn:
             pages = conn.execute(text("PRAGMA page_count")).scalar()
         room = {"pages": pages + 2}  # what is on disk now, and hardly more
@@ -231,6 +232,7 @@ def test_a_full_disk_answers_507_stops_the_trainings_and_loses_nothing_accepted(
         engine.dispose()  # room again
         ended = wait_for(c, run["id"], timeout=60)
         assert ended["status"] == "cancelled", ended
+        assert wait_for(c, waiting["id"], timeout=60)["status"] == "cancelled"  # stopped before it started
         events = contiguous(c, run["id"])
         assert [e["seq"] for e in events] == list(range(len(events)))
         assert events[-1]["type"] == "status" and events[-1]["status"] == "cancelled"
