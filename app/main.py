@@ -129,6 +129,7 @@ def _lifespan(settings: Settings, executor: Executor | None):
         quotas = Quotas(settings.max_queued, settings.max_active_per_client or 0, settings.max_active_per_address or 0,
                         int((settings.storage_quota_client_mb or 0) * 1e6), int((settings.storage_quota_mb or 0) * 1e6))
         service = RunService(store, hub, ex, quotas, log=writer)
+        service.watched.max_stored_bytes = int(settings.max_run_mb * 1e6) if settings.max_run_mb else None
         app.state.service, app.state.settings = service, settings
         ex.start(service)
         tasks = [asyncio.create_task(_watch_the_watched(service, settings)), asyncio.create_task(_reconcile(service)),

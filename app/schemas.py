@@ -26,6 +26,9 @@ class RunPublic(BaseModel):
     stored_bytes: int | None = None  # what its events take in the store, counted when it finishes
     # a waiting run: its place in the queue (1: next), of how many, and about when it starts
     queue: dict[str, Any] | None = None
+    # a watched run, as created: what its heavy events may store (DEEPSCOPE_MAX_RUN_MB); deepscope.watch
+    # thins its captures to fit, and appends past it are refused
+    max_stored_bytes: int | None = None
 
 
 class RunsPublic(BaseModel):

@@ -4,6 +4,9 @@ CSV and a report); only its events come from outside, validated by ``ingest.py``
 
 - Only the client that created a watched run may append to it (the server-issued identity; in workshop
   mode the class token too, as for every route).
+- What a watched run's heavy events (captures, boundaries, samples) store is capped at
+  DEEPSCOPE_MAX_RUN_MB, as a trained run's is: the create answer says the cap (``max_stored_bytes``),
+  ``deepscope.watch`` thins its captures to fit (engine/storage.py), and an append past it is a 413.
 - Appends are idempotent by seq: a batch sent again after a lost answer stores nothing twice. The next
   new event must follow the last stored one: a gap is refused, and says which seq is expected.
 - A watched run whose training stops sending (killed, or its machine gone) for WATCH_TIMEOUT_S ends as
@@ -27,6 +30,7 @@ from deepscope.app.store import now_iso
 from deepscope.engine.events import EventType, Status, status_event
 
 WATCH_TIMEOUT_S = 60.0   # no append (a heartbeat is an empty one) this long: the training is gone
+HEAVY = frozenset({EventType.LAYERS.value, EventType.BOUNDARY.value, EventType.SAMPLES.value})  # under the cap
 SOURCE = "watched"
 
 
@@ -44,6 +48,8 @@ class WatchedRuns:
         self.rate = ingest.RateLimiter()
         self._lock = threading.RLock()
         self._last_seen: dict[str, float] = {}
+        self.max_stored_bytes: int | None = None  # DEEPSCOPE_MAX_RUN_MB (app/main.py); None: no cap
+        self._heavy_bytes: dict[str, int] = {}  # what each watched run's heavy events weigh, as appended
 
     def create(self, spec: ingest.WatchedCreate, owner: str | None, address: str | None) -> dict[str, Any]:
         def decide(tx: Any, ids: list[str]) -> list[dict[str, Any]]:
@@ -84,8 +90,16 @@ class WatchedRuns:
             if event["seq"] != expected:
                 raise IngestRefused(409, f"events: seq {event['seq']} does not follow the last stored event: "
                                          f"seq {expected} is next")
-        for event in fresh:
-            self.service.on_event(run_id, event, orjson.dumps(event).decode())
+        raws = [orjson.dumps(event).decode() for event in fresh]
+        heavy = self._heavy_bytes.get(run_id, 0) + sum(len(raw) for event, raw in zip(fresh, raws, strict=True)
+                                                         if event["type"] in HEAVY)
+        if self.max_stored_bytes is not None and heavy > self.max_stored_bytes:
+            raise IngestRefused(413, f"run {run_id} would store {heavy / 1e6:.1f} MB of layer captures, past this "
+                                     f"server's cap of {self.max_stored_bytes / 1e6:.3g} MB a run (DEEPSCOPE_MAX_RUN_MB); "
+                                     "deepscope.watch thins its captures to fit")
+        self._heavy_bytes[run_id] = heavy
+        for event, raw in zip(fresh, raws, strict=True):
+            self.service.on_event(run_id, event, raw)
         self._seen(run_id)
         return {"accepted": len(fresh), "last_seq": last + len(fresh)}
 

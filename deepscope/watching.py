@@ -37,13 +37,15 @@ class Watch:
         self.run_id: str | None = None
         self.url: str | None = None
         self.file: Path | None = None
+        self.max_stored_bytes: int | None = None  # the server's cap on what the run's captures store
         data = Path(data_dir) if data_dir else None
         self.sink = self._sink(describe(model), server or os.environ.get("DEEPSCOPE_URL"),
                                token or os.environ.get("DEEPSCOPE_TOKEN"), data)
         settings = Settings(every_steps=every_steps, bins=bins, max_per_second=max_per_second, budget=budget,
                             captures=captures)
         self.run = WatchedRun(model, optimizer, self.sink.put, name=self.name, layers=layers, total_steps=total_steps,
-                              settings=settings, classes=classes, background=background)
+                              settings=settings, classes=classes, background=background,
+                              max_stored_bytes=self.max_stored_bytes)
 
     def _sink(self, config: dict[str, Any], server: str | None, token: str | None, data_dir: Path | None) -> Any:
         from deepscope.client import DeepScope
@@ -59,6 +61,7 @@ class Watch:
                 client.close()
             else:
                 self.run_id, self.url = run["id"], f"{client.url}/#run={run['id']}"
+                self.max_stored_bytes = run.get("max_stored_bytes")
                 self.client = client
                 return RemoteSink(client, run["id"], data_dir)
         sink = FileSink(self.name, config, data_dir)

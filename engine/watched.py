@@ -20,11 +20,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import torch
 from torch import nn
 
 from deepscope.engine.doctor import Doctor
 from deepscope.engine.events import EventType, Status, status_event
+from deepscope.engine.storage import StorageCap
 from deepscope.engine.telemetry import Settings, Telemetry, probe_summary
 from deepscope.engine.telemetry.discover import WEIGHTS, Recorder, leaf_modules, resolve
 
@@ -45,8 +47,10 @@ def describe(model: nn.Module) -> dict[str, Any]:
 class WatchedRun:
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, emit: Emit, *, name: str,
                  layers: list[Any] | None = None, total_steps: int | None = None, settings: Settings | None = None,
-                 classes: int | None = None, background: bool = True) -> None:
+                 classes: int | None = None, background: bool = True, max_stored_bytes: int | None = None) -> None:
         self.model, self.optimizer, self.emit, self.name = model, optimizer, emit, name
+        # the server's cap on what a run's captures store (its create answer says it): thinned to fit
+        self.cap = StorageCap(max_stored_bytes, total_steps)
         self.only, self.total_steps = layers, total_steps
         self.settings = settings or Settings()
         self.background = background
@@ -101,7 +105,7 @@ class WatchedRun:
         if self.classes is None and out > 1:  # a classifier's outputs: its classes (the doctor's "stalled")
             self.doctor.record.classes = out
         self.telemetry = Telemetry(self.model, layers, self.settings, self.total_steps, self._on_layers,
-                                   self.optimizer, background=self.background, copy=True)
+                                   self.optimizer, background=self.background, copy=True, lane=self.cap["layers"])
         self.telemetry.schedule.due(0)
         capture = self.telemetry.probe.adopt(0, recorder.flow, [self._weights_before.get(id(layer.weight))
                                                                  for layer in layers])
@@ -110,6 +114,8 @@ class WatchedRun:
 
     def _on_layers(self, event: dict[str, Any]) -> None:
         self.emit(event)
+        if self.cap.max_bytes is not None:
+            self.cap["layers"].stored(len(orjson.dumps(event)))
         self.doctor.observe_capture(event)
         if event["step"] == 0:
             self.summary["probe_start"] = probe_summary(event["layers"])
@@ -150,7 +156,7 @@ class WatchedRun:
         if self.telemetry is not None:
             self.telemetry.probe.remove()
             self.telemetry.close()
-            self.summary.update(self.telemetry.report())
+            self.summary.update(self.telemetry.report(), **self.cap.report())
         self.summary["step"] = self.step
         self.summary["findings"] = self.doctor.final(status)
         self.emit(status_event(status, message or f"{status} after {self.step} steps", summary=self.summary))

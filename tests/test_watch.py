@@ -244,3 +244,38 @@ def test_the_ingest_refuses_bad_events_with_a_4xx_that_says_why(tmp_path):
         engine_run = ann.post("/api/runs", json={"train": {"epochs": 1}}).json()
         refused = ann.post(f"/api/runs/{engine_run['id']}/events", json={"events": [step]})
         assert refused.status_code == 409 and "only a watched run" in refused.text
+
+
+def test_a_watched_run_is_under_the_servers_storage_cap(tmp_path):
+    """The create answer says the cap (DEEPSCOPE_MAX_RUN_MB); deepscope.watch thins its captures to fit,
+    its first and last kept, and the summary says so; an append past the cap is a 413 naming the setting."""
+    with LiveServer(Settings(data_dir=tmp_path, max_run_mb=1.0), executor=NoWorkers()) as live:
+        torch.manual_seed(0)
+        model = ResNet()
+        with deepscope.watch(model, torch.optim.SGD(model.parameters(), lr=0.05), name="capped", server=live.url,
+                             total_steps=120, every_steps=1, budget=0, max_per_second=0) as run:
+            train(model, run, (16, 3, 12, 12), 120)
+        assert run.max_stored_bytes == 1_000_000
+        events = stored(live.url, run.run_id)
+        layers = [e for e in events if e["type"] == "layers"]
+        heavy = sum(len(json.dumps(e, separators=(",", ":"))) for e in layers)
+        assert heavy <= 1_000_000 and 2 < len(layers) < 120, (heavy, len(layers))
+        assert layers[0]["step"] == 0 and layers[-1]["step"] == 119
+        summary = httpx.get(f"{live.url}/api/runs/{run.run_id}").json()["summary"]
+        assert summary["storage_thinned"]["layers"] > 0 and "storage cap" in summary["storage_note"]
+
+        with httpx.Client(base_url=live.url, timeout=30) as c:  # a sender that does not thin
+            other = c.post("/api/watched", json={"name": "greedy", "config": {"watched": {"model": "M", "n_params": 1,
+                                                                                        "modules": []}}}).json()
+            assert other["max_stored_bytes"] == 1_000_000
+            url = f"/api/runs/{other['id']}/events"
+            c.post(url, json={"events": [{"seq": 0, "type": "status", "status": "running", "message": "watching"}]})
+            big = {**layers[0], "seq": 1}
+            seq, answer = 1, None
+            while seq < 200:
+                answer = c.post(url, json={"events": [{**big, "seq": seq, "step": seq}]})
+                if answer.status_code != 200:
+                    break
+                seq += 1
+            assert answer.status_code == 413 and "DEEPSCOPE_MAX_RUN_MB" in answer.text, answer.text
+            assert seq * len(json.dumps(big, separators=(",", ":"))) <= 1_100_000  # refused at the cap, not long after

@@ -24,9 +24,11 @@ def create_watched(spec: WatchedCreate, service: ServiceDep, client: ClientDep, 
                    request: Request) -> RunPublic:
     """A run of a model trained elsewhere, which then appends its events (``deepscope.watch`` does both)."""
     try:
-        return _public(service.watched.create(spec, client, _address(request)), who)
+        run = _public(service.watched.create(spec, client, _address(request)), who)
     except QuotaExceeded as exc:
         raise _quota(exc) from None
+    run.max_stored_bytes = service.watched.max_stored_bytes
+    return run
 
 
 async def _body(request: Request) -> tuple[Any, int]:
