@@ -237,3 +237,22 @@ def test_a_full_disk_answers_507_stops_the_trainings_and_loses_nothing_accepted(
         assert [e["seq"] for e in events] == list(range(len(events)))
         assert events[-1]["type"] == "status" and events[-1]["status"] == "cancelled"
         assert c.post("/api/runs", json={"name": "room again", "train": {"epochs": 1}}).status_code == 201
+
+
+def test_a_full_disk_is_recognised_in_each_form_the_databases_give_it():
+    import errno
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    from deepscope.app.disk import is_disk_full
+
+    class PgError(Exception):
+        sqlstate = "53100"
+
+    sqlite_full = OperationalError("INSERT ...", {}, sqlite3.OperationalError("database or disk is full"))
+    assert is_disk_full(sqlite_full)
+    assert is_disk_full(OperationalError("INSERT ...", {}, PgError("could not write block")))
+    assert is_disk_full(OSError(errno.ENOSPC, "No space left on device"))
+    assert not is_disk_full(OperationalError("SELECT 1", {}, sqlite3.OperationalError("database is locked")))
+    assert not is_disk_full(None)
