@@ -187,7 +187,8 @@ def test_entries_a_dead_replica_read_are_stored_when_the_run_ends(backends):
     so the replay has no hole."""
     r = redis.Redis.from_url(REDIS_URL)
     with LiveServer(settings(backends)) as live, httpx.Client(base_url=live.url, timeout=30) as c:
-        run = c.post("/api/runs", json={"model": {"depth": 4, "width": 32}, "train": {"epochs": 60, "fresh": True}}).json()
+        # long enough that the "dead" consumer is silent past LIVE_IDLE_MS when the run ends
+        run = c.post("/api/runs", json={"model": {"depth": 4, "width": 32}, "train": {"epochs": 150, "fresh": True}}).json()
         wait_for(c, run["id"], statuses=("running",))
         stolen = []
         while not stolen:  # the "dead" replica reads a few entries and never acknowledges them

@@ -28,6 +28,8 @@ from deepscope.app.settings import Settings
 from deepscope.engine.events import is_finished_status
 
 log = logging.getLogger("deepscope.celery")
+# A persister asks Redis at least every 200 ms (its blocking read): one silent for this long has stopped
+LIVE_IDLE_MS = 2000
 
 
 def _run_id(stream: bytes | str) -> str:
@@ -250,15 +252,19 @@ class CeleryExecutor:
             self.redis.expire(K.stream(run_id), K.STREAM_TTL_S)
 
     def _claim_leftovers(self, stream: str) -> None:
-        """A run has ended: what other consumers read of it and never acknowledged (a replica that died
-        holding entries) is claimed now, whatever its idle time, and stored. The run leaves the active
-        set after this, and the periodic claim would never see its stream again. A replica still alive
-        that stores the same entries writes nothing twice (the store is idempotent by seq)."""
-        _, claimed, *_ = self.redis.xautoclaim(stream, K.GROUP, self.consumer, min_idle_time=0, start_id="0-0",
-                                               count=1000)
-        if claimed:
-            log.warning("%s: %d entries another replica read and never stored, stored now", stream, len(claimed))
-            self._store([(stream.encode(), claimed)])
+        """A run has ended: what a replica that stopped read of it and never acknowledged is claimed now and
+        stored, since the run leaves the active set after this and the periodic claim would never see its
+        stream again. A consumer that answered Redis within LIVE_IDLE_MS is alive and stores its own."""
+        for consumer in self.redis.xinfo_consumers(stream, K.GROUP):
+            name = consumer["name"].decode() if isinstance(consumer["name"], bytes) else consumer["name"]
+            if name == self.consumer or not consumer["pending"] or consumer["idle"] < LIVE_IDLE_MS:
+                continue
+            held = self.redis.xpending_range(stream, K.GROUP, min="-", max="+", count=10_000, consumername=name)
+            claimed = self.redis.xclaim(stream, K.GROUP, self.consumer, min_idle_time=0,
+                                        message_ids=[h["message_id"] for h in held]) if held else []
+            if claimed:
+                log.warning("%s: %d entries %s read and never stored, stored now", stream, len(claimed), name)
+                self._store([(stream.encode(), claimed)])
 
     # -- the live reader --------------------------------------------------------------------
     def _live_loop(self) -> None:
