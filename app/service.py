@@ -20,7 +20,7 @@ import orjson
 from sqlalchemy.exc import OperationalError
 
 from deepscope.app import sharing
-from deepscope.app.disk import DiskFull, is_disk_full
+from deepscope.app.disk import DiskFull
 from deepscope.app.event_log import EventLog, EventWriter
 from deepscope.app.executors import Executor
 from deepscope.app.hub import Hub
@@ -85,13 +85,9 @@ class RunService:
                               trainings=sum(not row.get("shared_from") for row in plan))
             return plan
 
-        try:
-            runs = self.store.create_runs([(c.display_name(), c.model_dump()) for c in configs], group=group,
-                                          owner=owner, address=address, decide=decide)
-        except OperationalError as exc:
-            if is_disk_full(exc):
-                raise DiskFull() from exc
-            raise
+        # (a full disk met here is an OperationalError, which app/errors.py answers with the same 507)
+        runs = self.store.create_runs([(c.display_name(), c.model_dump()) for c in configs], group=group,
+                                      owner=owner, address=address, decide=decide)
         for i, run in enumerate(runs):
             if run["shared_from"] is None:
                 try:

@@ -28,9 +28,10 @@ from deepscope.app import ingest
 from deepscope.app.statuses import FINISHED, INTERRUPTED
 from deepscope.app.store import now_iso
 from deepscope.engine.events import EventType, Status, status_event
+from deepscope.engine.storage import SHARES
 
 WATCH_TIMEOUT_S = 60.0   # no append (a heartbeat is an empty one) this long: the training is gone
-HEAVY = frozenset({EventType.LAYERS.value, EventType.BOUNDARY.value, EventType.SAMPLES.value})  # under the cap
+HEAVY = frozenset(SHARES)  # the kinds under the cap: the engine's storage lanes
 SOURCE = "watched"
 
 
@@ -94,7 +95,7 @@ class WatchedRuns:
         heavy = self._heavy_bytes.get(run_id, 0) + sum(len(raw) for event, raw in zip(fresh, raws, strict=True)
                                                          if event["type"] in HEAVY)
         if self.max_stored_bytes is not None and heavy > self.max_stored_bytes:
-            raise IngestRefused(413, f"run {run_id} would store {heavy / 1e6:.1f} MB of layer captures, past this "
+            raise IngestRefused(413, f"run {run_id} would store {heavy / 1e6:.1f} MB of captures, boundaries and samples, past this "
                                      f"server's cap of {self.max_stored_bytes / 1e6:.3g} MB a run (DEEPSCOPE_MAX_RUN_MB); "
                                      "deepscope.watch thins its captures to fit")
         self._heavy_bytes[run_id] = heavy

@@ -220,7 +220,7 @@ def _network(cfg: RunConfig) -> list[str]:
         f"# The init: {INITS.entry(m.init).help}",
         init_src,
         f"\ndef init_weights(w: torch.Tensor, cfg) -> None:\n    with torch.no_grad():\n        {init_name}(w, cfg)",
-        source_of("deepscope.engine.models", "ClassicDropout", "Block", "Net"),
+        source_of("deepscope.engine.models", "ClassicDropout", "Block", "pooled_blocks", "Net"),
     ]
 
 

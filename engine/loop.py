@@ -203,6 +203,7 @@ class _Run:
         # shown is the shown step's), and once more after the last update
         self.boundary_steps = evenly_spread(self.total_steps, MAX_BOUNDARIES) if self.data.kind == "points" else frozenset()
         self.cap = StorageCap(max_stored_bytes, self.total_steps)
+        self.eval_chunk = eval_chunk(cfg, self.data.input_shape)  # the widest layer's outputs stay bounded
         self.cpu0 = time.process_time()
         self.eval_idx = torch.randperm(self.n_train, generator=self.gen)[:EVAL_TRAIN_SAMPLES].to(self.device)
         self.doctor = Doctor(self.data.n_classes, out)
@@ -333,10 +334,9 @@ class _Run:
 
     def _validate(self, epoch: int, step: int) -> bool:
         data = self.data
-        chunk = eval_chunk(self.cfg, data.input_shape)  # the widest layer's outputs stay bounded
         train_loss, train_acc = evaluate(self.model, data.x_train[self.eval_idx], data.y_train[self.eval_idx],
-                                         self.limits, chunk)
-        val_loss, val_acc = evaluate(self.model, data.x_val, data.y_val, self.limits, chunk)
+                                         self.limits, self.eval_chunk)
+        val_loss, val_acc = evaluate(self.model, data.x_val, data.y_val, self.limits, self.eval_chunk)
         metrics = {"train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss, "val_acc": val_acc}
         if self.cfg.model.batchnorm:
             metrics["val_acc_batch_stats"] = evaluate_batch_statistics(self.model, data.x_val, data.y_val, self.bs)

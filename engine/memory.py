@@ -6,7 +6,7 @@ their gradients, the optimizer's state and the probe's copy, one batch of every 
 outputs times what is kept per value (autograd's saved tensors; with telemetry, the histogram buffers),
 evaluation in chunks cut so that the widest layer's outputs stay under EVAL_BUDGET, the probe set's
 activations, and the worker's torch runtime (more for a CNN). Calibrated against the peak RSS
-(``ru_maxrss``) of real runs on a grid of configs: benchmarks/memory_grid.py prints the table, and
+(``VmHWM``) of real runs on a grid of configs: benchmarks/memory_grid.py prints the table, and
 tests/test_memory_estimate.py holds the estimate above the peak on its quick rows.
 """
 from __future__ import annotations
@@ -15,6 +15,7 @@ import math
 from typing import TYPE_CHECKING
 
 from deepscope.engine.datasets import DATASETS
+from deepscope.engine.models import pooled_blocks
 from deepscope.engine.telemetry.units import PROBE_IMAGES, PROBE_SAMPLES
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ CNN_RUNTIME_MB = 200.0
 # 50-layer MLP at batch 128 captured every step peaked 100 MB over the runtime, its items 55 MB
 PER_LAYER_MB = 1.0
 MAX_CLASSES = 10
-EVAL_CHUNK = 1024  # engine/loop.py's (which the exported script copies; tests/test_limits.py holds them equal)
+EVAL_CHUNK = 1024  # engine/loop.py's (which the exported script copies; tests/test_memory_estimate.py holds them equal)
 # Evaluation holds about EVAL_LIVE layer outputs at once (a conv's, its normalisation's, its activation's),
 # and its chunk is cut so that these stay under EVAL_BUDGET bytes
 EVAL_LIVE = 3
@@ -48,8 +49,7 @@ def layer_values(cfg: RunConfig, shape: tuple[int, ...]) -> list[int]:
     if m.arch != "cnn":
         return [m.width] * m.depth
     pixels = math.prod(shape[1:])
-    n_pools = max(0, min(3, int(math.log2(min(shape[1:]))) - 1, m.depth))
-    pools = {round((i + 1) * m.depth / (n_pools + 1)) - 1 for i in range(n_pools)} if n_pools else set()
+    pools = pooled_blocks(m.depth, shape[1], shape[2])
     values = []
     for layer in range(m.depth):
         values.append(m.width * pixels)

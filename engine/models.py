@@ -57,6 +57,13 @@ class Block(nn.Module):
         return self.drop(self.act(self.norm(self.weights(x))))
 
 
+def pooled_blocks(depth: int, height: int, width: int) -> set[int]:
+    """The conv blocks followed by a 2x2 average pool: the image is halved at most three times (and never
+    below 2x2), spread evenly over the depth (engine/memory.py sizes the layers by the same rule)."""
+    n_pools = max(0, min(3, int(math.log2(min(height, width))) - 1, depth))
+    return {round((i + 1) * depth / (n_pools + 1)) - 1 for i in range(n_pools)} if n_pools else set()
+
+
 class Net(nn.Module):
     """``blocks`` then ``head``; ``pools`` marks the conv blocks followed by a 2x2 average pool."""
 
@@ -66,9 +73,7 @@ class Net(nn.Module):
         blocks = []
         if cfg.arch == "cnn":
             channels, height, width = input_shape
-            # Halve the image at most three times (and never below 2x2), spread evenly over the depth.
-            n_pools = max(0, min(3, int(math.log2(min(height, width))) - 1, cfg.depth))
-            self.pools = {round((i + 1) * cfg.depth / (n_pools + 1)) - 1 for i in range(n_pools)} if n_pools else set()
+            self.pools = pooled_blocks(cfg.depth, height, width)
             n_in = channels
             for _ in range(cfg.depth):
                 blocks.append(Block("conv", n_in, cfg.width, cfg))

@@ -40,7 +40,6 @@ class Outbox:
         self._lock = threading.Lock()
         self._next_try = 0.0
         self.down_since: float | None = None  # when the first write failed (None: Redis answers)
-        self.outages = 0
 
     def put(self, event: dict[str, Any]) -> None:
         raw = orjson.dumps(event)
@@ -93,7 +92,6 @@ class Outbox:
             # (the store is idempotent by seq).
             if self.down_since is None:
                 self.down_since = now
-                self.outages += 1
                 log.warning("run %s: Redis does not answer (%s); its events wait in the worker", self.run_id, exc)
             self._next_try = now + RETRY_S
             return False

@@ -48,7 +48,7 @@ class CaptureSchedule:
                  floor: int = 50, lane: Lane | None = None) -> None:
         self.total, self.every, self.budget, self.lane = total_steps, every, budget, lane
         self.min_gap = 1.0 / max_per_second if max_per_second > 0 else 0.0
-        self.floor = self._floor_steps(total_steps, floor) if every > 0 else frozenset()
+        self.floor = evenly_spread(total_steps, floor) if every > 0 else frozenset()
         # the extras' grid: every_steps, widened so that extras and floor together stay within KEEP
         self.grid = max(every, -(-total_steps // (KEEP - len(self.floor)))) if total_steps and every > 0 else max(every, 1)
         self._lock = threading.Lock()
@@ -60,10 +60,6 @@ class CaptureSchedule:
         self._next_doubling = KEEP // 2
         self.captures = 0
         self.extras = 0
-
-    @staticmethod
-    def _floor_steps(total: int | None, floor: int) -> frozenset[int]:
-        return evenly_spread(total, floor)
 
     # -- the clocks -------------------------------------------------------------------------
     def add_training_cost(self, cpu_seconds: float) -> None:
