@@ -27,10 +27,12 @@ def stored(c: httpx.Client, run_id: str) -> list[dict]:
 
 
 def first_look_of(c: httpx.Client, run_id: str, timeout: float = 20) -> list[dict]:
+    """The look's events once all are stored: its step 0 ends with the decision boundary (these runs are
+    2-D), which comes after the capture; read between the two, the look looked one event short."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         events = stored(c, run_id)
-        if any(e["type"] == "layers" for e in events):
+        if {"layers", "boundary"} <= {e["type"] for e in events}:
             return events
         time.sleep(0.05)
     raise AssertionError(f"no first look for {run_id}")
