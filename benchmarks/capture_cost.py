@@ -30,7 +30,13 @@ import torch  # noqa: E402
 
 from deepscope.engine import train  # noqa: E402
 
-torch.set_num_threads(1)
+from deepscope.app.executors.policy import warm_imports  # noqa: E402
+from deepscope.engine.threads import freeze_imports, one_torch_thread  # noqa: E402
+
+# the workers' process setup (app/executors/local_worker.py), so a run here costs what it costs there
+warm_imports()
+one_torch_thread()
+freeze_imports()
 
 MODELS = {
     "6-layer MLP (dying-relu, relu)": {"data": {"dataset": "spiral", "n_samples": 1500, "noise": 0.1},

@@ -49,7 +49,13 @@ import torch  # noqa: E402
 
 from deepscope.engine import train  # noqa: E402
 
-torch.set_num_threads(1)
+from deepscope.app.executors.policy import warm_imports  # noqa: E402
+from deepscope.engine.threads import freeze_imports, one_torch_thread  # noqa: E402
+
+# the workers' process setup (app/executors/local_worker.py), so a run here costs what it costs there
+warm_imports()
+one_torch_thread()
+freeze_imports()
 
 MODELS = {
     "digits MLP 20x128": {"data": {"dataset": "digits"}, "model": {"depth": 20, "width": 128},

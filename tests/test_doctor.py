@@ -130,3 +130,19 @@ def test_a_diverged_run_reports_the_step_and_the_first_non_finite_layer(run_engi
     diverged = next(f for f in result["summary"]["findings"] if f["id"] == "diverged")
     assert diverged["step"] == result["summary"]["diverged_step"]
     assert diverged["layers"] and diverged["layers"][0].startswith(("linear", "output"))
+
+
+def test_the_doctor_keeps_each_capture_s_stats_without_its_histograms_and_finds_the_same(run_engine):
+    from deepscope.engine.doctor import Doctor
+
+    result, events = run_engine(mlp("spiral", 6, bias_init=-1.0, epochs=3), background_telemetry=False)
+    captures = layers_events(events)
+    doctor = Doctor(classes=3)
+    for capture in captures:
+        doctor.observe_capture(capture)
+    kept = doctor.record.captures
+    assert [c["step"] for c in kept] == [c["step"] for c in captures]
+    assert all("hist" not in layer and set(layer) == {"name", "kind", "stats"} for c in kept for layer in c["layers"])
+    assert kept[0]["layers"][0]["stats"] == captures[0]["layers"][0]["stats"]
+    whole = Record(classes=3, captures=captures)
+    assert [f["id"] for f in diagnose(doctor.record)] == [f["id"] for f in diagnose(whole)]

@@ -22,7 +22,8 @@ from celery.signals import worker_process_init
 from deepscope.app.executors import megabytes, stop_check
 from deepscope.app.executors import redis_keys as K
 from deepscope.app.executors.outbox import Outbox
-from deepscope.engine.threads import one_torch_thread
+from deepscope.app.executors.policy import warm_imports
+from deepscope.engine.threads import freeze_imports, one_torch_thread
 
 QUEUES = ("runs", "gpu")
 
@@ -56,6 +57,9 @@ def _train_task(task: Any, run_id: str, config: dict[str, Any], time_limit_s: fl
                 memory_limit_mb: float | None = None, stored_limit_mb: float | None = None) -> str:
     from deepscope.engine import train
     from deepscope.engine.paths import default_data_dir
+
+    warm_imports()  # here, not at process start: a child imports the engine with its first task
+    freeze_imports()
 
     r = _redis()
     worker = f"{socket.gethostname()}:{os.getpid()}"

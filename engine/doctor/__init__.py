@@ -41,8 +41,15 @@ class Doctor:
         self._said: tuple[str, ...] = ()
 
     def observe_capture(self, event: dict[str, Any]) -> None:
+        # what the rules read, without the histograms: the record lives as long as the run, and keeping
+        # each event whole made it the run's largest set of long-lived objects (each full garbage
+        # collection walks them)
+        kept = {"step": event["step"], "layers": [{"name": layer["name"], "kind": layer["kind"], "stats": layer["stats"]}
+                                                  for layer in event["layers"]]}
+        if "theory_preact_std" in event:
+            kept["theory_preact_std"] = event["theory_preact_std"]
         with self._lock:
-            self.record.captures.append(event)
+            self.record.captures.append(kept)
             if event["step"] == 0:
                 self._update(event["step"])
 
