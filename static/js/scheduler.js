@@ -14,8 +14,10 @@ export function scheduleRender(nextFrame = false) {
   if (nextFrame && !flags.redrawAll) {
     if (frameRequested) return;
     frameRequested = true;
-    // The learner's own move: draw what it changed in this same frame, not the next.
-    requestAnimationFrame(() => { frameRequested = false; render(); if (queue.size) drain(Infinity); });
+    // The learner's own move: the first chart it changed is drawn in this same frame, the rest one frame
+    // at a time after it. Drawing them all in one frame was one task of 230 ms on a 30-layer lesson
+    // (benchmarks/page_smoothness.py), in which the slider itself did not move.
+    requestAnimationFrame(() => { frameRequested = false; render(); if (queue.size) drain(0); });
     return;
   }
   if (renderPending) return;
@@ -45,10 +47,19 @@ export function observe(element) { screenWatch.observe(element); }
 // instead of one long one. A newer draw of the same chart replaces a waiting one.
 const FRAME_MS = 30;
 const queue = new Map();  // chart id -> [key, draw]
-let draining = false;
+let drainScheduled = false;
 
-// Charts that change slowly and cost much to draw wait at least this long between live redraws.
-const MIN_GAP_MS = { "boundary-chart": 2000 };
+function scheduleDrain() {
+  if (drainScheduled) return;
+  drainScheduled = true;
+  requestAnimationFrame(() => { drainScheduled = false; drain(); });
+}
+
+// While a run trains, a chart waits at least this long between redraws: the boundary changes slowly and
+// costs much to draw; the curves and the heatmap gain a point (or a step line) on nearly every update,
+// and redrawing them four times a second kept the main thread in long tasks 40% of the time. The
+// learner's own moves are drawn at once.
+const MIN_GAP_MS = { "boundary-chart": 2000, "loss-chart": 1000, "compare-chart": 1000, "heatmap-chart": 1000 };
 const lastDrawn = new Map();
 const waiting = new Set();  // charts with a render already set for the end of their gap
 
@@ -64,19 +75,20 @@ export function redraw(id, key, drawChart, live = true) {
     return;
   }
   queue.set(id, [key, drawChart]);
-  if (!draining) { draining = true; requestAnimationFrame(() => drain()); }
+  scheduleDrain();
 }
 
 function drain(budget = FRAME_MS) {
   const t0 = performance.now();
-  while (queue.size && performance.now() - t0 < budget) {
+  let drawn = 0;
+  while (queue.size && (drawn++ === 0 || performance.now() - t0 < budget)) {
     const [id, [key, drawChart]] = queue.entries().next().value;
     queue.delete(id);
     timed(id, drawChart);
     drawnKeys.set(id, key);
   }
   record(perf.frames, { t: t0, ms: performance.now() - t0 });
-  if (queue.size) requestAnimationFrame(() => drain()); else draining = false;
+  if (queue.size) scheduleDrain();
 }
 
 function timed(id, drawChart) {

@@ -71,7 +71,8 @@ export function render() {
   const layer = Number($("heat-layer").value || 0);
   const evals = runs.map((r) => `${r.id}:${r.evals.length}:${batch ? r.steps.length : ""}`).join(",");
   const captures = seqs(runs, captureFor);
-  const live = state.stepIndex === null && !state.playing;  // a learner's own move draws at once
+  // a learner's own move draws at once, and so does a run that is no longer streaming
+  const live = state.stepIndex === null && !state.playing && runs.some((r) => !state.finished.has(r.status));
   const marker = () => stepMarker(step, timeAxis(runs), runs[0]);
   withMarker("loss-chart", `${evals}|${batch}|${palette}`, step, () => lossChart("loss-chart", runs, batch, step), marker, live);
   withMarker("compare-chart", `${evals}|${palette}`, step, () => accuracyChart("compare-chart", runs, step), marker, live);
