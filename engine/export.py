@@ -108,7 +108,7 @@ def main() -> dict:
     torch.manual_seed(seed)  # the init and dropout draw from torch's global generator
     use_cuda = cfg.train.device == "cuda" or (cfg.train.device == "auto" and torch.cuda.is_available())
     device = torch.device("cuda" if use_cuda else "cpu")
-    data = load_dataset(cfg.data, seed, DATA_DIR).to(device)
+    data = split_dataset(cfg.data, seed, DATA_DIR).to(device)
     # Batch order and augmentation draw from their own generator, so they do not depend on the init.
     gen = torch.Generator(device="cpu").manual_seed(seed)
 
@@ -201,7 +201,7 @@ def _data(cfg: RunConfig) -> list[str]:
         _REGISTRY_SHIM,
         source_of("deepscope.engine.datasets", "RawSet", "DataSplit"),
         module_body(DATASETS.get(cfg.data.dataset).__module__),
-        source_of("deepscope.engine.datasets", "load_dataset"),
+        source_of("deepscope.engine.datasets", "split_dataset"),
     ]
 
 

@@ -5,8 +5,15 @@ import struct
 import numpy as np
 import pytest
 
+from deepscope.engine import datasets
 from deepscope.engine.config import DataConfig
-from deepscope.engine.datasets import DATASETS, DatasetUnavailable, check_available, load_dataset
+from deepscope.engine.datasets import (
+    DATASETS,
+    DatasetUnavailable,
+    check_available,
+    load_dataset,
+    split_dataset,
+)
 
 BUILTIN = ["spiral", "circles", "moons", "xor", "gaussians", "digits", "shapes", "mnist1d"]
 
@@ -14,9 +21,9 @@ BUILTIN = ["spiral", "circles", "moons", "xor", "gaussians", "digits", "shapes",
 @pytest.mark.parametrize("name", BUILTIN)
 def test_builtin_sets_are_offline_deterministic_split_and_normalised(name, tmp_path):
     cfg = DataConfig(dataset=name, n_samples=400, val_fraction=0.25)
-    a, b = load_dataset(cfg, 3, tmp_path), load_dataset(cfg, 3, tmp_path)
+    a, b = split_dataset(cfg, 3, tmp_path), split_dataset(cfg, 3, tmp_path)  # generated twice, not kept
     assert np.array_equal(a.x_train.numpy(), b.x_train.numpy())
-    other = load_dataset(cfg, 4, tmp_path)
+    other = split_dataset(cfg, 4, tmp_path)
     assert not np.array_equal(a.x_train.numpy()[:50], other.x_train.numpy()[:50])
     n = len(a.y_train) + len(a.y_val)
     assert abs(len(a.y_val) - round(n * 0.25)) <= 1
@@ -26,6 +33,25 @@ def test_builtin_sets_are_offline_deterministic_split_and_normalised(name, tmp_p
     std = x.std(axis=axes)
     assert np.allclose(std[std > 0], 1, atol=1e-3)
     assert a.y_train.max() < a.n_classes
+
+
+def test_a_generated_set_is_kept_per_process_within_its_bound_and_each_load_gets_a_split_of_its_own(tmp_path, monkeypatch):
+    cfg = DataConfig(dataset="mnist1d", n_samples=500)
+    first, again = load_dataset(cfg, 0, tmp_path), load_dataset(cfg, 0, tmp_path)
+    assert again is not first and again.x_train is first.x_train  # the tensors shared, the split its own
+    assert np.array_equal(again.x_train.numpy(), split_dataset(cfg, 0, tmp_path).x_train.numpy())
+    again.x_train = again.x_train[:10]  # what .to(device) does to a split: the kept one is untouched
+    assert len(load_dataset(cfg, 0, tmp_path).x_train) == len(first.x_train)
+    assert load_dataset(cfg, 1, tmp_path).x_train is not first.x_train  # another seed, another set
+    # over the bound, the oldest go first; a set larger than the bound alone is not kept
+    monkeypatch.setattr(datasets, "KEEP_GENERATED_BYTES", first.nbytes + 1)
+    datasets._generated.clear()
+    load_dataset(cfg, 0, tmp_path)
+    load_dataset(cfg, 1, tmp_path)
+    assert [seed for _, seed in datasets._generated] == [1]
+    monkeypatch.setattr(datasets, "KEEP_GENERATED_BYTES", 100)
+    load_dataset(cfg, 2, tmp_path)
+    assert [seed for _, seed in datasets._generated] == [1]
 
 
 def test_shapes_are_three_classes_of_colour_images(tmp_path):

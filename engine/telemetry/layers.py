@@ -8,6 +8,7 @@ descriptions, so one piece of code watches both (docs/telemetry.md, "Your own mo
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -60,8 +61,10 @@ def activation_of(module: nn.Module | None) -> Activation | None:
     return Activation(type(module).__name__.lower(), code, param, saturating, peak, SATURATED_SLOPE * peak)
 
 
+@functools.lru_cache(maxsize=64)
 def _peak(code: int, param: float) -> float:
-    """The largest slope over z in [-10, 10], from the closed form (on a fine grid)."""
+    """The largest slope over z in [-10, 10], from the closed form (on a fine grid). Kept per activation:
+    worked out for every layer, it was half of a 30-layer run's first look (1.6 ms a layer)."""
     z = torch.linspace(-10, 10, 40001, dtype=torch.float64)
     a = {compiled.RELU: torch.relu(z), compiled.SIGMOID: torch.sigmoid(z), compiled.TANH: torch.tanh(z),
          compiled.ELU: nn.functional.elu(z, param), compiled.SELU: torch.selu(z), compiled.SILU: nn.functional.silu(z),
