@@ -29,7 +29,7 @@ class Watch:
                  total_steps: int | None = None, server: str | None = None, token: str | None = None,
                  bins: int = 32, captures: int = 50, every_steps: int = 10, budget: float = 0.03,
                  max_per_second: float = 10.0, classes: int | None = None, data_dir: str | Path | None = None,
-                 background: bool = True) -> None:
+                 background: bool | None = None) -> None:
         from deepscope.engine.telemetry import Settings
         from deepscope.engine.watched import WatchedRun, describe
 

@@ -125,14 +125,15 @@ def evaluate_batch_statistics(model: torch.nn.Module, x: torch.Tensor, y: torch.
 
 
 def train(config: RunConfig | dict[str, Any], emit: Emit, should_stop: Callable[[], bool | str] = lambda: False,
-          data_dir: Path | None = None, background_telemetry: bool = True,
+          data_dir: Path | None = None, background_telemetry: bool | None = None,
           max_stored_bytes: int | None = None, resume_seq: int = 0, first_step_shown: bool = False) -> dict[str, Any]:
     """Train one run, reporting through ``emit``. Returns the terminal status, summary and error.
 
     ``should_stop`` is asked before every step; a true value ends the run as cancelled, and a string
     says why (for example a time limit). ``background_telemetry`` summarises layer captures on a
-    second thread while training goes on (see ``_Summaries``); turn it off to keep the whole run on
-    the calling thread. ``max_stored_bytes`` caps what its heavy events weigh: past it they thin evenly
+    second thread while training goes on (``Telemetry``); None, the default, does so on an accelerator
+    only (on the CPU the second thread costs more than it saves); False keeps the whole run on the
+    calling thread. ``max_stored_bytes`` caps what its heavy events weigh: past it they thin evenly
     over the steps left (engine/storage.py). ``resume_seq`` and ``first_step_shown`` continue after a
     ``first_look`` of the same run.
     """
@@ -222,7 +223,7 @@ class _Run:
             "classes": data.classes, "n_train": self.n_train, "n_val": len(data.y_val),
             **({"points": training_points(data)} if data.kind == "points" else {}), **extra})
 
-    def _telemetry(self, background: bool) -> Telemetry:
+    def _telemetry(self, background: bool | None) -> Telemetry:
         probe_x = self.data.x_train[self.eval_idx[:probe_size(self.cfg.model.arch)]]
         self.layers = layers_of_net(self.model)
         return Telemetry(self.model, self.layers, Settings.of(self.cfg.telemetry), self.total_steps,
@@ -236,7 +237,7 @@ class _Run:
             order = torch.randperm(self.n_train, generator=self.gen).to(self.device)
             self._step(0, 0, order[:self.bs], 0, _Pacing(self.step_every))
 
-    def execute(self, should_stop: Callable[[], bool | str], background: bool) -> tuple[str, str, dict[str, Any]]:
+    def execute(self, should_stop: Callable[[], bool | str], background: bool | None) -> tuple[str, str, dict[str, Any]]:
         self.out(self._started(Status.RUNNING, f"training on {self.device.type}"))
         with self._telemetry(background) as self.telemetry:
             try:

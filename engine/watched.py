@@ -47,7 +47,7 @@ def describe(model: nn.Module) -> dict[str, Any]:
 class WatchedRun:
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, emit: Emit, *, name: str,
                  layers: list[Any] | None = None, total_steps: int | None = None, settings: Settings | None = None,
-                 classes: int | None = None, background: bool = True, max_stored_bytes: int | None = None) -> None:
+                 classes: int | None = None, background: bool | None = None, max_stored_bytes: int | None = None) -> None:
         self.model, self.optimizer, self.emit, self.name = model, optimizer, emit, name
         # the server's cap on what a run's captures store (its create answer says it): thinned to fit
         self.cap = StorageCap(max_stored_bytes, total_steps)

@@ -109,6 +109,24 @@ def test_dead_units_are_counted_on_the_probe_set_every_fourth_capture():
     assert events[0]["layers"][-1]["stats"]["dead_frac"] is None  # the classifier has no activation
 
 
+@pytest.mark.parametrize("bias_init, batchnorm, first_only", [(0.1, False, True), (-2.0, False, False), (0.1, True, False)])
+def test_a_healthy_net_is_seen_on_part_of_the_probe_set_and_counts_as_on_the_whole(bias_init, batchnorm, first_only):
+    """Where every unit fires on the probe set's first eighth, that eighth stands for the whole set (the
+    counts agree); a net with dead units, or with batchnorm (which mixes the samples), is seen whole."""
+    from deepscope.engine.telemetry.units import ProbeSet, dead_fractions
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(depth=4, width=16, bias_init=bias_init, batchnorm=batchnorm), (4,), 3)
+    layers, probe_x = layers_of_net(model), torch.randn(256, 4)
+    probe_set = ProbeSet(model, layers, probe_x)
+    whole = probe_set._activations(probe_x)
+    for _ in range(2):  # the second time, with what the first saw
+        seen = probe_set.activations()
+        assert seen[0].shape[0] == (32 if first_only else 256)
+        assert dead_fractions(seen, layers) == dead_fractions(whole, layers)
+    assert (max(d for _, d in dead_fractions(whole, layers)) > 0) == (bias_init < 0)
+
+
 @pytest.mark.parametrize("init, activation", [("he_normal", "relu"), ("zeros", "sigmoid"), ("small_normal", "tanh")])
 def test_the_gpu_path_gives_the_cpu_paths_event(init, activation):
     # Zero init makes constant tensors (a padded range), ReLU puts half a layer at the lower bound, and a
@@ -170,20 +188,60 @@ def test_constant_tensor_gets_a_narrow_range_and_all_counts_in_one_bin():
     assert counts.max() == 10
 
 
+def _hooks(model):
+    return sum(len(b.act._forward_hooks) for b in model.blocks) + len(model.head._forward_hooks)
+
+
 def test_probe_hooks_exist_only_while_armed_and_removal_is_safe_twice():
     model = build_model(ModelConfig(depth=2, width=4), (3,), 2)
-    probe = LayerProbe(model, layers_of_net(model))
-    assert sum(len(b.act._forward_hooks) for b in model.blocks) == 0  # an ordinary step runs no hook
+    probe = LayerProbe(model, layers_of_net(model)[1:])  # not the whole net: read through hooks
+    assert _hooks(model) == 0  # an ordinary step runs no hook
     probe.arm(0)
-    assert sum(len(b.act._forward_hooks) for b in model.blocks) == 2
+    assert sum(len(b.act._forward_hooks) for b in model.blocks) == 1
     assert len(model.head._forward_hooks) == 1
     assert probe.finish() is None  # armed, but no step ran
-    assert sum(len(b.act._forward_hooks) for b in model.blocks) == 0 and len(model.head._forward_hooks) == 0
+    assert _hooks(model) == 0
     probe.arm(1)
     probe.remove()
     probe.remove()
-    assert sum(len(b.act._forward_hooks) for b in model.blocks) == 0
-    assert len(model.head._forward_hooks) == 0
+    assert _hooks(model) == 0
+
+
+def test_the_engine_net_watched_whole_is_read_by_its_recorder_only_while_armed():
+    model = build_model(ModelConfig(depth=2, width=4), (3,), 2)
+    probe = LayerProbe(model, layers_of_net(model))
+    probe.arm(0)
+    assert model.recorder is probe.taps and _hooks(model) == 0
+    assert probe.finish() is None
+    assert model.recorder is None
+    probe.arm(1)
+    probe.remove()
+    probe.remove()
+    assert model.recorder is None and _hooks(model) == 0
+
+
+@pytest.mark.parametrize("batchnorm", [False, True])
+def test_the_recorder_gives_the_events_hooks_give(batchnorm):
+    """The same steps captured through the net's recorder and through forward hooks: the same events."""
+    events = []
+    for direct in (True, False):
+        torch.manual_seed(0)
+        model = build_model(ModelConfig(depth=3, width=8, batchnorm=batchnorm, activation="tanh"), (4,), 3)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        layers = layers_of_net(model)
+        probe = LayerProbe(model, layers, opt, torch.randn(40, 4))
+        probe.taps._direct = probe.probe_set._direct = direct
+        summariser, got = Summariser(layers, 16), []
+        for step in range(6):
+            x, y = torch.randn(16, 4), torch.randint(0, 3, (16,))
+            with probe.capturing(step, full=step == 0) as taken:
+                opt.zero_grad(set_to_none=True)
+                torch.nn.functional.cross_entropy(model(x), y).backward()
+                opt.step()
+            got.append(summariser.summarise(taken.capture))
+        assert _hooks(model) == 0 and model.recorder is None
+        events.append(got)
+    assert events[0] == events[1]
 
 
 def test_a_validation_pass_inside_an_armed_step_is_not_recorded():
@@ -250,3 +308,18 @@ def test_the_registrys_activations_are_known_to_the_kernels_as_the_registry_desc
         closed = slope_of(act.code, z.detach(), a.detach(), act.param)
         keep = z.detach().abs() > 1e-3  # the kink of ReLU-like functions
         assert torch.allclose(closed[keep], grad[keep], atol=1e-6), entry.name
+
+
+def test_a_second_summary_thread_gives_the_same_events_and_is_used_only_on_an_accelerator(run_engine):
+    """On the CPU the summary runs on the training thread by default; on a second thread (a GPU's default)
+    every layers event is the same, in the same order."""
+    from deepscope.engine.telemetry.session import on_accelerator
+
+    config = {"data": {"dataset": "moons", "n_samples": 300}, "model": {"depth": 3, "width": 16},
+              "train": {"epochs": 5}, "telemetry": {"every_steps": 1, "max_per_second": 0, "budget": 0}}
+    events = {mode: [e for e in run_engine(config, background_telemetry=mode)[1] if e["type"] == "layers"]
+              for mode in (None, True)}
+    strip = [[{k: v for k, v in e.items() if k not in ("t", "ts", "seq")} for e in events[mode]] for mode in events]
+    assert len(strip[0]) > 10
+    assert strip[0] == strip[1]
+    assert not on_accelerator(torch.nn.Linear(2, 2))

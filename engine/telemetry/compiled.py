@@ -108,14 +108,18 @@ def _squares_about(x, mean):
 def _bin_block(x, lo, scale, bins, out):
     """Each value's slot in the counters: its bin, computed in float32 (eight to a vector; the rounding,
     under 1e-5 of a bin, is far inside EDGE), plus the offset of its lane; flagged (bit 24) where it lies
-    within EDGE of an inner edge and must be checked against numpy's edges."""
-    last = bins - 1
+    within EDGE of an inner edge and must be checked against numpy's edges. The bin is rounded down and
+    compared in float32 and converted last (x >= lo, so rounding down is truncation): converting first,
+    then comparing integers, took half as long again."""
+    last = np.float32(bins - 1)
+    below, above = np.float32(EDGE), np.float32(1.0 - EDGE)
     for i in range(x.size):
         t = (x[i] - lo) * scale
-        j = min(np.int32(t), last)
-        f = t - np.float32(j)
-        near = ((f < np.float32(EDGE)) & (j > 0)) | ((f > np.float32(1.0 - EDGE)) & (j < last))
-        out[i] = (j + np.int32((i & (LANES - 1)) * bins)) | (np.int32(near) << 24)
+        j = np.floor(t)
+        j = j if j < last else last
+        f = t - j
+        near = ((f < below) & (j > 0)) | ((f > above) & (j < last))
+        out[i] = np.int32(j) + np.int32((i & (LANES - 1)) * bins) + (np.int32(near) << 24)
 
 
 @njit(inline="always")
@@ -278,6 +282,19 @@ def slopes(table, params, out):
             total, flat = _S0(z_at, a_at, n, p, flat_below)
         out[t, 0] = total / n if n else np.nan
         out[t, 1] = flat / n if n else np.nan
+
+
+@njit("void(int64[:, ::1], int64, int64[:, ::1], float64[:, ::1], int64[:, ::1], float64[:, ::1], float64[:, ::1])",
+      **_KW)
+def summarise_capture(table, bins, counts, out, sloped, params, slope_out):
+    """``summarise``, then ``slopes`` of the rows (z row, a row, activation code) of ``sloped``: a capture's
+    tensors read in one call, each one's address given once."""
+    summarise(table, bins, counts, out)
+    rows = np.empty((sloped.shape[0], 4), np.int64)
+    for r in range(sloped.shape[0]):
+        z, a = sloped[r, 0], sloped[r, 1]
+        rows[r, 0], rows[r, 1], rows[r, 2], rows[r, 3] = table[z, 0], table[z, 1], table[a, 0], sloped[r, 2]
+    slopes(rows, params, slope_out)
 
 
 @njit("void(int64[:, ::1], float64[::1])", **_VECTOR)

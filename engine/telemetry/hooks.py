@@ -1,5 +1,6 @@
 """Forward hooks that own their handles (the fastai ``Hook``/``Hooks`` pattern), reading the taps of the
-watched layers (engine/telemetry/layers.py).
+watched layers (engine/telemetry/layers.py). The engine's own ``Net`` watched whole is read without
+hooks: it shows each layer to ``net.recorder`` (engine/models.py), which the taps become while armed.
 
 They are registered only while armed, so an ordinary step runs no hook at all. On an armed step they
 keep what a training forward showed each tap (a forward with gradients off, such as a validation pass,
@@ -16,7 +17,23 @@ from typing import Any
 import torch
 from torch import nn
 
+from deepscope.engine.models import Net
 from deepscope.engine.telemetry.layers import WatchedLayer
+
+
+def records_directly(root: nn.Module | None, layers: list[WatchedLayer]) -> bool:
+    """Whether ``layers`` are the engine's ``Net`` watched whole, as ``layers_of_net`` describes it: then the
+    net shows its layers to a recorder (layer i is its record i) and no hook is needed."""
+    if not isinstance(root, Net) or len(layers) != len(root.blocks) + 1:
+        return False
+    taps = [((b.act, "in"), (b.act, "out")) for b in root.blocks] + [((root.head, "out"), (root.head, "out"))]
+    return all((layer.pre, layer.act) == tap and layer.pre_call is None and layer.act_call is None
+               for layer, tap in zip(layers, taps, strict=True))
+
+
+def _set_recorder(net: nn.Module, recorder: Any) -> None:
+    # past nn.Module.__setattr__, which looks the name up among parameters, buffers and modules first
+    object.__setattr__(net, "recorder", recorder)
 
 
 class Taps:
@@ -44,6 +61,7 @@ class Taps:
         self.recorded = False
         self.armed = False
         self._handles: list[Any] = []
+        self._direct = records_directly(root, layers)
 
     def clear(self) -> None:
         if self.recorded:
@@ -62,6 +80,9 @@ class Taps:
             return
         self.clear()
         self.armed = True
+        if self._direct:
+            _set_recorder(self.root, self)
+            return
         self._handles = [m.register_forward_hook(self._hook(targets["in"], targets["out"]))
                          for m, targets in self._targets.items()]
         if self.root is not None:
@@ -70,6 +91,8 @@ class Taps:
     def disarm(self) -> None:
         """Remove the hooks and keep what they recorded."""
         self.armed = False
+        if self._direct and self.root.recorder is self:
+            _set_recorder(self.root, None)
         for h in self._handles:
             h.remove()
         self._handles.clear()
@@ -87,6 +110,23 @@ class Taps:
     def _restart(self, module: nn.Module, inputs: Any) -> None:
         if torch.is_grad_enabled():
             self.clear()
+
+    # -- the engine's Net, as its recorder (engine/models.py) ------------------------------------
+    def begin(self) -> None:
+        if torch.is_grad_enabled():
+            self.clear()
+
+    def __call__(self, i: int, z: torch.Tensor, a: torch.Tensor) -> None:
+        """Block i's pre-activation and activation (the classifier's logits twice), as the hooks keep them."""
+        if not torch.is_grad_enabled():
+            return
+        self.recorded = True
+        pre = z.detach().clone() if self.copy else z.detach()
+        self.pre[i].append(pre)
+        self.act[i].append(pre if a is z else a.detach().clone() if self.copy else a.detach())
+        if a.requires_grad:
+            a.retain_grad()
+            self.act_source[i].append(a)
 
     def _hook(self, into_in: list[tuple[list, list | None, int | None]],
               into_out: list[tuple[list, list | None, int | None]]):

@@ -78,6 +78,7 @@ class LayerProbe:
         self._units: list[torch.Tensor | None] | None = None
         self._before: list[torch.Tensor] | None = None
         self._snapshots: list[list[torch.Tensor]] = []  # two sets, alternating: one may be in a summary
+        self._update_tables: dict = {}
         self._step_hook: Any = None
         self._full = False
 
@@ -176,7 +177,9 @@ class LayerProbe:
         if self.optimizer is not None and self._before is None:
             return None  # a forward, but no step (divergence ends the run before it)
         before = self._before if self._before is not None else [w.clone() for w in live]
-        update = _update_norms(live, before)
+        # the addresses of the weights' buffers are kept only for the probe's own two (an id can be reused)
+        kept = any(before is snapshot for snapshot in self._snapshots)
+        update = _update_norms(live, before, self._update_tables if kept else None)
         grads = [w.grad if w.grad is not None else torch.zeros_like(w) for w in self.weights]
         if self.copy:
             grads = [g.detach().clone() for g in grads]
@@ -211,13 +214,24 @@ def _grads_of(sources: list[torch.Tensor], unit_axis: int) -> torch.Tensor | Non
     return joined(grads, unit_axis)
 
 
-def _update_norms(after: list[torch.Tensor], before: list[torch.Tensor]) -> torch.Tensor:
+def _update_norms(after: list[torch.Tensor], before: list[torch.Tensor], tables: dict | None = None) -> torch.Tensor:
     """(layers, 2): the size of each layer's update, |after - before|, and |before|. On the CPU one
-    compiled pass over both; elsewhere on the device, without a sync."""
-    if after[0].device.type == "cpu" and all(w.dtype == torch.float32 and w.is_contiguous() for w in after):
-        out = np.empty((len(after), 2))
-        compiled.update_norms(compiled.tensor_table(after, [b.data_ptr() for b in before]), out)
-        return torch.from_numpy(out)
+    compiled pass over both; elsewhere on the device, without a sync. ``tables`` keeps the compiled
+    pass's table of addresses for the weights where they are and a buffer of ``before`` (the two the
+    probe alternates): a step writes the weights in place, so it is looked up by their addresses."""
+    if after[0].device.type == "cpu":
+        key = (id(before), *[w.data_ptr() for w in after])
+        table = tables.get(key) if tables is not None else None
+        if table is None and all(w.dtype == torch.float32 and w.is_contiguous() for w in after):
+            table = compiled.tensor_table(after, [b.data_ptr() for b in before])
+            if tables is not None:
+                if len(tables) >= 4:  # the weights moved (a new optimizer, a model moved and back)
+                    tables.clear()
+                tables[key] = table
+        if table is not None:
+            out = np.empty((len(after), 2))
+            compiled.update_norms(table, out)
+            return torch.from_numpy(out)
     with torch.no_grad():
         return torch.stack([torch.stack(torch._foreach_norm(torch._foreach_sub(after, before))),
                             torch.stack(torch._foreach_norm(before))], 1)

@@ -46,20 +46,32 @@ class Settings:
         return cls(**{k: getattr(config, k) for k in cls.__dataclass_fields__})
 
 
+def on_accelerator(model: nn.Module) -> bool:
+    """Whether a model's parameters live on a device other than the CPU (its first one decides)."""
+    first = next(model.parameters(), None)
+    return first is not None and first.device.type != "cpu"
+
+
 class Telemetry:
     """``emit`` receives each layers event, in step order. ``background``: summarise on a second thread
-    (one capture in flight at a time: the next waits, which bounds memory and keeps events in order).
+    (one capture in flight at a time: the next waits, which bounds memory and keeps events in order);
+    None (the default) does so only for a model on an accelerator, where the summary's one host sync
+    would otherwise stall the step. On the CPU the second thread cost more than the summary itself:
+    the two threads handed the GIL back and forth at every torch call (a 6-layer MLP's capture, 1.8
+    CPU-ms with it, 1.2 ms without; docs/telemetry.md, "What it costs").
     ``lane``: the run's storage cap for captures (engine/storage.py), which may thin the schedule's."""
 
     def __init__(self, root: nn.Module, layers: list[WatchedLayer], settings: Settings, total_steps: int | None,
                  emit: Callable[[dict[str, Any]], None], optimizer: torch.optim.Optimizer | None = None,
-                 probe_x: torch.Tensor | None = None, background: bool = True, copy: bool = False,
+                 probe_x: torch.Tensor | None = None, background: bool | None = None, copy: bool = False,
                  lane: Lane | None = None) -> None:
         self.schedule = CaptureSchedule(total_steps, settings.every_steps, settings.max_per_second,
                                         settings.budget, settings.captures, lane)
         self.probe = LayerProbe(root, layers, optimizer, probe_x, copy=copy)
         self.summariser = Summariser(layers, settings.bins)
         self.emit = emit
+        if background is None:
+            background = on_accelerator(root)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="deepscope-telemetry") if background else None
         self._pending: Future | None = None
 

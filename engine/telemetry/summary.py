@@ -20,8 +20,9 @@ import torch
 
 from deepscope.engine.telemetry import compiled, kernels
 from deepscope.engine.telemetry.event import STAT_NAMES, histogram, layers_event
-from deepscope.engine.telemetry.layers import WatchedLayer, units_shape
+from deepscope.engine.telemetry.layers import WatchedLayer
 from deepscope.engine.telemetry.probe import Capture
+from deepscope.engine.telemetry.units import dead_fractions
 
 COLUMN = {name: i for i, name in enumerate(STAT_NAMES)}
 WEIGHT_STATS = [COLUMN["weight_std"], COLUMN["duplicate_frac"]]
@@ -44,16 +45,26 @@ class _Carried:
 
 @dataclass
 class _Layout:
-    """The CPU path's table of one shape of capture: ``order`` the (kind, layer) of each row, ``where[kind][i]``
-    the row of layer i's tensor of that kind (-1: none; the classifier's act is its pre)."""
+    """The CPU path's plan for one shape of capture, worked out once: ``order`` the (kind, layer) of each
+    row of the kernels' table, ``where[kind][i]`` the row of layer i's tensor of that kind (-1: none; the
+    classifier's act is its pre), and where each row's numbers go in the stat table. A capture then
+    costs a handful of array operations, not a Python loop over its layers (on a 6-layer MLP that loop
+    was as long as the kernels)."""
 
     order: list[tuple[int, int]]
-    histogrammed: list[int]
+    histogrammed: np.ndarray
     where: dict[str, np.ndarray]
     hist_rows: list[list[tuple[str, int]]]
+    stat_to: np.ndarray        # flat indices into the (layers, STAT_NAMES) table ...
+    stat_from: np.ndarray      # ... and into the kernels' (rows + 1, SUMMARY_FIELDS) output
+    sloped_layers: list[int]   # layers whose mean slope and saturation are read, and for each:
+    sloped: np.ndarray         # (z row, a row, activation code)
+    slope_params: np.ndarray   # (its parameter, its flat-tail threshold)
+    saturating: np.ndarray     # whether it has a flat tail to count
 
     @classmethod
-    def of(cls, cap: Capture, n: int) -> _Layout:
+    def of(cls, cap: Capture, layers: list[WatchedLayer]) -> _Layout:
+        n = len(layers)
         order, histogrammed = [], []
         where = {kind: [-1] * n for kind in _KINDS}
         for i in range(n):
@@ -69,7 +80,23 @@ class _Layout:
                 order.append((k, i))
                 histogrammed.append(kind != "act_grad")
         hist_rows = [[(kind, where[kind][i]) for kind in ("preact", "act", "grad", "weight")] for i in range(n)]
-        return cls(order, histogrammed, {kind: np.array(rows) for kind, rows in where.items()}, hist_rows)
+        missing = len(order)  # the output's last row: NaN, what a missing tensor reads
+        fields = len(compiled.SUMMARY_FIELDS)
+        stat_to, stat_from = [], []
+        for name, kind, field in _FROM_SUMMARY:
+            for i in range(n):
+                row = where[kind][i]
+                stat_to.append(i * len(STAT_NAMES) + COLUMN[name])
+                stat_from.append((row if row >= 0 else missing) * fields + field)
+        sloped_layers = [i for i, layer in enumerate(layers) if layer.has_units and layer.activation is not None
+                         and cap.pre[i].numel() == cap.act[i].numel()]
+        acts = [layers[i].activation for i in sloped_layers]
+        return cls(order, np.array(histogrammed, np.int64), {kind: np.array(rows) for kind, rows in where.items()},
+                   hist_rows, np.array(stat_to, np.int64), np.array(stat_from, np.int64), sloped_layers,
+                   np.array([(where["preact"][i], where["act"][i], a.code) for i, a in zip(sloped_layers, acts, strict=True)],
+                            np.int64).reshape(-1, 3),
+                   np.array([(a.param, a.flat_below) for a in acts], np.float64).reshape(-1, 2),
+                   np.array([a.saturating for a in acts], bool))
 
 
 class Summariser:
@@ -108,37 +135,38 @@ class Summariser:
 
     # -- the CPU path --------------------------------------------------------------------------
     def _on_host(self, cap: Capture) -> tuple[np.ndarray, list[dict]]:
-        """Every tensor through four compiled calls: histograms and moments, slopes, dead units, and
-        duplicate units on a weight capture."""
+        """Every tensor through two compiled calls (three on a units or weight capture): histograms,
+        moments and slopes; dead units; duplicate units."""
         n, step, bins = len(self.layers), cap.step, self.bins
-        # 1) one table of every tensor read (its layout is the same from capture to capture)
         layout = self._layout(cap)
         by_kind = (cap.pre, cap.act, cap.grads, cap.act_grad, cap.w_before)
         tensors = [by_kind[k][i] for k, i in layout.order]
-        table_in = np.empty((len(tensors), 3), np.int64)
+        rows = len(tensors)
+        table_in = np.empty((rows, 3), np.int64)
         table_in[:, 0] = [t.data_ptr() for t in tensors]
         table_in[:, 1] = [t.numel() for t in tensors]
         table_in[:, 2] = layout.histogrammed
-        counts = np.zeros((len(tensors) + 1, bins), np.int64)
-        out = np.full((len(tensors) + 1, 5), np.nan)  # the last row stays NaN: what a missing tensor reads
-        compiled.summarise(table_in, bins, counts, out)
-        where = layout.where
-        # 2) the stat table, column by column
+        counts = np.zeros((rows + 1, bins), np.int64)
+        out = np.full((rows + 1, len(compiled.SUMMARY_FIELDS)), np.nan)
+        slope_out = np.empty((len(layout.sloped_layers), 2))
+        compiled.summarise_capture(table_in, bins, counts, out, layout.sloped, layout.slope_params, slope_out)
         table = np.full((n, len(STAT_NAMES)), np.nan)
-        for name, kind, field in _FROM_SUMMARY:
-            table[:, COLUMN[name]] = out[where[kind], field]
+        table.reshape(-1)[layout.stat_to] = out.reshape(-1)[layout.stat_from]
+        if layout.sloped_layers:
+            table[layout.sloped_layers, COLUMN["slope_mean"]] = slope_out[:, 0]
+            table[layout.sloped_layers, COLUMN["saturated_frac"]] = np.where(layout.saturating, slope_out[:, 1], 0.0)
         if cap.norm_params is not None:
             table[:, [COLUMN["bn_gamma_mean"], COLUMN["bn_beta_mean"]]] = cap.norm_params.double().numpy()
         update = cap.update.double().numpy()
         table[:, COLUMN["update_ratio"]] = update[:, 0] / np.maximum(update[:, 1], 1e-30)
-        self._units_on_host(cap, table)
+        if cap.units_fresh:
+            self._dead_units(cap, table)
         if cap.w_before is not None:
             w = cap.w_before
             dup = np.empty(n)
             compiled.duplicate_fractions(compiled.tensor_table(w, [t.shape[0] for t in w]),
                                          kernels.hash_vector(max(t.numel() // max(1, t.shape[0]) for t in w)), dup)
             table[:, COLUMN["duplicate_frac"]] = dup
-        # 3) histograms
         ranges, counted = out[:, :2].tolist(), counts.tolist()
         hists = [{kind: histogram(*ranges[row], counted[row], step) if row >= 0 else None for kind, row in rows}
                  for rows in layout.hist_rows]
@@ -151,29 +179,12 @@ class Summariser:
                tuple(a is p for a, p in zip(cap.act, cap.pre, strict=True)))
         layout = self._layouts.get(key)
         if layout is None:
-            layout = self._layouts[key] = _Layout.of(cap, len(self.layers))
+            layout = self._layouts[key] = _Layout.of(cap, self.layers)
         return layout
 
-    def _units_on_host(self, cap: Capture, table: np.ndarray) -> None:
-        """Saturated share and mean slope from the captured batch; dead units from the probe set (or the
-        batch, without one) when this capture counts them."""
-        layers = self.layers
-        sloped = [i for i, layer in enumerate(layers) if layer.has_units and layer.activation is not None
-                  and cap.pre[i].numel() == cap.act[i].numel()]
-        if sloped:
-            acts = [layers[i].activation for i in sloped]
-            out = np.empty((len(sloped), 2))
-            compiled.slopes(compiled.tensor_table([cap.pre[i] for i in sloped], [cap.act[i].data_ptr() for i in sloped],
-                                                  [a.code for a in acts]),
-                            np.array([(a.param, a.flat_below) for a in acts]), out)
-            table[sloped, COLUMN["slope_mean"]] = out[:, 0]
-            table[sloped, COLUMN["saturated_frac"]] = np.where([a.saturating for a in acts], out[:, 1], 0.0)
-        if not cap.units_fresh:
-            return
-        counted = [(i, cap.units[i] if cap.units is not None and cap.units[i] is not None else cap.act[i])
-                   for i, layer in enumerate(layers) if layer.has_units]
-        if counted:
-            dead = np.empty(len(counted))
-            shapes = [units_shape(t, layers[i].unit_axis) for i, t in counted]
-            compiled.dead_fractions(compiled.tensor_table([t for _, t in counted], *zip(*shapes, strict=True)), dead)
-            table[[i for i, _ in counted], COLUMN["dead_frac"]] = dead
+    def _dead_units(self, cap: Capture, table: np.ndarray) -> None:
+        """Dead units, counted on the probe set (or the batch, without one). Saturation and the mean slope
+        come from the captured batch on every capture (``_on_host``)."""
+        acts = [cap.units[i] if cap.units is not None and cap.units[i] is not None else a for i, a in enumerate(cap.act)]
+        for i, dead in dead_fractions(acts, self.layers):
+            table[i, COLUMN["dead_frac"]] = dead

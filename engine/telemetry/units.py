@@ -25,17 +25,23 @@ off.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
 from deepscope.engine.models import BatchStatistics
-from deepscope.engine.telemetry.layers import WatchedLayer, joined
+from deepscope.engine.telemetry import compiled
+from deepscope.engine.telemetry.hooks import records_directly
+from deepscope.engine.telemetry.layers import WatchedLayer, joined, units_shape
 
 PROBE_SAMPLES = 256
 # A conv unit is a channel, seen at every position: 32 images of 28x28 give it 25,088 chances to fire, more
 # than 256 samples give a dense unit, at an eighth of the cost of passing 256 images.
 PROBE_IMAGES = 32
 UNITS_EVERY = 4  # the probe set is passed on the first capture and every UNITS_EVERY-th after it
+# Samples tried first where a net with no unit dead at its last count is seen on part of the probe set
+# (``ProbeSet.activations``)
+FIRST_SHARE = 8
 
 
 def probe_size(arch: str) -> int:
@@ -53,11 +59,50 @@ class ProbeSet:
             if layer.has_units:
                 module, side = layer.act
                 self._by_module.setdefault(module, []).append((i, side, layer.act_call))
+        self._direct = records_directly(root, layers)
+        # Where each sample's activations depend on that sample alone (the engine's net without batchnorm,
+        # whose batch statistics mix the samples; dropout is off) and the values are on the host, an
+        # eighth of the probe set is tried first: if every unit fires on it, none is dead on the whole set
+        # either, which is the count the whole set gives. A healthy net is then seen at an eighth of the
+        # cost (the whole set cost a 10-layer MLP more than half a training step); a net with dead units at
+        # its last count, whose eighth would not settle it, gets the whole set straight away.
+        self._first = (max(1, len(x) // FIRST_SHARE) if self._direct and not self.mode.norms and x.device.type == "cpu"
+                       and len(x) >= FIRST_SHARE else None)
+        self._dead_seen = False
 
     def activations(self) -> list[torch.Tensor | None]:
         """Each watched layer's activation for the probe set, as (samples, units, positions) (None for a
-        layer without units), through the weights as they are now, in training mode without side effects."""
+        layer without units), through the weights as they are now, in training mode without side effects:
+        for the whole set, or for its first samples where every unit fires on those (dead units count the
+        same on both)."""
+        if self._first is not None and not self._dead_seen:
+            acts = self._activations(self.x[:self._first])
+            if not any_dead(acts, self.layers):
+                return acts
+        acts = self._activations(self.x)
+        self._dead_seen = any_dead(acts, self.layers)
+        return acts
+
+    def _activations(self, x: torch.Tensor) -> list[torch.Tensor | None]:
         seen: list[list[torch.Tensor]] = [[] for _ in self.layers]
+        if self._direct:
+            self._pass(_Seen(seen), x)
+        else:
+            self._pass_hooked(seen, x)
+        return [joined(seen[i], layer.unit_axis) if seen[i] and layer.has_units else None
+                for i, layer in enumerate(self.layers)]
+
+    def _pass(self, recorder: _Seen, x: torch.Tensor) -> None:
+        """The engine's Net shows its layers to a recorder (engine/models.py): no hook to register."""
+        root, before = self.root, self.root.recorder
+        object.__setattr__(root, "recorder", recorder)  # past nn.Module's lookup of parameters and modules
+        try:
+            with torch.no_grad(), self.mode:
+                root(x)
+        finally:
+            object.__setattr__(root, "recorder", before)
+
+    def _pass_hooked(self, seen: list[list[torch.Tensor]], x: torch.Tensor) -> None:
         calls: dict[nn.Module, int] = {}
 
         def hook(readers):
@@ -72,8 +117,36 @@ class ProbeSet:
         handles = [m.register_forward_hook(hook(readers)) for m, readers in self._by_module.items()]
         try:
             with torch.no_grad(), self.mode:
-                self.root(self.x)
+                self.root(x)
         finally:
             for h in handles:
                 h.remove()
-        return [joined(seen[i], layer.unit_axis) if seen[i] else None for i, layer in enumerate(self.layers)]
+
+
+def dead_fractions(acts: list[torch.Tensor | None], layers: list[WatchedLayer]) -> list[tuple[int, float]]:
+    """(layer, fraction of its units that are 0 for every sample and position) of each layer with units, from
+    its activations as (samples, units, positions) on the host: one compiled pass over all of them."""
+    counted = [(i, t) for i, (t, layer) in enumerate(zip(acts, layers, strict=True)) if layer.has_units and t is not None]
+    if not counted:
+        return []
+    dead = np.empty(len(counted))
+    shapes = [units_shape(t, layers[i].unit_axis) for i, t in counted]
+    compiled.dead_fractions(compiled.tensor_table([t for _, t in counted], *zip(*shapes, strict=True)), dead)
+    return [(i, float(d)) for (i, _), d in zip(counted, dead, strict=True)]
+
+
+def any_dead(acts: list[torch.Tensor | None], layers: list[WatchedLayer]) -> bool:
+    return any(d > 0 for _, d in dead_fractions(acts, layers))
+
+
+class _Seen:
+    """A recorder of every layer's activation (the classifier's too: ``activations`` leaves it out)."""
+
+    def __init__(self, seen: list[list[torch.Tensor]]) -> None:
+        self.seen = seen
+
+    def begin(self) -> None:
+        pass
+
+    def __call__(self, i: int, z: torch.Tensor, a: torch.Tensor) -> None:
+        self.seen[i].append(a.detach())
