@@ -87,6 +87,20 @@ class Hub:
         for viewer in tuple(self._viewers.get(run_id, ())):
             viewer.put(seq, type_, raw)
 
+    def publish_many(self, run_id: str, items: list[tuple[int, str, str]]) -> None:
+        for viewer in tuple(self._viewers.get(run_id, ())):
+            for seq, type_, raw in items:
+                viewer.put(seq, type_, raw)
+
+    def publish_many_threadsafe(self, run_id: str, items: list[tuple[int, str, str]]) -> None:
+        """Several events of one run with one wake of the loop (each wake is a write to its self-pipe and a
+        turn of the loop)."""
+        if self.loop is not None and not self.loop.is_closed():
+            try:
+                self.loop.call_soon_threadsafe(self.publish_many, run_id, items)
+            except RuntimeError:
+                pass
+
     def publish_threadsafe(self, run_id: str, seq: int, type_: str, raw: str) -> None:
         if self.loop is not None and not self.loop.is_closed():
             try:

@@ -14,7 +14,10 @@ import zlib
 from deepscope.engine.events import EventType
 
 PACKED_TYPES = (EventType.LAYERS.value, EventType.BOUNDARY.value)
-LEVEL = 6
+# zlib's level 3: a layers event in 0.14 ms (level 6: 0.24 ms), 6% larger; a boundary in 0.18 ms (0.34), 20%
+# larger. A class's server compresses every heavy event of every run (about 9,000 for a mixed class of 60)
+# on the same cores that train.
+LEVEL = 3
 
 
 @functools.lru_cache(maxsize=256)  # the heavy events in flight: a class's 60 runs, a few each

@@ -276,6 +276,12 @@ class RunService:
         self.persist(run_id, event, raw)
         self.publish(run_id, event, raw)
 
+    def on_events(self, run_id: str, batch: list[tuple[dict[str, Any], str]]) -> None:
+        """``on_event`` for several events of one run, handed to the page's loop at once."""
+        for event, raw in batch:
+            self.persist(run_id, event, raw)
+        self.hub.publish_many_threadsafe(run_id, [(event["seq"], event["type"], raw) for event, raw in batch])
+
     def publish(self, run_id: str, event: dict[str, Any], raw: str) -> None:
         self.hub.publish_threadsafe(run_id, event["seq"], event["type"], raw)
 

@@ -2,6 +2,7 @@
 and on Celery with 2 workers, then a mixed class:
 
     python benchmarks/workshop.py [--students 10 30 60] [--executor local celery] [--mixed 60] [--only-mixed]
+                                  [--looks both|on|off]
 
 Each student, at once with the others: loads what the page loads (the page, /api/options,
 /api/presets), runs the same lesson (its runs are shared: one training for the class) and watches its
@@ -155,7 +156,7 @@ async def class_of(n: int, base: str, ws_base: str, server_pid: int) -> dict:
     return out
 
 
-async def watch_first(ws_base: str, run_id: str, cookie: str, t0: float, out: dict) -> None:
+async def watch_first(ws_base: str, run_id: str, cookie: str, t0: float, out: dict, phase: str) -> None:
     """Stream a run to its end; the first point is its first loss point or capture."""
     first, seqs = None, []
     async with websockets.connect(f"{ws_base}/ws/runs/{run_id}?token={TOKEN}", max_size=None,
@@ -166,6 +167,8 @@ async def watch_first(ws_base: str, run_id: str, cookie: str, t0: float, out: di
             if first is None and event["type"] in ("step", "layers"):
                 first = time.monotonic() - t0
     out["first"].append(first if first is not None else float("inf"))
+    out[phase].append(out["first"][-1])
+    out["delivered"] += len(seqs)
     out["lost"] += sum(b <= a for a, b in zip(seqs, seqs[1:], strict=False))  # twice, or out of order
     out["unfinished"] += 0 if event.get("type") == "status" and event.get("status") not in ("queued", "running") else 1
 
@@ -177,10 +180,11 @@ async def mixed_student(i: int, lesson: str, base: str, ws_base: str, out: dict)
         cookie = "; ".join(f"{k}={v}" for k, v in c.cookies.items())
         own = {"data": {"dataset": "moons"}, "model": {"depth": 4 + i % 6, "width": 32},
                "train": {"epochs": 10, "seed": 1000 + i}}
-        for make in (lambda: c.post(f"/api/presets/{lesson}/runs"), lambda: c.post("/api/runs", json=own)):
+        for phase, make in (("lesson", lambda: c.post(f"/api/presets/{lesson}/runs")),
+                            ("own", lambda: c.post("/api/runs", json=own))):
             t0 = time.monotonic()
             runs = await submitted(await make(), out)
-            await asyncio.gather(*(watch_first(ws_base, run["id"], cookie, t0, out) for run in runs))
+            await asyncio.gather(*(watch_first(ws_base, run["id"], cookie, t0, out, phase) for run in runs))
             for run in runs:  # its end stored before the next request (the quota counts active runs)
                 while (await c.get(f"/api/runs/{run['id']}")).json()["status"] in ("queued", "running"):
                     await asyncio.sleep(0.1)
@@ -193,7 +197,7 @@ def run_mixed(n: int, first_looks: bool) -> None:
     proc, base, ws_base = start_server(env)
     try:
         lessons = [p["id"] for p in httpx.get(base + "/api/presets", headers={"Authorization": f"Bearer {TOKEN}"}).json()]
-        out = {"first": [], "requested": 0, "lost": 0, "unfinished": 0, "429": 0}
+        out = {"first": [], "lesson": [], "own": [], "delivered": 0, "requested": 0, "lost": 0, "unfinished": 0, "429": 0}
         t0 = time.monotonic()
 
         async def everyone() -> None:
@@ -211,10 +215,10 @@ def run_mixed(n: int, first_looks: bool) -> None:
         first = out["first"]
         looks = httpx.get(base + "/healthz").json()["executor"].get("first_looks")
         print(f"mixed  {n:3d} first looks {'on ' if first_looks else 'off'} | first point p50 {pct(first, .5):5.2f} s p95 {pct(first, .95):5.2f} s max {max(first):5.2f} s"
-              f" over {len(first)} runs watched | class done {wall:5.1f} s, physical limit {limit:5.1f} s "
+              f" over {len(first)} runs watched (lesson runs p95 {pct(out['lesson'], .95):5.2f} s, own runs p95 {pct(out['own'], .95):5.2f} s) | class done {wall:5.1f} s, physical limit {limit:5.1f} s "
               f"({cpu:.0f} CPU s of {len(distinct)} distinct trainings / {os.cpu_count()} cores): ratio "
               f"{wall / limit:.2f}; on the same cores the service took {service_cpu:.0f} CPU s and the {n} simulated browsers "
-              f"{students_cpu:.0f}: all of it over the cores {(cpu + service_cpu + students_cpu) / (os.cpu_count() or 1):.1f} s | {len(runs)} runs, {looks} first looks | lost {out['lost']}, unfinished streams {out['unfinished']} | "
+              f"{students_cpu:.0f} (the service {1e3 * service_cpu / max(out['delivered'], 1):.2f} CPU ms per event delivered to a viewer, {out['delivered']} delivered): all of it over the cores {(cpu + service_cpu + students_cpu) / (os.cpu_count() or 1):.1f} s | {len(runs)} runs, {looks} first looks | lost {out['lost']}, unfinished streams {out['unfinished']} | "
               f"429s {out['429']}",
               flush=True)
     finally:
@@ -280,6 +284,8 @@ def main() -> None:
     parser.add_argument("--executor", nargs="+", default=["local", "celery"], choices=["local", "celery"])
     parser.add_argument("--mixed", type=int, default=60, help="students of the mixed class (0: none)")
     parser.add_argument("--only-mixed", action="store_true", help="the mixed class alone")
+    parser.add_argument("--looks", choices=["both", "on", "off"], default="both",
+                        help="the mixed class with first looks, without, or both side by side")
     args = parser.parse_args()
     if not args.only_mixed:
         for executor in args.executor:
@@ -287,7 +293,8 @@ def main() -> None:
                 run_class(executor, n)
     if args.mixed:
         for first_looks in (False, True):  # side by side: without, then with a waiting run's step 0
-            run_mixed(args.mixed, first_looks)
+            if args.looks == "both" or (args.looks == "on") == first_looks:
+                run_mixed(args.mixed, first_looks)
 
 
 if __name__ == "__main__":

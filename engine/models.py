@@ -38,13 +38,15 @@ class Block(nn.Module):
     def __init__(self, kind: str, n_in: int, n_out: int, cfg: ModelConfig) -> None:
         super().__init__()
         self.kind = kind
+        # (a batchnorm module is made only where it is used: making one was a third of building a 30-layer
+        # net, which a queued run's first look does)
         if kind == "conv":
             self.weights: nn.Module = nn.Conv2d(n_in, n_out, 3, padding=1)
-            norm: nn.Module = nn.BatchNorm2d(n_out, momentum=cfg.bn_momentum)
+            norm = nn.BatchNorm2d if cfg.batchnorm else None
         else:
             self.weights = nn.Linear(n_in, n_out)
-            norm = nn.BatchNorm1d(n_out, momentum=cfg.bn_momentum)
-        self.norm = norm if cfg.batchnorm else nn.Identity()
+            norm = nn.BatchNorm1d if cfg.batchnorm else None
+        self.norm: nn.Module = norm(n_out, momentum=cfg.bn_momentum) if norm is not None else nn.Identity()
         self.act = make_activation(cfg.activation, cfg.leaky_slope)
         if cfg.dropout == 0:
             self.drop: nn.Module = nn.Identity()

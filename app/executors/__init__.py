@@ -14,6 +14,12 @@ class EventSink(Protocol):
 
     def on_event(self, run_id: str, event: dict[str, Any], raw: str) -> None: ...
 
+    def on_events(self, run_id: str, batch: list[tuple[dict[str, Any], str]]) -> None:
+        """Several events of one run, in order: ``on_event`` of each by default (the local executor's
+        workers send their events in batches)."""
+        for event, raw in batch:
+            self.on_event(run_id, event, raw)
+
     def persist(self, run_id: str, event: dict[str, Any], raw: str) -> None: ...
 
     def publish(self, run_id: str, event: dict[str, Any], raw: str) -> None: ...

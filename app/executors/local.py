@@ -48,6 +48,16 @@ class _Slot:
     started: float = field(default_factory=time.monotonic)
 
 
+def deliver(sink: Any, run_id: str, batch: list[tuple[dict[str, Any], str]]) -> None:
+    """A batch of a run's events to the sink: in one call where it takes batches (``Service.on_events``)."""
+    on_events = getattr(sink, "on_events", None)
+    if on_events is not None:
+        on_events(run_id, batch)
+        return
+    for event, raw in batch:
+        sink.on_event(run_id, event, raw)
+
+
 class LocalExecutor:
     interrupts_on_restart = True
 
@@ -271,17 +281,17 @@ class LocalExecutor:
             except (EOFError, OSError):
                 return
             kind = msg[0]
-            if kind == "event":
-                _, run_id, raw = msg
-                event = orjson.loads(raw)
+            if kind in ("event", "events"):
+                run_id, raws = msg[1], (msg[2],) if kind == "event" else msg[2]
+                batch = [(orjson.loads(raw), raw.decode()) for raw in raws]
                 if run_id == slot.run_id:
-                    slot.last_seq = event["seq"]
+                    slot.last_seq = batch[-1][0]["seq"]
                 else:  # a first look's
                     with self._lock:
-                        self._next_seq[run_id] = event["seq"] + 1
+                        self._next_seq[run_id] = batch[-1][0]["seq"] + 1
                 assert self._sink is not None
                 try:
-                    self._sink.on_event(run_id, event, raw.decode())
+                    deliver(self._sink, run_id, batch)
                 except Exception:  # the sink must not take the supervisor down
                     log.exception("sink failed on an event of run %s", run_id)
             elif kind == "looked":
