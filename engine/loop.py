@@ -191,7 +191,9 @@ class _Run:
         self.preview_gen = torch.Generator(device="cpu").manual_seed(cfg.train.seed)  # the training's own stays untouched
 
         # 2) model, optimizer, schedule of events
-        self.model = build_model(cfg.model, self.data.input_shape, self.data.n_classes).to(self.device)
+        self.model = build_model(cfg.model, self.data.input_shape, self.data.n_classes)
+        if self.device.type != "cpu":  # (built on the CPU: moving there would still walk every parameter)
+            self.model.to(self.device)
         self.model.train()
         self.limits()
         self.optimizer = make_optimizer(self.model.parameters(), cfg.train, fused=True)

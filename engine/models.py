@@ -132,6 +132,18 @@ class Net(nn.Module):
             recorder(len(self.blocks), logits, logits)
         return logits
 
+    def train(self, mode: bool = True) -> Net:
+        """``nn.Module.train``, with every module's flag written straight and the modules listed once:
+        torch walks the tree through ``__setattr__`` (0.35 ms a call on a 30-layer net, which a run pays
+        twice for every decision boundary and every evaluation). The engine never changes a net's modules
+        after building it."""
+        tree = self.__dict__.get("_tree")
+        if tree is None:
+            tree = self.__dict__["_tree"] = list(self.modules())
+        for module in tree:
+            module.__dict__["training"] = mode
+        return self
+
     def layer_names(self) -> list[str]:
         return [f"{b.kind}{i + 1}" for i, b in enumerate(self.blocks)] + ["output"]
 

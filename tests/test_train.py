@@ -174,3 +174,17 @@ def test_a_memory_limit_passed_while_evaluating_fails_the_run_with_its_reason(tm
     result = train({"train": {"epochs": 2}}, events.append, should_stop, data_dir=tmp_path)
     assert result["status"] == "failed" and "over this server's limit" in result["error"]
     assert not [e for e in events if e["type"] == "eval"]  # it failed inside the first evaluation
+
+
+def test_the_nets_train_and_eval_reach_every_module():
+    """``Net.train`` writes the flags itself: every module follows, and dropout and batchnorm behave."""
+    from deepscope.engine.config import ModelConfig
+    from deepscope.engine.models import build_model
+
+    net = build_model(ModelConfig(depth=3, width=8, batchnorm=True, dropout=0.5), (4,), 2)
+    x = torch.randn(16, 4)
+    assert net.eval() is net and not any(m.training for m in net.modules())
+    assert torch.equal(net(x), net(x))  # dropout off, batchnorm on its running averages
+    net.train()
+    assert all(m.training for m in net.modules())
+    assert not torch.equal(net(x), net(x))  # dropout on again

@@ -39,7 +39,7 @@ PROBE_SAMPLES = 256
 # than 256 samples give a dense unit, at an eighth of the cost of passing 256 images.
 PROBE_IMAGES = 32
 UNITS_EVERY = 4  # the probe set is passed on the first capture and every UNITS_EVERY-th after it
-# Samples tried first where a net with no unit dead at its last count is seen on part of the probe set
+# A net with no dead unit at its last count is first passed 1/FIRST_SHARE of the probe set
 # (``ProbeSet.activations``)
 FIRST_SHARE = 8
 
