@@ -9,16 +9,13 @@ from typing import Any, Protocol
 
 
 class EventSink(Protocol):
-    """The service: ``on_event`` = ``persist`` then ``publish``; ``flush`` returns True once everything
+    """The service: ``on_event`` = ``persist`` then ``publish`` (``on_events``: of several); ``flush`` returns True once everything
     persisted before it is committed, False if that did not happen within ``timeout``."""
 
     def on_event(self, run_id: str, event: dict[str, Any], raw: str) -> None: ...
 
     def on_events(self, run_id: str, batch: list[tuple[dict[str, Any], str]]) -> None:
-        """Several events of one run, in order: ``on_event`` of each by default (the local executor's
-        workers send their events in batches)."""
-        for event, raw in batch:
-            self.on_event(run_id, event, raw)
+        """Several events of one run, in order (a local worker sends its events in batches)."""
 
     def persist(self, run_id: str, event: dict[str, Any], raw: str) -> None: ...
 

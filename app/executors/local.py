@@ -48,16 +48,6 @@ class _Slot:
     started: float = field(default_factory=time.monotonic)
 
 
-def deliver(sink: Any, run_id: str, batch: list[tuple[dict[str, Any], str]]) -> None:
-    """A batch of a run's events to the sink: in one call where it takes batches (``Service.on_events``)."""
-    on_events = getattr(sink, "on_events", None)
-    if on_events is not None:
-        on_events(run_id, batch)
-        return
-    for event, raw in batch:
-        sink.on_event(run_id, event, raw)
-
-
 class LocalExecutor:
     interrupts_on_restart = True
 
@@ -281,8 +271,8 @@ class LocalExecutor:
             except (EOFError, OSError):
                 return
             kind = msg[0]
-            if kind in ("event", "events"):
-                run_id, raws = msg[1], (msg[2],) if kind == "event" else msg[2]
+            if kind == "events":  # a run's, in a batch (local_worker._Batches)
+                _, run_id, raws = msg
                 batch = [(orjson.loads(raw), raw.decode()) for raw in raws]
                 if run_id == slot.run_id:
                     slot.last_seq = batch[-1][0]["seq"]
@@ -291,7 +281,7 @@ class LocalExecutor:
                         self._next_seq[run_id] = batch[-1][0]["seq"] + 1
                 assert self._sink is not None
                 try:
-                    deliver(self._sink, run_id, batch)
+                    self._sink.on_events(run_id, batch)
                 except Exception:  # the sink must not take the supervisor down
                     log.exception("sink failed on an event of run %s", run_id)
             elif kind == "looked":

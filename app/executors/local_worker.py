@@ -26,7 +26,8 @@ from deepscope.engine.loop import first_look  # noqa: E402
 warm_imports()
 WORKER_NICENESS = 5  # training takes what the service leaves; the cores stay as busy
 # A run's events travel in batches: one pipe message, one wake of the supervisor and one hand-over to
-# the page's loop for several events (a mixed class sent about 30,000 events, one message each). An
+# the page's loop for several events (a mixed class of 60 took 22-23 CPU s of the service with one message
+# an event, 15 in batches: docs/architecture.md). An
 # event waits at most BATCH_S for others; a status and step 0's events go at once (a student's first
 # point), and so does whatever waits when a step starts later than that.
 BATCH_S = 0.025
