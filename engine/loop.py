@@ -211,6 +211,7 @@ class _Run:
         self.eval_idx = torch.randperm(self.n_train, generator=self.gen)[:EVAL_TRAIN_SAMPLES].to(self.device)
         self.doctor = Doctor(self.data.n_classes, out)
         self.nonfinite_layer: str | None = None
+        self.last_layers: list[dict[str, Any]] | None = None  # the newest capture's
 
     def _started(self, status: Status, message: str, **extra: Any) -> dict[str, Any]:
         """The status event a page draws the run from: its config, its layers, its data."""
@@ -247,6 +248,8 @@ class _Run:
             finally:
                 self.telemetry.wait()
                 self.summary.update(self.telemetry.report(), **self.cap.report())
+                if self.last_layers is not None:
+                    self.summary["probe_end"] = probe_summary(self.last_layers)
 
     def _heavy(self, kind: str, event: dict[str, Any]) -> None:
         """Emit an event the storage cap counts (engine/storage.py)."""
@@ -261,7 +264,7 @@ class _Run:
         self.doctor.observe_capture(event)
         if event["step"] == 0:
             self.summary["probe_start"] = probe_summary(event["layers"])
-        self.summary["probe_end"] = probe_summary(event["layers"])
+        self.last_layers = event["layers"]  # summarised once, at the end
 
     def _theory_line(self, layers: list[dict[str, Any]]) -> list[float] | None:
         """What Var(z') = n Var(w) E[f(z)^2] predicts for each hidden layer's pre-activation std at step 0,

@@ -59,6 +59,7 @@ class WatchedRun:
         self.classes = classes
         self.doctor = Doctor(classes or 2, emit)
         self.summary: dict[str, Any] = {}
+        self._last_layers: list[dict[str, Any]] | None = None
         self._lock = threading.Lock()
         self._last_step_event = -1.0
         self._weights_before: dict[int, torch.Tensor] = {}
@@ -119,7 +120,7 @@ class WatchedRun:
         self.doctor.observe_capture(event)
         if event["step"] == 0:
             self.summary["probe_start"] = probe_summary(event["layers"])
-        self.summary["probe_end"] = probe_summary(event["layers"])
+        self._last_layers = event["layers"]  # summarised once, at the end
 
     # -- what the loop tells -------------------------------------------------------------------------
     def log(self, **metrics: Any) -> None:
@@ -157,6 +158,8 @@ class WatchedRun:
             self.telemetry.probe.remove()
             self.telemetry.close()
             self.summary.update(self.telemetry.report(), **self.cap.report())
+        if self._last_layers is not None:
+            self.summary["probe_end"] = probe_summary(self._last_layers)
         self.summary["step"] = self.step
         self.summary["findings"] = self.doctor.final(status)
         self.emit(status_event(status, message or f"{status} after {self.step} steps", summary=self.summary))

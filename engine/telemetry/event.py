@@ -24,12 +24,13 @@ def layers_event(step: int, names: list[str], kinds: list[str], table: np.ndarra
     """Plain numbers only; NaN and inf become None so the JSON stays valid. ``table``: (layers, STAT_NAMES).
     ``weight_step`` and ``units_step``: the captures the weight numbers and the dead-unit counts were
     taken at."""
-    finite = np.isfinite(table).tolist()
-    layers = []
-    for name, kind, row, ok, hist in zip(names, kinds, table.tolist(), finite, hists, strict=True):
-        stats = {k: (v if f else None) for k, v, f in zip(STAT_NAMES, row, ok, strict=True)}
-        layers.append({"name": name, "kind": kind, "stats": stats, "hist": hist, "weight_step": weight_step,
-                       "units_step": units_step})
+    # (None put in by one array operation and each row's dict made by zip: a comprehension testing every
+    # number was a tenth of a small MLP's capture)
+    rows = table.astype(object)
+    rows[~np.isfinite(table)] = None
+    layers = [{"name": name, "kind": kind, "stats": dict(zip(STAT_NAMES, row, strict=True)), "hist": hist,
+               "weight_step": weight_step, "units_step": units_step}
+              for name, kind, row, hist in zip(names, kinds, rows.tolist(), hists, strict=True)]
     return {"type": EventType.LAYERS.value, "step": step, "layers": layers}
 
 

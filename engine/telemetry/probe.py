@@ -79,8 +79,11 @@ class LayerProbe:
         self._before: list[torch.Tensor] | None = None
         self._snapshots: list[list[torch.Tensor]] = []  # two sets, alternating: one may be in a summary
         self._update_tables: dict = {}
-        self._step_hook: Any = None
+        self._copy_tables: dict = {}
         self._full = False
+        # Registered once and idle unless armed: registering and removing a hook at every capture cost more
+        # than the idle call on every step of a run captured every sixth step
+        self._step_hook: Any = optimizer.register_step_pre_hook(self._step_pre_hook) if optimizer is not None else None
 
     # -- the context -------------------------------------------------------------------------
     @contextmanager
@@ -104,8 +107,6 @@ class LayerProbe:
         if self.probe_set is not None and (full or self.captures % UNITS_EVERY == 0):
             self._units = self.probe_set.activations()
         self.taps.arm()
-        if self.optimizer is not None:
-            self._step_hook = self.optimizer.register_step_pre_hook(lambda *_: self._keep_weights())
         self.cost += time.thread_time() - t0
 
     def finish(self) -> Capture | None:
@@ -142,6 +143,9 @@ class LayerProbe:
     def remove(self) -> None:
         self._disarm()
         self.taps.remove()
+        if self._step_hook is not None:
+            self._step_hook.remove()
+            self._step_hook = None
 
     def __enter__(self) -> LayerProbe:
         return self
@@ -152,31 +156,33 @@ class LayerProbe:
     # -- inside ------------------------------------------------------------------------------
     def _disarm(self) -> None:
         self.taps.disarm()
-        if self._step_hook is not None:
-            self._step_hook.remove()
-            self._step_hook = None
         self.step, self._units, self._before = None, None, None
 
+    def _step_pre_hook(self, *_: Any) -> None:
+        if self.step is not None:
+            self._keep_weights()
+
     def _keep_weights(self) -> None:
-        """The optimizer's step pre-hook: the weights the update starts from, into one of two buffers."""
+        """The optimizer's step pre-hook while armed: the weights the update starts from, into one of two
+        buffers (on the CPU by one compiled copy, its table of addresses kept as ``_update_norms`` keeps
+        its own)."""
         t0 = time.thread_time()
-        with torch.no_grad():
-            if len(self._snapshots) < 2:
-                self._snapshots.append([w.detach().clone() for w in self.weights])
-                self._before = self._snapshots[-1]
-            else:
-                self._before = self._snapshots[self.captures % 2]
-                torch._foreach_copy_(self._before, [w.detach() for w in self.weights])
+        if len(self._snapshots) < 2:
+            self._snapshots.append([w.detach().clone() for w in self.weights])
+            self._before = self._snapshots[-1]
+        else:
+            self._before = self._snapshots[self.captures % 2]
+            _copy_weights(self.weights, self._before, self._copy_tables)
         self.cost += time.thread_time() - t0
 
     def _take(self) -> Capture | None:
         taps, step = self.taps, self.step
         if step is None or not taps.complete:
             return None
-        live = [w.detach() for w in self.weights]
+        live = self.weights
         if self.optimizer is not None and self._before is None:
             return None  # a forward, but no step (divergence ends the run before it)
-        before = self._before if self._before is not None else [w.clone() for w in live]
+        before = self._before if self._before is not None else [w.detach().clone() for w in live]
         # the addresses of the weights' buffers are kept only for the probe's own two (an id can be reused)
         kept = any(before is snapshot for snapshot in self._snapshots)
         update = _update_norms(live, before, self._update_tables if kept else None)
@@ -214,24 +220,43 @@ def _grads_of(sources: list[torch.Tensor], unit_axis: int) -> torch.Tensor | Non
     return joined(grads, unit_axis)
 
 
+def _address_table(tables: dict | None, after: list[torch.Tensor], before: list[torch.Tensor]) -> np.ndarray | None:
+    """The compiled passes' table (address of each weight, its values, the address of its copy in
+    ``before``), kept in ``tables`` by the addresses: None where a weight is not contiguous float32 on the
+    CPU (then torch does it)."""
+    key = (id(before), *[w.data_ptr() for w in after])
+    table = tables.get(key) if tables is not None else None
+    if table is None and all(w.dtype == torch.float32 and w.is_contiguous() and w.device.type == "cpu" for w in after):
+        table = compiled.tensor_table(after, [b.data_ptr() for b in before])
+        if tables is not None:
+            if len(tables) >= 4:  # the weights moved (a new optimizer, a model moved and back)
+                tables.clear()
+            tables[key] = table
+    return table
+
+
+def _copy_weights(weights: list[torch.Tensor], into: list[torch.Tensor], tables: dict) -> None:
+    """``into`` becomes a copy of ``weights`` (same shapes): one compiled copy on the CPU."""
+    table = _address_table(tables, weights, into) if weights[0].device.type == "cpu" else None
+    if table is not None:
+        compiled.copy_values(table)
+    else:
+        with torch.no_grad():
+            torch._foreach_copy_(into, [w.detach() for w in weights])
+
+
 def _update_norms(after: list[torch.Tensor], before: list[torch.Tensor], tables: dict | None = None) -> torch.Tensor:
     """(layers, 2): the size of each layer's update, |after - before|, and |before|. On the CPU one
     compiled pass over both; elsewhere on the device, without a sync. ``tables`` keeps the compiled
     pass's table of addresses for the weights where they are and a buffer of ``before`` (the two the
     probe alternates): a step writes the weights in place, so it is looked up by their addresses."""
     if after[0].device.type == "cpu":
-        key = (id(before), *[w.data_ptr() for w in after])
-        table = tables.get(key) if tables is not None else None
-        if table is None and all(w.dtype == torch.float32 and w.is_contiguous() for w in after):
-            table = compiled.tensor_table(after, [b.data_ptr() for b in before])
-            if tables is not None:
-                if len(tables) >= 4:  # the weights moved (a new optimizer, a model moved and back)
-                    tables.clear()
-                tables[key] = table
+        table = _address_table(tables, after, before)
         if table is not None:
             out = np.empty((len(after), 2))
             compiled.update_norms(table, out)
             return torch.from_numpy(out)
     with torch.no_grad():
+        after = [w.detach() for w in after]
         return torch.stack([torch.stack(torch._foreach_norm(torch._foreach_sub(after, before))),
                             torch.stack(torch._foreach_norm(before))], 1)

@@ -25,8 +25,9 @@ from deepscope.engine.telemetry.probe import Capture
 from deepscope.engine.telemetry.units import dead_fractions
 
 COLUMN = {name: i for i, name in enumerate(STAT_NAMES)}
-WEIGHT_STATS = [COLUMN["weight_std"], COLUMN["duplicate_frac"]]
-UNIT_STATS = [COLUMN["dead_frac"]]
+WEIGHT_STATS = np.array([COLUMN["weight_std"], COLUMN["duplicate_frac"]], np.int64)
+UNIT_STATS = np.array([COLUMN["dead_frac"]], np.int64)
+_TABLE_COLUMNS = np.array([COLUMN["slope_mean"], COLUMN["saturated_frac"], COLUMN["update_ratio"]], np.int64)
 # where each statistic comes from on the CPU: (a tensor's kind, a column of compiled.SUMMARY_FIELDS)
 _FROM_SUMMARY = (("preact_mean", "preact", 2), ("preact_std", "preact", 3), ("act_mean", "act", 2),
                  ("act_std", "act", 3), ("grad_norm", "grad", 4), ("act_grad_std", "act_grad", 3),
@@ -57,13 +58,19 @@ class _Layout:
     hist_rows: list[list[tuple[str, int]]]
     stat_to: np.ndarray        # flat indices into the (layers, STAT_NAMES) table ...
     stat_from: np.ndarray      # ... and into the kernels' (rows + 1, SUMMARY_FIELDS) output
-    sloped_layers: list[int]   # layers whose mean slope and saturation are read, and for each:
+    sloped_layers: np.ndarray  # layers whose mean slope and saturation are read, and for each:
     sloped: np.ndarray         # (z row, a row, activation code)
     slope_params: np.ndarray   # (its parameter, its flat-tail threshold)
     saturating: np.ndarray     # whether it has a flat tail to count
+    # the kernels' table and outputs, kept from one capture to the next (a capture's summary is done before
+    # the next starts: one in flight, ``Telemetry``)
+    table_in: np.ndarray       # (rows, 3): address, values, histogram? (the last column fixed)
+    counts: np.ndarray         # (rows + 1, bins)
+    out: np.ndarray            # (rows + 1, SUMMARY_FIELDS): the last row NaN, what a missing tensor reads
+    slope_out: np.ndarray      # (sloped layers, 2)
 
     @classmethod
-    def of(cls, cap: Capture, layers: list[WatchedLayer]) -> _Layout:
+    def of(cls, cap: Capture, layers: list[WatchedLayer], bins: int) -> _Layout:
         n = len(layers)
         order, histogrammed = [], []
         where = {kind: [-1] * n for kind in _KINDS}
@@ -91,12 +98,17 @@ class _Layout:
         sloped_layers = [i for i, layer in enumerate(layers) if layer.has_units and layer.activation is not None
                          and cap.pre[i].numel() == cap.act[i].numel()]
         acts = [layers[i].activation for i in sloped_layers]
+        rows = len(order)
+        table_in = np.zeros((rows, 3), np.int64)
+        table_in[:, 2] = histogrammed
         return cls(order, np.array(histogrammed, np.int64), {kind: np.array(rows) for kind, rows in where.items()},
-                   hist_rows, np.array(stat_to, np.int64), np.array(stat_from, np.int64), sloped_layers,
+                   hist_rows, np.array(stat_to, np.int64), np.array(stat_from, np.int64),
+                   np.array(sloped_layers, np.int64),
                    np.array([(where["preact"][i], where["act"][i], a.code) for i, a in zip(sloped_layers, acts, strict=True)],
                             np.int64).reshape(-1, 3),
                    np.array([(a.param, a.flat_below) for a in acts], np.float64).reshape(-1, 2),
-                   np.array([a.saturating for a in acts], bool))
+                   np.array([a.saturating for a in acts], bool), table_in, np.zeros((rows + 1, bins), np.int64),
+                   np.full((rows + 1, len(compiled.SUMMARY_FIELDS)), np.nan), np.empty((len(sloped_layers), 2)))
 
 
 class Summariser:
@@ -114,51 +126,51 @@ class Summariser:
 
     def summarise(self, cap: Capture) -> dict:
         on_device = cap.pre[0].device.type != "cpu" if self.device_path is None else self.device_path
-        with torch.no_grad():
-            table, hists = kernels.device_summary(self.layers, cap, self.bins) if on_device else self._on_host(cap)
+        if on_device:
+            with torch.no_grad():
+                table, hists = kernels.device_summary(self.layers, cap, self.bins)
+        else:
+            table, hists = self._on_host(cap)
         weights = self._carry("_weights", cap.step, cap.w_before is not None, table, hists, WEIGHT_STATS, "weight")
         units = self._carry("_units", cap.step, cap.units_fresh, table, hists, UNIT_STATS, None)
         return layers_event(cap.step, self.names, self.kinds, table, hists, weights.step, units.step)
 
-    def _carry(self, attr: str, step: int, fresh: bool, table: np.ndarray, hists: list[dict], columns: list[int],
+    def _carry(self, attr: str, step: int, fresh: bool, table: np.ndarray, hists: list[dict], columns: np.ndarray,
                hist: str | None) -> _Carried:
         """Keep this capture's ``columns`` (and histogram ``hist``) when ``fresh``, else fill them in from
-        the last capture that measured them."""
+        the last capture that measured them (one compiled call: as numpy's fancy indexing, on the cold
+        caches a training step leaves, this was a twentieth of a small MLP's capture)."""
+        carried: _Carried | None = getattr(self, attr)
         if fresh:
-            setattr(self, attr, _Carried(step, table[:, columns].copy(), [h[hist] for h in hists] if hist else []))
-        carried: _Carried = getattr(self, attr)
-        table[:, columns] = carried.columns
-        if hist:
+            if carried is None or carried.columns.shape[0] != table.shape[0]:
+                carried = _Carried(step, np.empty((table.shape[0], len(columns))), [])
+                setattr(self, attr, carried)
+            carried.step = step
+            if hist:
+                carried.hists = [h[hist] for h in hists]
+        compiled.keep_columns(table, columns, carried.columns, fresh)
+        if hist and not fresh:
             for h, kept in zip(hists, carried.hists, strict=True):
                 h[hist] = kept
         return carried
 
     # -- the CPU path --------------------------------------------------------------------------
     def _on_host(self, cap: Capture) -> tuple[np.ndarray, list[dict]]:
-        """Every tensor through two compiled calls (three on a units or weight capture): histograms,
-        moments and slopes; dead units; duplicate units."""
-        n, step, bins = len(self.layers), cap.step, self.bins
+        """Every tensor through three compiled calls (four on a units or weight capture): histograms, moments
+        and slopes; the stat table; dead units; duplicate units."""
+        n, step = len(self.layers), cap.step
         layout = self._layout(cap)
         by_kind = (cap.pre, cap.act, cap.grads, cap.act_grad, cap.w_before)
         tensors = [by_kind[k][i] for k, i in layout.order]
-        rows = len(tensors)
-        table_in = np.empty((rows, 3), np.int64)
+        table_in, out, counts = layout.table_in, layout.out, layout.counts
         table_in[:, 0] = [t.data_ptr() for t in tensors]
         table_in[:, 1] = [t.numel() for t in tensors]
-        table_in[:, 2] = layout.histogrammed
-        counts = np.zeros((rows + 1, bins), np.int64)
-        out = np.full((rows + 1, len(compiled.SUMMARY_FIELDS)), np.nan)
-        slope_out = np.empty((len(layout.sloped_layers), 2))
-        compiled.summarise_capture(table_in, bins, counts, out, layout.sloped, layout.slope_params, slope_out)
-        table = np.full((n, len(STAT_NAMES)), np.nan)
-        table.reshape(-1)[layout.stat_to] = out.reshape(-1)[layout.stat_from]
-        if layout.sloped_layers:
-            table[layout.sloped_layers, COLUMN["slope_mean"]] = slope_out[:, 0]
-            table[layout.sloped_layers, COLUMN["saturated_frac"]] = np.where(layout.saturating, slope_out[:, 1], 0.0)
+        compiled.summarise_capture(table_in, self.bins, counts, out, layout.sloped, layout.slope_params, layout.slope_out)
+        table = np.empty((n, len(STAT_NAMES)))
+        compiled.stat_table(out, layout.stat_to, layout.stat_from, layout.slope_out, layout.sloped_layers,
+                            layout.saturating, np.ascontiguousarray(cap.update.double().numpy()), _TABLE_COLUMNS, table)
         if cap.norm_params is not None:
             table[:, [COLUMN["bn_gamma_mean"], COLUMN["bn_beta_mean"]]] = cap.norm_params.double().numpy()
-        update = cap.update.double().numpy()
-        table[:, COLUMN["update_ratio"]] = update[:, 0] / np.maximum(update[:, 1], 1e-30)
         if cap.units_fresh:
             self._dead_units(cap, table)
         if cap.w_before is not None:
@@ -179,7 +191,7 @@ class Summariser:
                tuple(a is p for a, p in zip(cap.act, cap.pre, strict=True)))
         layout = self._layouts.get(key)
         if layout is None:
-            layout = self._layouts[key] = _Layout.of(cap, self.layers)
+            layout = self._layouts[key] = _Layout.of(cap, self.layers, self.bins)
         return layout
 
     def _dead_units(self, cap: Capture, table: np.ndarray) -> None:

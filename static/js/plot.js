@@ -71,8 +71,21 @@ export function endLabels(traces, { range = null, log = false, height = 250 } = 
     font: { size: 10, color: t.line.color } }));
 }
 
-// The height in pixels of a chart's plot area, for laying out labels.
-export const plotHeight = (id, margin) => Math.max(60, document.getElementById(id).clientHeight - margin.t - margin.b);
+// The height in pixels of a chart's plot area, for laying out labels. Each chart's height is kept by a
+// ResizeObserver: reading clientHeight after the chart before it was drawn made the browser lay out the
+// page again in the middle of drawing (page_smoothness.py's profile: a tenth of the main thread's work).
+const heights = new Map();
+const resized = new ResizeObserver((entries) => {
+  for (const e of entries) heights.set(e.target.id, e.contentRect.height);
+});
+export function plotHeight(id, margin) {
+  if (!heights.has(id)) {
+    const chart = document.getElementById(id);
+    heights.set(id, chart.clientHeight);
+    resized.observe(chart);
+  }
+  return Math.max(60, heights.get(id) - margin.t - margin.b);
+}
 
 // One sentence per chart for screen readers (and anyone): what it shows and the numbers that matter.
 // (A hidden paragraph the chart points to with aria-describedby: the chart itself holds Plotly's buttons,

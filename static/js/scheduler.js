@@ -7,6 +7,11 @@ import { flags } from "./state.js";
 let renderer = () => {};
 let renderPending = false;
 let frameRequested = false;
+// Whether the render running now answers the learner's own move (the slider, a select, play): its charts
+// are drawn at once. A render for arriving data keeps each chart's gap (MIN_GAP_MS) while runs stream,
+// wherever the slider stands: a lesson opened on step 0 still receives its runs' curves.
+let answering = false;
+export const answeringMove = () => answering;
 
 export function setRenderer(fn) { renderer = fn; }
 
@@ -17,7 +22,12 @@ export function scheduleRender(nextFrame = false) {
     // The learner's own move: the first chart it changed is drawn in this same frame, the rest one frame
     // at a time after it. Drawing them all in one frame was one task of 230 ms on a 30-layer lesson
     // (benchmarks/page_smoothness.py), in which the slider itself did not move.
-    requestAnimationFrame(() => { frameRequested = false; render(); if (queue.size) drain(0); });
+    requestAnimationFrame(() => {
+      frameRequested = false;
+      answering = true;
+      try { render(); } finally { answering = false; }
+      if (queue.size) drain(0);
+    });
     return;
   }
   if (renderPending) return;
@@ -42,10 +52,13 @@ const screenWatch = new IntersectionObserver((entries) => {
 
 export function observe(element) { screenWatch.observe(element); }
 
-// A chart to redraw waits in a queue, and each animation frame draws from it for at most FRAME_MS: a
-// capture that changes four charts is four short tasks, with the page answering input between them,
-// instead of one long one. A newer draw of the same chart replaces a waiting one.
-const FRAME_MS = 30;
+// A chart to redraw waits in a queue, and each animation frame draws from it while the frame's work, with
+// the next chart's last drawing time, stays within FRAME_MS: a capture that changes four charts is four
+// short tasks, with the page answering input between them, instead of one long one (a task over 50 ms
+// is a long task: two 35 ms charts in one frame made one). A newer draw of the same chart replaces a
+// waiting one.
+const FRAME_MS = 45;
+const lastCost = new Map();  // chart id -> ms its last drawing took
 const queue = new Map();  // chart id -> [key, draw]
 let drainScheduled = false;
 
@@ -59,7 +72,8 @@ function scheduleDrain() {
 // costs much to draw; the curves and the heatmap gain a point (or a step line) on nearly every update,
 // and redrawing them four times a second kept the main thread in long tasks 40% of the time. The
 // learner's own moves are drawn at once.
-const MIN_GAP_MS = { "boundary-chart": 2000, "loss-chart": 1000, "compare-chart": 1000, "heatmap-chart": 1000 };
+const MIN_GAP_MS = { "boundary-chart": 2000, "loss-chart": 1000, "compare-chart": 1000, "heatmap-chart": 1000,
+  "histogram-chart": 1000, "layer-stats-chart": 1000, "depth-strip": 1000 };
 const lastDrawn = new Map();
 const waiting = new Set();  // charts with a render already set for the end of their gap
 
@@ -81,8 +95,11 @@ export function redraw(id, key, drawChart, live = true) {
 function drain(budget = FRAME_MS) {
   const t0 = performance.now();
   let drawn = 0;
-  while (queue.size && (drawn++ === 0 || performance.now() - t0 < budget)) {
-    const [id, [key, drawChart]] = queue.entries().next().value;
+  for (;;) {
+    const next = queue.entries().next();
+    if (next.done) break;
+    const [id, [key, drawChart]] = next.value;
+    if (drawn++ > 0 && performance.now() - t0 + (lastCost.get(id) ?? 0) > budget) break;
     queue.delete(id);
     timed(id, drawChart);
     drawnKeys.set(id, key);
@@ -95,6 +112,7 @@ function timed(id, drawChart) {
   const t0 = performance.now();
   drawChart();
   lastDrawn.set(id, t0);
+  lastCost.set(id, performance.now() - t0);
   record(perf.draws, { id, ms: performance.now() - t0 });
 }
 

@@ -6,7 +6,7 @@ import { STAT_LABELS, describe, moveStepMarker, stepMarker, timeAxis } from "./p
 import { $, el, fmt } from "./dom.js";
 import { renderFindings } from "./findings.js";
 import { renderLessonStatus } from "./lessons.js";
-import { redraw, scheduleRender } from "./scheduler.js";
+import { answeringMove, redraw, scheduleRender } from "./scheduler.js";
 import { state } from "./state.js";
 import { boundaryFor, captureFor, samplesFor, shownStep, syncSlider } from "./timeline.js";
 
@@ -72,7 +72,7 @@ export function render() {
   const evals = runs.map((r) => `${r.id}:${r.evals.length}:${batch ? r.steps.length : ""}`).join(",");
   const captures = seqs(runs, captureFor);
   // a learner's own move draws at once, and so does a run that is no longer streaming
-  const live = state.stepIndex === null && !state.playing && runs.some((r) => !state.finished.has(r.status));
+  const live = !answeringMove() && runs.some((r) => !state.finished.has(r.status));
   const marker = () => stepMarker(step, timeAxis(runs), runs[0]);
   withMarker("loss-chart", `${evals}|${batch}|${palette}`, step, () => lossChart("loss-chart", runs, batch, step), marker, live);
   withMarker("compare-chart", `${evals}|${palette}`, step, () => accuracyChart("compare-chart", runs, step), marker, live);
