@@ -105,11 +105,12 @@ class EventWriter:
         stopping while it is still down writes the batch to the spill file, read back at the next start."""
         if not batch_events and not batch_runs:
             return
+        packed = self.store.packed_rows(batch_events)  # compressed before the writer's lock is taken
         attempt = 0
         while True:
             try:
-                with self.store.engine.begin() as conn:
-                    self._write(conn, batch_events, batch_runs)
+                with self.store.writing() as conn:
+                    self._write(conn, packed, batch_runs)
                 if self.failing:
                     log.warning("the database answers again: stored the %d events held", len(batch_events))
                 self.failing, self.disk_full = None, False
@@ -165,7 +166,7 @@ class EventWriter:
                 batch = orjson.loads(path.read_bytes())
             except FileNotFoundError:  # another replica sharing the data dir took it
                 continue
-            with self.store.engine.begin() as conn:
+            with self.store.writing() as conn:
                 self._write(conn, batch["events"], batch["runs"])
             path.unlink()
             stored += len(batch["events"])

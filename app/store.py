@@ -6,10 +6,11 @@ call (``quotas.py``, ``sharing.py``). Events are written in batches by ``event_l
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -165,12 +166,23 @@ class Store:
     def __init__(self, url: str) -> None:
         self._create_lock = threading.Lock()
         self.engine = make_engine(url)
+        # SQLite: one writer at a time in this process, handed over by a Python lock. Two connections that
+        # meet at SQLite's own write lock wait in its busy handler, which sleeps 1, 2, 5, ... up to 100 ms
+        # between tries: a class pressing its lessons at once waited behind the event writer's commits up
+        # to 320 ms a press (benchmarks/workshop.py, the mixed class). PostgreSQL locks rows instead.
+        self._write_lock = threading.Lock() if self.engine.dialect.name == "sqlite" else None
         metadata.create_all(self.engine)
         self._add_missing_columns()
 
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[Any]:
+        """A write transaction: committed on leaving, rolled back on an error."""
+        with self._write_lock or contextlib.nullcontext(), self.engine.begin() as conn:
+            yield conn
+
     def _add_missing_columns(self) -> None:
         """A database made by an older DeepScope gets the columns added since (nothing is rewritten)."""
-        with self.engine.begin() as conn:
+        with self.writing() as conn:
             have = {c["name"] for c in inspect(conn).get_columns("runs")}
             for name, sql_type in ADDED_COLUMNS.items():
                 if name not in have:
@@ -207,7 +219,7 @@ class Store:
         (one service process writes it); PostgreSQL through a transaction-scoped advisory lock, which
         also holds across several app replicas."""
         ids = [uuid.uuid4().hex[:12] for _ in specs]
-        with self._create_lock, self.engine.begin() as conn:
+        with self._create_lock, self.writing() as conn:
             if self.engine.dialect.name == "postgresql":
                 conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7243)")
             extra = decide(Transaction(conn), ids) if decide else [{} for _ in specs]
@@ -264,7 +276,7 @@ class Store:
             return [_run_dict(r) for r in conn.execute(q)]
 
     def update_run(self, run_id: str, **fields: Any) -> None:
-        with self.engine.begin() as conn:
+        with self.writing() as conn:
             self.update_in(conn, run_id, fields)
 
     @staticmethod
@@ -307,7 +319,7 @@ class Store:
             return [r.id for r in conn.execute(q)]
 
     def pack(self, run_id: str) -> int:
-        with self.engine.begin() as conn:
+        with self.writing() as conn:
             packed = self.pack_in(conn, run_id)
             self.count_stored_bytes_in(conn, run_id)
         return packed
@@ -343,11 +355,11 @@ class Store:
                 conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def delete_events(self, run_id: str) -> None:
-        with self.engine.begin() as conn:
+        with self.writing() as conn:
             conn.execute(delete(events).where(events.c.run_id == run_id))
 
     def delete_run(self, run_id: str, keep_events: bool = False) -> None:
-        with self.engine.begin() as conn:
+        with self.writing() as conn:
             if not keep_events:
                 conn.execute(delete(events).where(events.c.run_id == run_id))
             conn.execute(delete(runs).where(runs.c.id == run_id))
@@ -355,7 +367,7 @@ class Store:
     def mark_interrupted(self) -> list[str]:
         """Runs that were queued or running when the service stopped: they will never finish now. (A
         watched run trains elsewhere and sends again when the service is back: it is left running.)"""
-        with self.engine.begin() as conn:
+        with self.writing() as conn:
             ids = [r.id for r in conn.execute(select(runs.c.id).where(runs.c.status.in_(ACTIVE_STATUSES),
                                                                       runs.c.source.is_(None)))]
             if ids:
@@ -367,11 +379,18 @@ class Store:
         return ids
 
     # -- events -----------------------------------------------------------------------------
+    @staticmethod
+    def packed_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Event rows as they are stored: heavy events compressed (app/packing.py). Done before the write
+        transaction, which holds SQLite's one writer meanwhile (``writing``)."""
+        return [{**r, "data": "", "packed": deflated(r["data"])} if r["type"] in PACKED_TYPES else {**r, "packed": None}
+                for r in rows]
+
     def insert_events_in(self, conn: Any, rows: list[dict[str, Any]]) -> None:
         """Event rows, inside a transaction the caller holds; idempotent by (run_id, seq): a replayed
-        stream or a second app replica writes nothing twice."""
-        rows = [{**r, "data": "", "packed": deflated(r["data"])} if r["type"] in PACKED_TYPES else {**r, "packed": None}
-                for r in rows]  # heavy events compressed as they are stored (app/packing.py)
+        stream or a second app replica writes nothing twice. Rows not yet ``packed_rows`` are packed here."""
+        if rows and "packed" not in rows[0]:
+            rows = self.packed_rows(rows)
         dialect = self.engine.dialect.name
         if dialect == "sqlite":
             from sqlalchemy.dialects.sqlite import insert as dialect_insert

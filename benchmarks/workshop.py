@@ -25,10 +25,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
+import ssl
 import subprocess
 import sys
 import tempfile
 import time
+import zlib
 
 import httpx
 import orjson
@@ -73,14 +76,41 @@ def tree_rss_mb(pid: int) -> float:
     return total
 
 
+# One TLS context for every simulated browser: httpx makes one per client otherwise, loading the CA bundle
+# (30 ms each, though every request here is plain HTTP on loopback), on the cores the class trains on.
+TLS = ssl.create_default_context()
+
+
+def student_client(base: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=base, timeout=120, headers={"Authorization": f"Bearer {TOKEN}"}, verify=TLS)
+
+
+HEAD = re.compile(rb'^\{"seq":(\d+),"type":"(\w+)"')
+
+
+def read(message: str | bytes) -> dict:
+    """An event as the page receives it (``?encoding=deflate``: events of 1 KB or more come deflated). A
+    small one is parsed whole; of a big one (a capture, a boundary) only the head is inflated, for its
+    seq and type: the page decodes the rest on the learner's machine, while these simulated browsers
+    share the server's cores, where decoding every capture took a third of what the service took."""
+    if isinstance(message, str):
+        return orjson.loads(message)
+    seq, type_ = HEAD.match(zlib.decompressobj().decompress(message, 64)).groups()
+    return {"seq": int(seq), "type": type_.decode()}
+
+
+def stream_url(ws_base: str, run_id: str) -> str:
+    return f"{ws_base}/ws/runs/{run_id}?token={TOKEN}&encoding=deflate"
+
+
 async def watch(ws_base: str, run_id: str, cookie: str, t0: float, stored: int | None = None) -> dict:
     """Stream a run to its end: time to the first step, to the end, and whether every seq came once."""
     first = None
     seqs = []
-    async with websockets.connect(f"{ws_base}/ws/runs/{run_id}?token={TOKEN}", max_size=None,
+    async with websockets.connect(stream_url(ws_base, run_id), max_size=None,
                                   additional_headers={"Cookie": cookie}) as ws:
         async for message in ws:
-            event = orjson.loads(message)
+            event = read(message)
             seqs.append(event["seq"])
             if first is None and event["type"] == "step":
                 first = time.monotonic() - t0
@@ -92,6 +122,35 @@ def process_cpu_s(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (the forkserver and the workers it forked)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    children.setdefault(int(f.read().rsplit(")", 1)[1].split()[1]), []).append(int(entry))
+            except (OSError, ValueError, IndexError):
+                pass
+    out, todo = [], list(children.get(pid, []))
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def workers_cpu_s(pid: int) -> float:
+    """CPU seconds of the processes below the service (its workers), those that are alive now."""
+    total = 0.0
+    for p in descendants(pid):
+        try:
+            total += process_cpu_s(p)
+        except OSError:
+            pass
+    return total
 
 
 async def stored_events(c: httpx.AsyncClient, run_id: str) -> list[dict]:
@@ -114,7 +173,7 @@ async def submitted(r: httpx.Response, out: dict) -> list[dict]:
 
 
 async def student(i: int, base: str, ws_base: str, out: dict) -> None:
-    async with httpx.AsyncClient(base_url=base, timeout=120, headers={"Authorization": f"Bearer {TOKEN}"}) as c:
+    async with student_client(base) as c:
         for path in ("/", "/api/options", "/api/presets"):
             (await c.get(path)).raise_for_status()
         cookie = "; ".join(f"{k}={v}" for k, v in c.cookies.items())
@@ -159,10 +218,10 @@ async def class_of(n: int, base: str, ws_base: str, server_pid: int) -> dict:
 async def watch_first(ws_base: str, run_id: str, cookie: str, t0: float, out: dict, phase: str) -> None:
     """Stream a run to its end; the first point is its first loss point or capture."""
     first, seqs = None, []
-    async with websockets.connect(f"{ws_base}/ws/runs/{run_id}?token={TOKEN}", max_size=None,
+    async with websockets.connect(stream_url(ws_base, run_id), max_size=None,
                                   additional_headers={"Cookie": cookie}) as ws:
         async for message in ws:
-            event = orjson.loads(message)
+            event = read(message)
             seqs.append(event["seq"])
             if first is None and event["type"] in ("step", "layers"):
                 first = time.monotonic() - t0
@@ -174,7 +233,7 @@ async def watch_first(ws_base: str, run_id: str, cookie: str, t0: float, out: di
 
 
 async def mixed_student(i: int, lesson: str, base: str, ws_base: str, out: dict) -> None:
-    async with httpx.AsyncClient(base_url=base, timeout=120, headers={"Authorization": f"Bearer {TOKEN}"}) as c:
+    async with student_client(base) as c:
         for path in ("/", "/api/options", "/api/presets"):
             (await c.get(path)).raise_for_status()
         cookie = "; ".join(f"{k}={v}" for k, v in c.cookies.items())
@@ -203,10 +262,11 @@ def run_mixed(n: int, first_looks: bool) -> None:
         async def everyone() -> None:
             await asyncio.gather(*(mixed_student(i, lessons[i % len(lessons)], base, ws_base, out) for i in range(n)))
 
-        cpu_before, own_before = process_cpu_s(proc.pid), time.process_time()
+        cpu_before, own_before, workers_before = process_cpu_s(proc.pid), time.process_time(), workers_cpu_s(proc.pid)
         asyncio.run(everyone())
         wall = time.monotonic() - t0
         service_cpu, students_cpu = process_cpu_s(proc.pid) - cpu_before, time.process_time() - own_before
+        workers_cpu = workers_cpu_s(proc.pid) - workers_before
         runs = httpx.get(base + "/api/instructor/runs", params={"limit": 1000},
                          headers={"X-DeepScope-Instructor": "teacher"}).json()["data"]
         distinct = [r for r in runs if "shared_from" not in r["summary"]]
@@ -218,7 +278,7 @@ def run_mixed(n: int, first_looks: bool) -> None:
               f" over {len(first)} runs watched (lesson runs p95 {pct(out['lesson'], .95):5.2f} s, own runs p95 {pct(out['own'], .95):5.2f} s) | class done {wall:5.1f} s, physical limit {limit:5.1f} s "
               f"({cpu:.0f} CPU s of {len(distinct)} distinct trainings / {os.cpu_count()} cores): ratio "
               f"{wall / limit:.2f}; on the same cores the service took {service_cpu:.0f} CPU s and the {n} simulated browsers "
-              f"{students_cpu:.0f} (the service {1e3 * service_cpu / max(out['delivered'], 1):.2f} CPU ms per event delivered to a viewer, {out['delivered']} delivered): all of it over the cores {(cpu + service_cpu + students_cpu) / (os.cpu_count() or 1):.1f} s | {len(runs)} runs, {looks} first looks | lost {out['lost']}, unfinished streams {out['unfinished']} | "
+              f"{students_cpu:.0f} (the service {1e3 * service_cpu / max(out['delivered'], 1):.2f} CPU ms per event delivered to a viewer, {out['delivered']} delivered), and the workers {workers_cpu - cpu:.0f} CPU s besides the trainings' own (setting runs up, first looks between runs): all of it over the cores {(workers_cpu + service_cpu + students_cpu) / (os.cpu_count() or 1):.1f} s | {len(runs)} runs, {looks} first looks | lost {out['lost']}, unfinished streams {out['unfinished']} | "
               f"429s {out['429']}",
               flush=True)
     finally:

@@ -31,6 +31,18 @@ def second_moment(activation: str, slope: float, mean: float, std: float) -> flo
     return float((_WEIGHTS * y * y).sum())
 
 
+def second_moments(activation: str, slope: float, means: list[float], stds: list[float]) -> np.ndarray:
+    """``second_moment`` of each (mean, std), through the activation once: a layer at a time, the first
+    capture of a 30-layer net spent 0.9 ms on its theory line."""
+    import torch
+
+    f = make_activation(activation, slope)
+    z = torch.tensor(np.asarray(means, np.float64)[:, None] + np.asarray(stds, np.float64)[:, None] * _NODES[None])
+    with torch.no_grad():
+        y = f(z).numpy()
+    return (_WEIGHTS[None] * y * y).sum(1)
+
+
 @functools.lru_cache(maxsize=64)
 def init_gain(activation: str, slope: float) -> float:
     """The gain g for which Var(w) = g^2 / fan_in keeps Var(z) = 1 from layer to layer at init:
@@ -56,8 +68,5 @@ def predicted_preact_std(activation: str, slope: float, drop: float, drop_mode: 
     line shows each layer's own factor (a chained line also compounds each layer's finite-width noise).
     For an MLP without batchnorm; batchnorm makes every std 1 by construction."""
     factor = dropout_factor(drop, drop_mode)
-    out = [preact_stds[0]]
-    for i in range(1, len(preact_stds)):
-        m2 = second_moment(activation, slope, preact_means[i - 1], preact_stds[i - 1]) * factor
-        out.append(math.sqrt(fan_ins[i] * weight_stds[i] ** 2 * m2))
-    return out
+    m2 = second_moments(activation, slope, preact_means[:-1], preact_stds[:-1]) * factor
+    return [preact_stds[0]] + [math.sqrt(fan_ins[i] * weight_stds[i] ** 2 * m2[i - 1]) for i in range(1, len(preact_stds))]
