@@ -105,10 +105,12 @@ class EventWriter:
         stopping while it is still down writes the batch to the spill file, read back at the next start."""
         if not batch_events and not batch_runs:
             return
-        packed = self.store.packed_rows(batch_events)  # compressed before the writer's lock is taken
+        packed = None
         attempt = 0
         while True:
             try:
+                if packed is None:  # compressed before the writer's lock is taken
+                    packed = self.store.packed_rows(batch_events)
                 with self.store.writing() as conn:
                     self._write(conn, packed, batch_runs)
                 if self.failing:

@@ -349,7 +349,8 @@ class Store:
     def reclaim(self) -> None:
         """Give the space of deleted rows back to the disk: SQLite keeps freed pages in its file and
         PostgreSQL keeps dead rows until VACUUM, so deleting alone frees nothing."""
-        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        with self._write_lock or contextlib.nullcontext(), \
+                self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.exec_driver_sql("VACUUM")
             if self.engine.dialect.name == "sqlite":
                 conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -246,10 +246,12 @@ class _Run:
             try:
                 return self._epochs(should_stop)
             finally:
-                self.telemetry.wait()
-                self.summary.update(self.telemetry.report(), **self.cap.report())
-                if self.last_layers is not None:
-                    self.summary["probe_end"] = probe_summary(self.last_layers)
+                try:
+                    self.telemetry.wait()
+                    self.summary.update(self.telemetry.report(), **self.cap.report())
+                finally:
+                    if self.last_layers is not None:
+                        self.summary["probe_end"] = probe_summary(self.last_layers)
 
     def _heavy(self, kind: str, event: dict[str, Any]) -> None:
         """Emit an event the storage cap counts (engine/storage.py)."""

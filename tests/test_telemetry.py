@@ -323,3 +323,22 @@ def test_a_second_summary_thread_gives_the_same_events_and_is_used_only_on_an_ac
     assert len(strip[0]) > 10
     assert strip[0] == strip[1]
     assert not on_accelerator(torch.nn.Linear(2, 2))
+
+
+def test_a_weight_replaced_by_one_of_another_size_gets_new_snapshots_not_a_copy_past_the_old_ones():
+    """The weights before an update are copied by a compiled kernel through raw addresses: a weight that
+    no longer fits its snapshot (pruned, grown, moved) must get a new snapshot, never a copy past it."""
+    from deepscope.engine.telemetry.probe import _copy_weights
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+
+    weights = [model[0].weight, model[2].weight]
+    snapshots = [w.detach().clone() for w in weights]
+    tables: dict = {}
+    with torch.no_grad():
+        model[0].weight.mul_(2.0)
+    assert _copy_weights(weights, snapshots, tables) and torch.equal(snapshots[0], model[0].weight)
+    model[0].weight = torch.nn.Parameter(torch.randn(16, 4))  # grown: the old snapshot holds 32 values
+    guard = snapshots[0].clone()
+    assert not _copy_weights([model[0].weight, model[2].weight], snapshots, tables)
+    assert torch.equal(snapshots[0], guard)

@@ -16,6 +16,7 @@ measured in ``finish``.
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -82,8 +83,9 @@ class LayerProbe:
         self._copy_tables: dict = {}
         self._full = False
         # Registered once and idle unless armed: registering and removing a hook at every capture cost more
-        # than the idle call on every step of a run captured every sixth step
-        self._step_hook: Any = optimizer.register_step_pre_hook(self._step_pre_hook) if optimizer is not None else None
+        # than the idle call on every step of a run captured every sixth step. It holds the probe weakly, so a
+        # probe dropped without ``remove`` is still freed (its hook then does nothing).
+        self._step_hook: Any = optimizer.register_step_pre_hook(_step_pre_hook(self)) if optimizer is not None else None
 
     # -- the context -------------------------------------------------------------------------
     @contextmanager
@@ -158,10 +160,6 @@ class LayerProbe:
         self.taps.disarm()
         self.step, self._units, self._before = None, None, None
 
-    def _step_pre_hook(self, *_: Any) -> None:
-        if self.step is not None:
-            self._keep_weights()
-
     def _keep_weights(self) -> None:
         """The optimizer's step pre-hook while armed: the weights the update starts from, into one of two
         buffers (on the CPU by one compiled copy, its table of addresses kept as ``_update_norms`` keeps
@@ -172,7 +170,12 @@ class LayerProbe:
             self._before = self._snapshots[-1]
         else:
             self._before = self._snapshots[self.captures % 2]
-            _copy_weights(self.weights, self._before, self._copy_tables)
+            if not _copy_weights(self.weights, self._before, self._copy_tables):
+                # a weight was replaced by one of another size, dtype or device: new buffers, new tables
+                self._snapshots = [[w.detach().clone() for w in self.weights]]
+                self._before = self._snapshots[0]
+                self._copy_tables.clear()
+                self._update_tables.clear()
         self.cost += time.thread_time() - t0
 
     def _take(self) -> Capture | None:
@@ -220,13 +223,34 @@ def _grads_of(sources: list[torch.Tensor], unit_axis: int) -> torch.Tensor | Non
     return joined(grads, unit_axis)
 
 
+def _step_pre_hook(probe: LayerProbe) -> Any:
+    """The optimizer's step pre-hook of ``probe``: keeps the weights the update starts from while armed."""
+    ref = weakref.ref(probe)
+
+    def hook(*_: Any) -> None:
+        live = ref()
+        if live is not None and live.step is not None:
+            live._keep_weights()
+
+    return hook
+
+
+def _same_layout(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    return all(x.shape == y.shape and x.dtype == y.dtype and x.device == y.device for x, y in zip(a, b, strict=True))
+
+
+def _host_floats(t: torch.Tensor) -> bool:
+    return t.dtype == torch.float32 and t.is_contiguous() and t.device.type == "cpu"
+
+
 def _address_table(tables: dict | None, after: list[torch.Tensor], before: list[torch.Tensor]) -> np.ndarray | None:
     """The compiled passes' table (address of each weight, its values, the address of its copy in
-    ``before``), kept in ``tables`` by the addresses: None where a weight is not contiguous float32 on the
-    CPU (then torch does it)."""
+    ``before``), kept in ``tables`` by the addresses: None where a weight or its copy is not contiguous
+    float32 on the CPU, or they differ in size (then torch does it: the kernels trust the table)."""
     key = (id(before), *[w.data_ptr() for w in after])
     table = tables.get(key) if tables is not None else None
-    if table is None and all(w.dtype == torch.float32 and w.is_contiguous() and w.device.type == "cpu" for w in after):
+    if table is None and all(_host_floats(w) and _host_floats(b) and w.numel() == b.numel()
+                             for w, b in zip(after, before, strict=True)):
         table = compiled.tensor_table(after, [b.data_ptr() for b in before])
         if tables is not None:
             if len(tables) >= 4:  # the weights moved (a new optimizer, a model moved and back)
@@ -235,14 +259,21 @@ def _address_table(tables: dict | None, after: list[torch.Tensor], before: list[
     return table
 
 
-def _copy_weights(weights: list[torch.Tensor], into: list[torch.Tensor], tables: dict) -> None:
-    """``into`` becomes a copy of ``weights`` (same shapes): one compiled copy on the CPU."""
-    table = _address_table(tables, weights, into) if weights[0].device.type == "cpu" else None
+def _copy_weights(weights: list[torch.Tensor], into: list[torch.Tensor], tables: dict) -> bool:
+    """``into`` becomes a copy of ``weights``: one compiled copy on the CPU. False (nothing copied) where
+    they no longer have the same shapes, dtypes and devices."""
+    key = (id(into), *[w.data_ptr() for w in weights])
+    table = tables.get(key)
+    if table is None:  # (checked only when the weights' addresses are new)
+        if not _same_layout(weights, into):
+            return False
+        table = _address_table(tables, weights, into)
     if table is not None:
         compiled.copy_values(table)
     else:
         with torch.no_grad():
             torch._foreach_copy_(into, [w.detach() for w in weights])
+    return True
 
 
 def _update_norms(after: list[torch.Tensor], before: list[torch.Tensor], tables: dict | None = None) -> torch.Tensor:
