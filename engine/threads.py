@@ -29,7 +29,7 @@ def one_torch_thread() -> None:
 
 
 def freeze_imports() -> None:
-    """Once the engine is imported, in the process that trains: what the imports made is left out of
+    """Once the engine is imported, in the process that trains (and in the service): what the imports made is left out of
     every later garbage collection. torch and numba leave about 380,000 objects that live as long as the
     process; a full collection walks them all (about 120 ms here), and the layers events of a run
     trigger one every few runs: 0.4 ms a step on a run captured at every step (docs/telemetry.md, "What

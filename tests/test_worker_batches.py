@@ -15,7 +15,7 @@ def batches():
 
 
 def seqs(msg):
-    return [orjson.loads(raw)["seq"] for raw in msg[2]]
+    return [orjson.loads(raw)["seq"] for raw, _ in msg[2]]
 
 
 def test_events_wait_for_each_other_but_a_status_and_step_0_go_at_once():
@@ -45,3 +45,12 @@ def test_a_batch_is_sent_when_full_when_old_and_before_another_run_or_message():
     b.add("look", {"seq": 3, "type": "layers", "step": 5})  # another run's: what waits goes first
     b.send(("looked", "look", 4, True))
     assert [(m[0], m[1]) for m in sent[-3:]] == [("events", "r"), ("events", "look"), ("looked", "look")]
+
+
+def test_a_snapshot_travels_with_its_head_so_the_service_need_not_parse_it():
+    b, sent = batches()
+    b.add("r", {"seq": 0, "type": "layers", "step": 0, "layers": [{"name": "dense1"}]})
+    b.add("r", {"seq": 1, "type": "step", "step": 0, "loss": 0.7})
+    (raw, head), (_, light) = [item for m in sent for item in m[2]]
+    assert head == (0, "layers", 0) and orjson.loads(raw)["layers"] == [{"name": "dense1"}]
+    assert light is None  # parsed by the service: its fields change the run's row

@@ -15,7 +15,8 @@ class EventSink(Protocol):
     def on_event(self, run_id: str, event: dict[str, Any], raw: str) -> None: ...
 
     def on_events(self, run_id: str, batch: list[tuple[dict[str, Any], str]]) -> None:
-        """Several events of one run, in order (a local worker sends its events in batches)."""
+        """Several events of one run, in order (a local worker sends its events in batches). Of a snapshot
+        (layers, boundary, samples, findings) the dict holds only its seq, type and step; ``raw`` has all."""
 
     def persist(self, run_id: str, event: dict[str, Any], raw: str) -> None: ...
 

@@ -273,7 +273,8 @@ class LocalExecutor:
             kind = msg[0]
             if kind == "events":  # a run's, in a batch (local_worker._Batches)
                 _, run_id, raws = msg
-                batch = [(orjson.loads(raw), raw.decode()) for raw in raws]
+                batch = [(orjson.loads(raw) if head is None else {"seq": head[0], "type": head[1], "step": head[2]},
+                          raw.decode()) for raw, head in raws]
                 if run_id == slot.run_id:
                     slot.last_seq = batch[-1][0]["seq"]
                 else:  # a first look's

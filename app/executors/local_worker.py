@@ -21,6 +21,7 @@ from deepscope.app.executors import megabytes, stop_check  # noqa: E402
 from deepscope.app.executors.local import CANCEL_SET  # noqa: E402
 from deepscope.app.executors.policy import warm_imports  # noqa: E402
 from deepscope.engine import train  # noqa: E402
+from deepscope.engine.events import SNAPSHOTS  # noqa: E402
 from deepscope.engine.loop import first_look  # noqa: E402
 
 warm_imports()
@@ -35,23 +36,26 @@ BATCH_EVENTS = 64
 
 
 class _Batches:
-    """The events of one run at a time, sent as ('events', run_id, [raw, ...])."""
+    """The events of one run at a time, sent as ('events', run_id, [(raw, head), ...]). A snapshot's head is
+    its (seq, type, step), all the service reads of it: parsing a 30-layer capture back from its JSON took
+    the service's supervisor 0.1 ms, 9,000 times in a mixed class. Other events' head is None."""
 
     def __init__(self, send: Any) -> None:
         self._send = send
         self.lock = threading.RLock()  # the telemetry thread of a GPU run emits too
         self.run_id: str | None = None
-        self.raws: list[bytes] = []
+        self.raws: list[tuple[bytes, tuple[int, str, int | None] | None]] = []
         self.since = 0.0
 
     def add(self, run_id: str, event: dict[str, Any]) -> None:
         raw = orjson.dumps(event)
+        head = (event["seq"], event["type"], event.get("step")) if event["type"] in SNAPSHOTS else None
         with self.lock:
             if self.raws and run_id != self.run_id:
                 self.flush()
             if not self.raws:
                 self.run_id, self.since = run_id, time.monotonic()
-            self.raws.append(raw)
+            self.raws.append((raw, head))
             if (event["type"] == "status" or event.get("step") == 0 or len(self.raws) >= BATCH_EVENTS
                     or time.monotonic() - self.since >= BATCH_S):
                 self.flush()
