@@ -13,7 +13,11 @@ repeats:
 - capture: what capturing every step adds per step (every_steps 1, no rate cap, no budget), in CPU-ms
   and in training steps (goal: at most 0.5);
 - defaults: captures a run keeps at the default settings, and its CPU per step against the same run
-  unwatched (goal: at most 1.10 for lesson runs).
+  unwatched (goal: at most 1.10 for lesson runs);
+- first capture: the CPU-ms the training thread spends in the telemetry of step 0's capture, against the
+  mean of the later ones (but the last) of a run at the defaults, timed around each captured step's
+  telemetry (arming, then taking and summarising; goal: at most twice). Step 0 and the last step are
+  full captures (weights, dead units on the whole probe set), the others every fourth.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from deepscope.app.executors.policy import warm_imports  # noqa: E402
 from deepscope.engine import train  # noqa: E402
+from deepscope.engine.telemetry import session  # noqa: E402
 from deepscope.engine.threads import freeze_imports, one_torch_thread  # noqa: E402
 
 # the workers' process setup (app/executors/local_worker.py), so a run here costs what it costs there
@@ -55,6 +60,33 @@ MODELS = {
                                      "model": {"arch": "cnn", "depth": 4, "width": 12},
                                      "train": {"epochs": 20, "optimizer": "adam", "lr": 0.003, "batch_size": 32}},
 }
+class CaptureClock:
+    """Thread CPU seconds of each captured step's telemetry (``Telemetry.step``'s way in and out), in order."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+        step = session.Telemetry.step
+        clock = self
+
+        class Timed:
+            def __init__(self, telemetry: session.Telemetry, n: int, due: bool | None = None) -> None:
+                self.inner = step(telemetry, n, due)
+
+            def __enter__(self) -> None:
+                t0 = time.thread_time()
+                self.inner.__enter__()
+                self.inside = time.thread_time() - t0
+
+            def __exit__(self, *exc: object) -> None:
+                t0 = time.thread_time()
+                self.inner.__exit__(*exc)
+                if self.inner.due:
+                    clock.seconds.append(self.inside + time.thread_time() - t0)
+
+        session.Telemetry.step = lambda telemetry, n, due=None: Timed(telemetry, n, due)
+
+
+CLOCK = CaptureClock()
 MODES = {"off": {"every_steps": 0}, "defaults": {},
          "every step": {"every_steps": 1, "max_per_second": 0, "budget": 0}}
 
@@ -79,16 +111,24 @@ def run(config: dict, telemetry: dict) -> tuple[float, int, int]:
 def measure(config: dict, repeats: int) -> dict[str, float]:
     run(config, MODES["defaults"])  # warm: the first run of a process fills caches
     cpu: dict[str, list[float]] = {mode: [] for mode in MODES}
+    firsts: list[float] = []
+    laters: list[float] = []
     steps = captures = 0
     for _ in range(repeats):
         for mode, telemetry in MODES.items():
+            CLOCK.seconds.clear()
             seconds, steps, layers = run(config, telemetry)
             cpu[mode].append(seconds)
             if mode == "defaults":
                 captures = layers
+                if len(CLOCK.seconds) > 2:
+                    firsts.append(CLOCK.seconds[0])
+                    laters.append(statistics.mean(CLOCK.seconds[1:-1]))
     off, defaults, every = (statistics.median(cpu[m]) / steps for m in MODES)
+    first, later = (statistics.median(x) if x else float("nan") for x in (firsts, laters))
     return {"steps": steps, "step_ms": off * 1e3, "capture_ms": (every - off) * 1e3,
-            "capture_steps": (every - off) / off, "captures": captures, "defaults_ratio": defaults / off}
+            "capture_steps": (every - off) / off, "captures": captures, "defaults_ratio": defaults / off,
+            "first_ms": first * 1e3, "later_ms": later * 1e3}
 
 
 def main() -> int:
@@ -98,11 +138,12 @@ def main() -> int:
     args = parser.parse_args()
     names = [n for n in MODELS if not args.only or any(o.lower() in n.lower() for o in args.only)]
     print(f"{'model':34} {'steps':>6} {'step CPU-ms':>11} {'capture CPU-ms':>14} {'in steps':>8} "
-          f"{'captures':>8} {'defaults/off':>12}")
+          f"{'captures':>8} {'defaults/off':>12} {'first capture ms':>16} {'later ms':>8} {'first/later':>11}")
     for name in names:
         r = measure(MODELS[name], args.repeats)
         print(f"{name:34} {r['steps']:6d} {r['step_ms']:11.3f} {r['capture_ms']:14.3f} {r['capture_steps']:8.2f} "
-              f"{r['captures']:8d} {r['defaults_ratio']:12.3f}", flush=True)
+              f"{r['captures']:8d} {r['defaults_ratio']:12.3f} {r['first_ms']:16.2f} {r['later_ms']:8.2f} "
+              f"{r['first_ms'] / r['later_ms']:11.2f}", flush=True)
     return 0
 
 
