@@ -35,6 +35,8 @@ class EventLog(Protocol):
 
     def flush(self, timeout: float = 10.0) -> bool: ...
 
+    def when_stored(self, callback: Callable[[], object]) -> None: ...
+
     def stop(self) -> None: ...
 
 
@@ -63,8 +65,14 @@ class EventWriter:
 
     def flush(self, timeout: float = 10.0) -> bool:
         done = threading.Event()
-        self._queue.put(("barrier", done))
+        self.when_stored(done.set)
         return done.wait(timeout)
+
+    def when_stored(self, callback: Callable[[], object]) -> None:
+        """Call ``callback`` (on the writer's thread) once everything enqueued before is committed: the
+        barrier without a thread waiting on it (a class opening 150 streams at once had the service's
+        threads all waiting on barriers, and a new socket's first read queued behind them)."""
+        self._queue.put(("barrier", callback))
 
     def stop(self) -> None:
         if not self._stopping:
@@ -95,7 +103,7 @@ class EventWriter:
                     break
             self._commit(batch_events, batch_runs)
             for b in barriers:
-                b.set()
+                b()
             if stop:
                 return
 

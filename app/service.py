@@ -238,7 +238,7 @@ class RunService:
         run_id = source  # a share streams its training's events, live or replayed
         viewer = self.hub.subscribe(run_id)
         try:
-            await asyncio.to_thread(self.flush)
+            await self.flushed()
             last, page = -1, 4  # the first page short: a run of heavy events is found out cheaply
             while rows := await asyncio.to_thread(self.events, run_id, last, page):
                 size = sum(len(raw) for _, _, raw in rows)
@@ -289,6 +289,23 @@ class RunService:
         """Returns once every event handed to ``persist`` before the call is committed: True, or False if
         that did not happen within ``timeout`` (the database is out of reach)."""
         return self.log.flush(timeout)
+
+    async def flushed(self, timeout: float = 10.0) -> bool:
+        """``flush`` for the event loop: awaits the writer's barrier without holding a thread."""
+        loop = asyncio.get_running_loop()
+        stored = loop.create_future()
+
+        def done() -> None:
+            try:
+                loop.call_soon_threadsafe(lambda: stored.done() or stored.set_result(True))
+            except RuntimeError:  # the loop closed meanwhile: nobody waits any more
+                pass
+
+        self.log.when_stored(done)
+        try:
+            return await asyncio.wait_for(stored, timeout)
+        except TimeoutError:
+            return False
 
     def persist(self, run_id: str, event: dict[str, Any], raw: str) -> None:
         type_, seq = event["type"], event["seq"]

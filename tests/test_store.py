@@ -57,3 +57,36 @@ def test_sqlite_is_a_real_file_in_wal_mode(tmp_path):
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     s.close()
     assert (tmp_path / "x.db").exists()
+
+
+def test_creations_at_once_are_written_in_turn_each_deciding_on_those_before_it(store):
+    """Sixty presses at once: requests that wait for the one being written are written together after it,
+    in one transaction, each ``decide`` seeing the rows of those before it. A refused one writes nothing
+    and leaves the others; every accepted one comes back with its rows."""
+    import threading
+
+    from deepscope.app.quotas import QuotaExceeded
+
+    def decide(tx, ids):
+        if tx.active_runs("alice") + len(ids) > 5:
+            raise QuotaExceeded("alice may have at most 5")
+        return [{} for _ in ids]
+
+    results, gate = [], threading.Barrier(24)
+
+    def press(i):
+        gate.wait()
+        try:
+            results.append(("ok", store.create_runs([(f"r{i}", {"i": i})], owner="alice", decide=decide)))
+        except QuotaExceeded as exc:
+            results.append(("refused", str(exc)))
+
+    threads = [threading.Thread(target=press, args=(i,)) for i in range(24)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    accepted = [r for kind, r in results if kind == "ok"]
+    assert len(results) == 24 and len(accepted) == 5
+    assert {r[0]["id"] for r in accepted} == {r["id"] for r in store.list_runs(owner="alice")}
+    assert all(r[0]["status"] == "queued" and r[0]["owner"] == "alice" for r in accepted)
