@@ -16,8 +16,10 @@ repeats:
   unwatched (goal: at most 1.10 for lesson runs);
 - first capture: the CPU-ms the training thread spends in the telemetry of step 0's capture, against the
   mean of the later ones (but the last) of a run at the defaults, timed around each captured step's
-  telemetry (arming, then taking and summarising; goal: at most twice). Step 0 and the last step are
-  full captures (weights, dead units on the whole probe set), the others every fourth.
+  telemetry (arming, then taking and summarising; goal: at most twice), and against the last capture.
+  Step 0 and the last step are full captures (weights and their duplicate search, dead units on the
+  whole probe set; step 0 also the theory line), the others take the weights and the probe set every
+  fourth: first/last compares like with like.
 """
 
 from __future__ import annotations
@@ -113,6 +115,7 @@ def measure(config: dict, repeats: int) -> dict[str, float]:
     cpu: dict[str, list[float]] = {mode: [] for mode in MODES}
     firsts: list[float] = []
     laters: list[float] = []
+    lasts: list[float] = []
     steps = captures = 0
     for _ in range(repeats):
         for mode, telemetry in MODES.items():
@@ -124,11 +127,12 @@ def measure(config: dict, repeats: int) -> dict[str, float]:
                 if len(CLOCK.seconds) > 2:
                     firsts.append(CLOCK.seconds[0])
                     laters.append(statistics.mean(CLOCK.seconds[1:-1]))
+                    lasts.append(CLOCK.seconds[-1])
     off, defaults, every = (statistics.median(cpu[m]) / steps for m in MODES)
-    first, later = (statistics.median(x) if x else float("nan") for x in (firsts, laters))
+    first, later, last = (statistics.median(x) if x else float("nan") for x in (firsts, laters, lasts))
     return {"steps": steps, "step_ms": off * 1e3, "capture_ms": (every - off) * 1e3,
             "capture_steps": (every - off) / off, "captures": captures, "defaults_ratio": defaults / off,
-            "first_ms": first * 1e3, "later_ms": later * 1e3}
+            "first_ms": first * 1e3, "later_ms": later * 1e3, "last_ms": last * 1e3}
 
 
 def main() -> int:
@@ -138,12 +142,13 @@ def main() -> int:
     args = parser.parse_args()
     names = [n for n in MODELS if not args.only or any(o.lower() in n.lower() for o in args.only)]
     print(f"{'model':34} {'steps':>6} {'step CPU-ms':>11} {'capture CPU-ms':>14} {'in steps':>8} "
-          f"{'captures':>8} {'defaults/off':>12} {'first capture ms':>16} {'later ms':>8} {'first/later':>11}")
+          f"{'captures':>8} {'defaults/off':>12} {'first capture ms':>16} {'later ms':>8} {'first/later':>11} "
+          f"{'first/last':>10}")
     for name in names:
         r = measure(MODELS[name], args.repeats)
         print(f"{name:34} {r['steps']:6d} {r['step_ms']:11.3f} {r['capture_ms']:14.3f} {r['capture_steps']:8.2f} "
               f"{r['captures']:8d} {r['defaults_ratio']:12.3f} {r['first_ms']:16.2f} {r['later_ms']:8.2f} "
-              f"{r['first_ms'] / r['later_ms']:11.2f}", flush=True)
+              f"{r['first_ms'] / r['later_ms']:11.2f} {r['first_ms'] / r['last_ms']:10.2f}", flush=True)
     return 0
 
 
