@@ -215,7 +215,7 @@ def _network(cfg: RunConfig) -> list[str]:
         act_src,
         f"\ndef make_activation(name: str, leaky_slope: float) -> nn.Module:\n    return {act_name}(leaky_slope)",
         "# The initial weights' scale is what keeps the activation variance steady with depth (or not).",
-        source_of("deepscope.engine.theory", "_NODES", "_WEIGHTS", "second_moment", "init_gain"),
+        source_of("deepscope.engine.theory", "_NODES", "_WEIGHTS", "second_moments", "init_gain"),
         source_of("deepscope.engine.inits", "_gain"),
         f"# The init: {INITS.entry(m.init).help}",
         init_src,

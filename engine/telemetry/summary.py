@@ -53,7 +53,6 @@ class _Layout:
     was as long as the kernels)."""
 
     order: list[tuple[int, int]]
-    histogrammed: np.ndarray
     where: dict[str, np.ndarray]
     hist_rows: list[list[tuple[str, int]]]
     stat_to: np.ndarray        # flat indices into the (layers, STAT_NAMES) table ...
@@ -101,7 +100,7 @@ class _Layout:
         rows = len(order)
         table_in = np.zeros((rows, 3), np.int64)
         table_in[:, 2] = histogrammed
-        return cls(order, np.array(histogrammed, np.int64), {kind: np.array(rows) for kind, rows in where.items()},
+        return cls(order, {kind: np.array(rows) for kind, rows in where.items()},
                    hist_rows, np.array(stat_to, np.int64), np.array(stat_from, np.int64),
                    np.array(sloped_layers, np.int64),
                    np.array([(where["preact"][i], where["act"][i], a.code) for i, a in zip(sloped_layers, acts, strict=True)],

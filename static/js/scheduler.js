@@ -11,7 +11,6 @@ let frameRequested = false;
 // are drawn at once. A render for arriving data keeps each chart's gap (MIN_GAP_MS) while runs stream,
 // wherever the slider stands: a lesson opened on step 0 still receives its runs' curves.
 let answering = false;
-export const answeringMove = () => answering;
 
 export function setRenderer(fn) { renderer = fn; }
 
@@ -68,19 +67,19 @@ function scheduleDrain() {
   requestAnimationFrame(() => { drainScheduled = false; drain(); });
 }
 
-// While a run trains, a chart waits at least this long between redraws: the boundary changes slowly and
-// costs much to draw; the curves and the heatmap gain a point (or a step line) on nearly every update,
-// and redrawing them four times a second kept the main thread in long tasks 40% of the time. The
-// learner's own moves are drawn at once.
+// While runs stream, a chart waits at least this long between redraws for arriving data: the boundary
+// changes slowly and costs much to draw; the curves and the heatmap gain a point (or a step line) on nearly
+// every update, and the per-layer charts change with every capture. Redrawing them four times a second
+// kept the main thread in long tasks 40% of the time. The learner's own moves are drawn at once.
 const MIN_GAP_MS = { "boundary-chart": 2000, "loss-chart": 1000, "compare-chart": 1000, "heatmap-chart": 1000,
   "histogram-chart": 1000, "layer-stats-chart": 1000, "depth-strip": 1000 };
 const lastDrawn = new Map();
 const waiting = new Set();  // charts with a render already set for the end of their gap
 
-export function redraw(id, key, drawChart, live = true) {
+export function redraw(id, key, drawChart, streaming = true) {
   if (flags.redrawAll) { timed(id, drawChart); return; }
   if (!onScreen.has(id) || drawnKeys.get(id) === key) { queue.delete(id); return; }
-  const wait = live ? (lastDrawn.get(id) ?? -Infinity) + (MIN_GAP_MS[id] || 0) - performance.now() : 0;
+  const wait = streaming && !answering ? (lastDrawn.get(id) ?? -Infinity) + (MIN_GAP_MS[id] || 0) - performance.now() : 0;
   if (wait > 0) {
     if (!waiting.has(id)) {
       waiting.add(id);

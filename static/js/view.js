@@ -6,7 +6,7 @@ import { STAT_LABELS, describe, moveStepMarker, stepMarker, timeAxis } from "./p
 import { $, el, fmt } from "./dom.js";
 import { renderFindings } from "./findings.js";
 import { renderLessonStatus } from "./lessons.js";
-import { answeringMove, redraw, scheduleRender } from "./scheduler.js";
+import { redraw, scheduleRender } from "./scheduler.js";
 import { state } from "./state.js";
 import { boundaryFor, captureFor, samplesFor, shownStep, syncSlider } from "./timeline.js";
 
@@ -43,11 +43,11 @@ function queuedLine(run) {
 
 // A chart over training time whose data did not change since it was drawn only moves its step line.
 const drawnData = new Map();
-function withMarker(id, dataKey, step, drawChart, shapes, live) {
+function withMarker(id, dataKey, step, drawChart, shapes, streaming) {
   redraw(id, `${dataKey}|${step}`, () => {
     if (drawnData.get(id) === dataKey) moveStepMarker(id, shapes());
     else { drawChart(); drawnData.set(id, dataKey); }
-  }, live);
+  }, streaming);
 }
 
 const seqs = (runs, pick) => runs.map((r) => `${r.id}:${pick(r)?.seq ?? "-"}`).join(",");
@@ -71,34 +71,34 @@ export function render() {
   const layer = Number($("heat-layer").value || 0);
   const evals = runs.map((r) => `${r.id}:${r.evals.length}:${batch ? r.steps.length : ""}`).join(",");
   const captures = seqs(runs, captureFor);
-  // a learner's own move draws at once, and so does a run that is no longer streaming
-  const live = !answeringMove() && runs.some((r) => !state.finished.has(r.status));
+  // arriving data redraws a chart at most once per its gap while runs stream (scheduler.js)
+  const streaming = runs.some((r) => !state.finished.has(r.status));
   const marker = () => stepMarker(step, timeAxis(runs), runs[0]);
-  withMarker("loss-chart", `${evals}|${batch}|${palette}`, step, () => lossChart("loss-chart", runs, batch, step), marker, live);
-  withMarker("compare-chart", `${evals}|${palette}`, step, () => accuracyChart("compare-chart", runs, step), marker, live);
+  withMarker("loss-chart", `${evals}|${batch}|${palette}`, step, () => lossChart("loss-chart", runs, batch, step), marker, streaming);
+  withMarker("compare-chart", `${evals}|${palette}`, step, () => accuracyChart("compare-chart", runs, step), marker, streaming);
   redraw("depth-strip", `${captures}|${stat}|${palette}`, () => depthStrip("depth-strip", runs, captureFor, stat, (i) => {
     $("heat-layer").value = String(i);
     scheduleRender(true);
-  }), live);
+  }), streaming);
   renderLessonStatus();
   renderFindings(runs);
   describeCharts(runs, step);
   const focus = state.focus ? `${state.focus.chart}:${state.focus.layer}` : "";
   redraw("layer-stats-chart", `${captures}|${stat}|${focus}|${palette}`,
-    () => layerStatsChart("layer-stats-chart", runs, captureFor, stat, state.focus), live);
+    () => layerStatsChart("layer-stats-chart", runs, captureFor, stat, state.focus), streaming);
   $("stats-stat").textContent = STAT_LABELS[stat] || stat;
   const shared = $("hist-shared").checked;
   redraw("histogram-chart", `${captures}|${kind}|${shared}|${focus}|${palette}`,
-    () => histogramChart("histogram-chart", runs, captureFor, kind, shared, state.focus), live);
+    () => histogramChart("histogram-chart", runs, captureFor, kind, shared, state.focus), streaming);
   redraw("signal-chart", seqs(runs, (r) => r.layers.find((e) => e.step === 0)),
-    () => signalChart("signal-chart", runs), live);
+    () => signalChart("signal-chart", runs), streaming);
   fillLayerSelect(shown);
   withMarker("heatmap-chart", `${shown?.id}:${shown?.layers.length}|${layer}|${kind}`, step,
-    () => heatmapChart("heatmap-chart", shown, layer, kind, step), () => stepMarker(step), live);
+    () => heatmapChart("heatmap-chart", shown, layer, kind, step), () => stepMarker(step), streaming);
   // The boundary is for 2-D sets and the samples for image sets: a card that cannot apply steps aside.
   $("boundary-fig").hidden = !runs.some((r) => r.boundaries.length) && !$("boundary-fig").classList.contains("target");
   $("samples-fig").hidden = !runs.some((r) => r.samples.length) && !$("samples-fig").classList.contains("target");
-  redraw("boundary-chart", seqs(runs, boundaryFor), () => boundaryChart("boundary-chart", runs, boundaryFor), live);
+  redraw("boundary-chart", seqs(runs, boundaryFor), () => boundaryChart("boundary-chart", runs, boundaryFor), streaming);
   renderSamples(runs);
 }
 
