@@ -109,22 +109,38 @@ def test_dead_units_are_counted_on_the_probe_set_every_fourth_capture():
     assert events[0]["layers"][-1]["stats"]["dead_frac"] is None  # the classifier has no activation
 
 
-@pytest.mark.parametrize("bias_init, batchnorm, first_only", [(0.1, False, True), (-2.0, False, False), (0.1, True, False)])
-def test_a_healthy_net_is_seen_on_part_of_the_probe_set_and_counts_as_on_the_whole(bias_init, batchnorm, first_only):
+@pytest.mark.parametrize("activation, bias_init, batchnorm, sizes", [
+    ("tanh", 0.1, False, [32, 32]), ("relu", 0.1, False, [256, 32]), ("relu", -2.0, False, [256, 256]),
+    ("relu", 0.1, True, [256, 256])])
+def test_a_healthy_net_is_seen_on_part_of_the_probe_set_and_counts_as_on_the_whole(activation, bias_init, batchnorm,
+                                                                                  sizes):
     """Where every unit fires on the probe set's first eighth, that eighth stands for the whole set (the
-    counts agree); a net with dead units, or with batchnorm (which mixes the samples), is seen whole."""
+    counts agree); a net with dead units at its last count, or with batchnorm (which mixes the samples),
+    is seen whole, and so is a ReLU net before its first count (a deep one has dead units from the start)."""
     from deepscope.engine.telemetry.units import ProbeSet, dead_fractions
 
     torch.manual_seed(0)
-    model = build_model(ModelConfig(depth=4, width=16, bias_init=bias_init, batchnorm=batchnorm), (4,), 3)
+    model = build_model(ModelConfig(depth=4, width=16, activation=activation, bias_init=bias_init,
+                                    batchnorm=batchnorm), (4,), 3)
     layers, probe_x = layers_of_net(model), torch.randn(256, 4)
     probe_set = ProbeSet(model, layers, probe_x)
     whole = probe_set._activations(probe_x)
-    for _ in range(2):  # the second time, with what the first saw
-        seen = probe_set.activations()
-        assert seen[0].shape[0] == (32 if first_only else 256)
-        assert dead_fractions(seen, layers) == dead_fractions(whole, layers)
+    for size in sizes:  # the second time, with what the first saw
+        seen = probe_set.units()
+        assert seen.acts[0].shape[0] == size
+        assert seen.dead == dead_fractions(seen.acts, layers) == dead_fractions(whole, layers)
     assert (max(d for _, d in dead_fractions(whole, layers)) > 0) == (bias_init < 0)
+
+
+def test_the_probe_set_off_the_host_leaves_dead_units_to_the_summary():
+    """Off the host the probe set's pass counts nothing: its values are not the host's to read (the compiled
+    kernels would read a device address), and the device summary counts them without a host sync. A meta
+    device stands in for a GPU."""
+    from deepscope.engine.telemetry.units import ProbeSet
+
+    model = build_model(ModelConfig(depth=3, width=8), (4,), 3).to("meta")
+    seen = ProbeSet(model, layers_of_net(model), torch.randn(40, 4, device="meta")).units()
+    assert seen.dead is None and [a.shape for a in seen.acts[:-1]] == [(40, 8)] * 3 and seen.acts[-1] is None
 
 
 @pytest.mark.parametrize("init, activation", [("he_normal", "relu"), ("zeros", "sigmoid"), ("small_normal", "tanh")])
@@ -220,20 +236,26 @@ def test_the_engine_net_watched_whole_is_read_by_its_recorder_only_while_armed()
     assert model.recorder is None and _hooks(model) == 0
 
 
-@pytest.mark.parametrize("batchnorm", [False, True])
-def test_the_recorder_gives_the_events_hooks_give(batchnorm):
-    """The same steps captured through the net's recorder and through forward hooks: the same events."""
+@pytest.mark.parametrize("model_config, shape", [
+    ({"batchnorm": False}, (4,)), ({"batchnorm": True}, (4,)),
+    ({"dropout": 0.5, "dropout_mode": "classic"}, (4,)),  # the probe set's pass scales by p as evaluation does
+    ({"arch": "cnn"}, (1, 8, 8)),                          # and pools where the forward pools
+], ids=["mlp", "batchnorm", "classic-dropout", "cnn"])
+def test_the_recorder_gives_the_events_hooks_give(model_config, shape):
+    """The same steps captured through the net's recorder and its own pass of the probe set, and through
+    forward hooks: the same events."""
     events = []
     for direct in (True, False):
         torch.manual_seed(0)
-        model = build_model(ModelConfig(depth=3, width=8, batchnorm=batchnorm, activation="tanh"), (4,), 3)
+        # (ReLU with a negative bias: some units are dead on the probe set and some not, so its pass shows)
+        model = build_model(ModelConfig(**{"depth": 3, "width": 8, "bias_init": -0.2, **model_config}), shape, 3)
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
         layers = layers_of_net(model)
-        probe = LayerProbe(model, layers, opt, torch.randn(40, 4))
+        probe = LayerProbe(model, layers, opt, torch.randn(40, *shape))
         probe.taps._direct = probe.probe_set._direct = direct
         summariser, got = Summariser(layers, 16), []
         for step in range(6):
-            x, y = torch.randn(16, 4), torch.randint(0, 3, (16,))
+            x, y = torch.randn(16, *shape), torch.randint(0, 3, (16,))
             with probe.capturing(step, full=step == 0) as taken:
                 opt.zero_grad(set_to_none=True)
                 torch.nn.functional.cross_entropy(model(x), y).backward()
@@ -242,6 +264,8 @@ def test_the_recorder_gives_the_events_hooks_give(batchnorm):
         assert _hooks(model) == 0 and model.recorder is None
         events.append(got)
     assert events[0] == events[1]
+    if not model_config.get("batchnorm"):  # (batchnorm leaves no unit dead)
+        assert any(0 < layer["stats"]["dead_frac"] < 1 for event in events[0] for layer in event["layers"])
 
 
 def test_a_validation_pass_inside_an_armed_step_is_not_recorded():

@@ -150,7 +150,7 @@ def device_summary(layers: list[WatchedLayer], cap: Any, bins: int) -> tuple[np.
     nan = torch.full((n,), float("nan"), device=dev, dtype=torch.float64)
     present = [i for i in range(n) if cap.act_grad[i] is not None]
     by_layer = dict(zip(present, moments_of([cap.act_grad[i] for i in present])[1], strict=True)) if present else {}
-    units = _unit_rows(layers, cap.pre, cap.act, cap.units if cap.units_fresh else None)
+    units = _unit_rows(layers, cap.pre, cap.act, cap.units.acts if cap.units is not None and cap.units_fresh else None)
     norm = cap.norm_params.double() if cap.norm_params is not None else torch.stack([nan, nan], 1)
     columns = {
         "preact_mean": mean[:, 0], "preact_std": std[:, 0], "act_mean": mean[:, 1], "act_std": std[:, 1],

@@ -29,7 +29,7 @@ from torch import nn
 from deepscope.engine.telemetry import compiled
 from deepscope.engine.telemetry.hooks import Taps
 from deepscope.engine.telemetry.layers import WatchedLayer, joined
-from deepscope.engine.telemetry.units import UNITS_EVERY, ProbeSet
+from deepscope.engine.telemetry.units import UNITS_EVERY, ProbeSet, Units
 
 # Weights move by update_ratio (~1e-3) a step, so their histogram, std and duplicate check are taken on
 # every WEIGHT_EVERY-th capture and repeated in between, marked with the step they were taken at.
@@ -48,7 +48,7 @@ class Capture:
     grads: list[torch.Tensor]
     update: torch.Tensor                    # (layers, 2): |dW| of the step and |W| before it
     w_before: list[torch.Tensor] | None     # the weights the step started from, on a weight capture
-    units: list[torch.Tensor | None] | None = None  # the probe set's activations, on a units capture
+    units: Units | None = None              # the probe set's pass, on a units capture
     units_fresh: bool = True                # dead units are counted on this capture (probe set, or batch)
     norm_params: torch.Tensor | None = None  # (layers, 2): a normalisation layer's mean gamma and beta, or NaN
 
@@ -76,7 +76,7 @@ class LayerProbe:
         self.captures = 0
         self.cost = 0.0
         self.step: int | None = None
-        self._units: list[torch.Tensor | None] | None = None
+        self._units: Units | None = None
         self._before: list[torch.Tensor] | None = None
         self._snapshots: list[list[torch.Tensor]] = []  # two sets, alternating: one may be in a summary
         self._update_tables: dict = {}
@@ -107,7 +107,7 @@ class LayerProbe:
         t0 = time.thread_time()
         self.step, self._full = step, full
         if self.probe_set is not None and (full or self.captures % UNITS_EVERY == 0):
-            self._units = self.probe_set.activations()
+            self._units = self.probe_set.units()
         self.taps.arm()
         self.cost += time.thread_time() - t0
 

@@ -194,8 +194,13 @@ class Summariser:
         return layout
 
     def _dead_units(self, cap: Capture, table: np.ndarray) -> None:
-        """Dead units, counted on the probe set (or the batch, without one). Saturation and the mean slope
-        come from the captured batch on every capture (``_on_host``)."""
-        acts = [cap.units[i] if cap.units is not None and cap.units[i] is not None else a for i, a in enumerate(cap.act)]
-        for i, dead in dead_fractions(acts, self.layers):
-            table[i, COLUMN["dead_frac"]] = dead
+        """Dead units, counted on the probe set (as it was passed: ``units.Units``), or the batch without one.
+        Saturation and the mean slope come from the captured batch on every capture (``_on_host``)."""
+        units = cap.units
+        if units is not None and units.dead is not None:
+            dead = units.dead
+        else:
+            acts = [units.acts[i] if units is not None and units.acts[i] is not None else a for i, a in enumerate(cap.act)]
+            dead = dead_fractions(acts, self.layers)
+        for i, fraction in dead:
+            table[i, COLUMN["dead_frac"]] = fraction

@@ -25,6 +25,8 @@ off.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch import nn
@@ -48,6 +50,16 @@ def probe_size(arch: str) -> int:
     return PROBE_IMAGES if arch == "cnn" else PROBE_SAMPLES
 
 
+@dataclass
+class Units:
+    """One pass of the probe set: each watched layer's activation as (samples, units, positions) (None for a
+    layer without units), and on the host each such layer's dead fraction, counted once for the pass and
+    the summary both (on a device the summary counts them there, without a host sync)."""
+
+    acts: list[torch.Tensor | None]
+    dead: list[tuple[int, float]] | None
+
+
 class ProbeSet:
     """The fixed probe set ``x``, passed through ``root`` to read every watched layer's activation."""
 
@@ -63,46 +75,41 @@ class ProbeSet:
         # Where each sample's activations depend on that sample alone (the engine's net without batchnorm,
         # whose batch statistics mix the samples; dropout is off) and the values are on the host, an
         # eighth of the probe set is tried first: if every unit fires on it, none is dead on the whole set
-        # either, which is the count the whole set gives. A healthy net is then seen at an eighth of the
-        # cost (the whole set cost a 10-layer MLP more than half a training step); a net with dead units at
-        # its last count, whose eighth would not settle it, gets the whole set straight away.
+        # either, which is the count the whole set gives. A healthy net is then seen at less cost (the
+        # whole set cost a 10-layer MLP more than half a training step); a net with dead units at its last
+        # count, whose eighth would not settle it, gets the whole set straight away, and so does a net with
+        # ReLU layers (or activations not known) before its first count: ReLU is 0 on a half line, and a
+        # deep ReLU net has dead units from its first step (a 30-layer He net 8-40% a layer), so trying
+        # the eighth first made its first capture's pass half as long again.
         self._first = (max(1, len(x) // FIRST_SHARE) if self._direct and not self.mode.norms and x.device.type == "cpu"
                        and len(x) >= FIRST_SHARE else None)
-        self._dead_seen = False
+        self._dead_seen = any(layer.has_units and (layer.activation is None or layer.activation.code == compiled.RELU)
+                              for layer in layers)
+        self._host = x.device.type == "cpu"
 
-    def activations(self) -> list[torch.Tensor | None]:
-        """Each watched layer's activation for the probe set, as (samples, units, positions) (None for a
-        layer without units), through the weights as they are now, in training mode without side effects:
-        for the whole set, or for its first samples where every unit fires on those (dead units count the
-        same on both)."""
+    def units(self) -> Units:
+        """Each watched layer's activation for the probe set, through the weights as they are now, in
+        training mode without side effects, and on the host its dead units: for the whole set, or for its
+        first samples where every unit fires on those (dead units count the same on both)."""
         if self._first is not None and not self._dead_seen:
             acts = self._activations(self.x[:self._first])
-            if not any_dead(acts, self.layers):
-                return acts
+            dead = dead_fractions(acts, self.layers)
+            if not any(d > 0 for _, d in dead):
+                return Units(acts, dead)
         acts = self._activations(self.x)
-        self._dead_seen = any_dead(acts, self.layers)
-        return acts
+        dead = dead_fractions(acts, self.layers) if self._host else None
+        self._dead_seen = dead is not None and any(d > 0 for _, d in dead)
+        return Units(acts, dead)
 
     def _activations(self, x: torch.Tensor) -> list[torch.Tensor | None]:
-        seen: list[list[torch.Tensor]] = [[] for _ in self.layers]
-        if self._direct:
-            self._pass(_Seen(seen), x)
-        else:
-            self._pass_hooked(seen, x)
+        with torch.no_grad(), self.mode:
+            # the engine's Net reads its own layers (engine/models.py): layer i is its output i
+            seen = [[a] for a in self.root.activations(x)] if self._direct else self._pass_hooked(x)
         return [joined(seen[i], layer.unit_axis) if seen[i] and layer.has_units else None
                 for i, layer in enumerate(self.layers)]
 
-    def _pass(self, recorder: _Seen, x: torch.Tensor) -> None:
-        """The engine's Net shows its layers to a recorder (engine/models.py): no hook to register."""
-        root, before = self.root, self.root.recorder
-        object.__setattr__(root, "recorder", recorder)  # past nn.Module's lookup of parameters and modules
-        try:
-            with torch.no_grad(), self.mode:
-                root(x)
-        finally:
-            object.__setattr__(root, "recorder", before)
-
-    def _pass_hooked(self, seen: list[list[torch.Tensor]], x: torch.Tensor) -> None:
+    def _pass_hooked(self, x: torch.Tensor) -> list[list[torch.Tensor]]:
+        seen: list[list[torch.Tensor]] = [[] for _ in self.layers]
         calls: dict[nn.Module, int] = {}
 
         def hook(readers):
@@ -116,11 +123,11 @@ class ProbeSet:
 
         handles = [m.register_forward_hook(hook(readers)) for m, readers in self._by_module.items()]
         try:
-            with torch.no_grad(), self.mode:
-                self.root(x)
+            self.root(x)
         finally:
             for h in handles:
                 h.remove()
+        return seen
 
 
 def dead_fractions(acts: list[torch.Tensor | None], layers: list[WatchedLayer]) -> list[tuple[int, float]]:
@@ -133,20 +140,3 @@ def dead_fractions(acts: list[torch.Tensor | None], layers: list[WatchedLayer]) 
     shapes = [units_shape(t, layers[i].unit_axis) for i, t in counted]
     compiled.dead_fractions(compiled.tensor_table([t for _, t in counted], *zip(*shapes, strict=True)), dead)
     return [(i, float(d)) for (i, _), d in zip(counted, dead, strict=True)]
-
-
-def any_dead(acts: list[torch.Tensor | None], layers: list[WatchedLayer]) -> bool:
-    return any(d > 0 for _, d in dead_fractions(acts, layers))
-
-
-class _Seen:
-    """A recorder of every layer's activation (the classifier's too: ``activations`` leaves it out)."""
-
-    def __init__(self, seen: list[list[torch.Tensor]]) -> None:
-        self.seen = seen
-
-    def begin(self) -> None:
-        pass
-
-    def __call__(self, i: int, z: torch.Tensor, a: torch.Tensor) -> None:
-        self.seen[i].append(a.detach())
