@@ -109,20 +109,23 @@ def test_dead_units_are_counted_on_the_probe_set_every_fourth_capture():
     assert events[0]["layers"][-1]["stats"]["dead_frac"] is None  # the classifier has no activation
 
 
-@pytest.mark.parametrize("activation, bias_init, batchnorm, sizes", [
-    ("tanh", 0.1, False, [32, 32]), ("relu", 0.1, False, [256, 32]), ("relu", -2.0, False, [256, 256]),
-    ("relu", 0.1, True, [256, 256])])
-def test_a_healthy_net_is_seen_on_part_of_the_probe_set_and_counts_as_on_the_whole(activation, bias_init, batchnorm,
-                                                                                  sizes):
+@pytest.mark.parametrize("arch, activation, bias_init, batchnorm, sizes", [
+    ("mlp", "tanh", 0.1, False, [32, 32]), ("mlp", "relu", 0.1, False, [256, 32]),
+    ("mlp", "relu", -2.0, False, [256, 256]), ("mlp", "relu", 0.1, True, [256, 256]),
+    ("cnn", "relu", 0.1, False, [32, 32])])
+def test_a_healthy_net_is_seen_on_part_of_the_probe_set_and_counts_as_on_the_whole(arch, activation, bias_init,
+                                                                                  batchnorm, sizes):
     """Where every unit fires on the probe set's first eighth, that eighth stands for the whole set (the
     counts agree); a net with dead units at its last count, or with batchnorm (which mixes the samples),
-    is seen whole, and so is a ReLU net before its first count (a deep one has dead units from the start)."""
+    is seen whole, and so is a net of dense ReLU layers before its first count (a deep one has dead units
+    from the start; a conv channel fires somewhere on an eighth of the images)."""
     from deepscope.engine.telemetry.units import ProbeSet, dead_fractions
 
     torch.manual_seed(0)
-    model = build_model(ModelConfig(depth=4, width=16, activation=activation, bias_init=bias_init,
-                                    batchnorm=batchnorm), (4,), 3)
-    layers, probe_x = layers_of_net(model), torch.randn(256, 4)
+    shape = (1, 6, 6) if arch == "cnn" else (4,)
+    model = build_model(ModelConfig(arch=arch, depth=4, width=16, activation=activation, bias_init=bias_init,
+                                    batchnorm=batchnorm), shape, 3)
+    layers, probe_x = layers_of_net(model), torch.randn(256, *shape)
     probe_set = ProbeSet(model, layers, probe_x)
     whole = probe_set._activations(probe_x)
     for size in sizes:  # the second time, with what the first saw

@@ -77,14 +77,16 @@ class ProbeSet:
         # eighth of the probe set is tried first: if every unit fires on it, none is dead on the whole set
         # either, which is the count the whole set gives. A healthy net is then seen at less cost (the
         # whole set cost a 10-layer MLP more than half a training step); a net with dead units at its last
-        # count, whose eighth would not settle it, gets the whole set straight away, and so does a net with
-        # ReLU layers (or activations not known) before its first count: ReLU is 0 on a half line, and a
-        # deep ReLU net has dead units from its first step (a 30-layer He net 8-40% a layer), so trying
-        # the eighth first made its first capture's pass half as long again.
+        # count, whose eighth would not settle it, gets the whole set straight away. So does a net of
+        # dense ReLU layers (or of activations not known) before its first count: ReLU is 0 on a half
+        # line, and 32 samples rarely settle a dense ReLU unit (a 30-layer He net has 8-40% of each layer
+        # dead at step 0; the dropout lesson's 256-wide layers show dead units on the eighth), so trying
+        # it first only added a pass to the first capture. A conv layer's unit is a channel seen at
+        # every position of every image: an eighth of the images settles it.
         self._first = (max(1, len(x) // FIRST_SHARE) if self._direct and not self.mode.norms and x.device.type == "cpu"
                        and len(x) >= FIRST_SHARE else None)
-        self._dead_seen = any(layer.has_units and (layer.activation is None or layer.activation.code == compiled.RELU)
-                              for layer in layers)
+        self._dead_seen = any(layer.has_units and layer.unit_axis == -1 and
+                              (layer.activation is None or layer.activation.code == compiled.RELU) for layer in layers)
         self._host = x.device.type == "cpu"
 
     def units(self) -> Units:
