@@ -20,6 +20,9 @@ repeats:
   Step 0 and the last step are full captures (weights and their duplicate search, dead units on the
   whole probe set; step 0 also the theory line), the others take the weights and the probe set every
   fourth: first/last compares like with like.
+
+The figures are medians over the repeats; "(range)" is the lowest and highest of each repeat's own ratio
+(its runs follow one another), which shows how far this shared machine moves from one minute to the next.
 """
 
 from __future__ import annotations
@@ -130,9 +133,19 @@ def measure(config: dict, repeats: int) -> dict[str, float]:
                     lasts.append(CLOCK.seconds[-1])
     off, defaults, every = (statistics.median(cpu[m]) / steps for m in MODES)
     first, later, last = (statistics.median(x) if x else float("nan") for x in (firsts, laters, lasts))
+    # each repeat's own ratios (its three runs follow one another): their range shows the machine's noise
+    capture_steps = [(e - o) / o for o, e in zip(cpu["off"], cpu["every step"], strict=True)]
+    defaults_ratios = [d / o for o, d in zip(cpu["off"], cpu["defaults"], strict=True)]
+    first_later = [f / la for f, la in zip(firsts, laters, strict=True)]
     return {"steps": steps, "step_ms": off * 1e3, "capture_ms": (every - off) * 1e3,
             "capture_steps": (every - off) / off, "captures": captures, "defaults_ratio": defaults / off,
-            "first_ms": first * 1e3, "later_ms": later * 1e3, "last_ms": last * 1e3}
+            "first_ms": first * 1e3, "later_ms": later * 1e3, "last_ms": last * 1e3,
+            "capture_steps_range": _range(capture_steps), "defaults_range": _range(defaults_ratios),
+            "first_later_range": _range(first_later)}
+
+
+def _range(values: list[float]) -> str:
+    return f"{min(values):.2f}-{max(values):.2f}" if values else "-"
 
 
 def main() -> int:
@@ -141,14 +154,15 @@ def main() -> int:
     parser.add_argument("--only", nargs="*", default=None, help="models whose name contains one of these")
     args = parser.parse_args()
     names = [n for n in MODELS if not args.only or any(o.lower() in n.lower() for o in args.only)]
-    print(f"{'model':34} {'steps':>6} {'step CPU-ms':>11} {'capture CPU-ms':>14} {'in steps':>8} "
-          f"{'captures':>8} {'defaults/off':>12} {'first capture ms':>16} {'later ms':>8} {'first/later':>11} "
-          f"{'first/last':>10}")
+    print(f"{'model':34} {'steps':>6} {'step CPU-ms':>11} {'capture CPU-ms':>14} {'in steps':>8} {'(range)':>11} "
+          f"{'captures':>8} {'defaults/off':>12} {'(range)':>11} {'first capture ms':>16} {'later ms':>8} "
+          f"{'first/later':>11} {'(range)':>11} {'first/last':>10}")
     for name in names:
         r = measure(MODELS[name], args.repeats)
         print(f"{name:34} {r['steps']:6d} {r['step_ms']:11.3f} {r['capture_ms']:14.3f} {r['capture_steps']:8.2f} "
-              f"{r['captures']:8d} {r['defaults_ratio']:12.3f} {r['first_ms']:16.2f} {r['later_ms']:8.2f} "
-              f"{r['first_ms'] / r['later_ms']:11.2f} {r['first_ms'] / r['last_ms']:10.2f}", flush=True)
+              f"{r['capture_steps_range']:>11} {r['captures']:8d} {r['defaults_ratio']:12.3f} {r['defaults_range']:>11} "
+              f"{r['first_ms']:16.2f} {r['later_ms']:8.2f} {r['first_ms'] / r['later_ms']:11.2f} "
+              f"{r['first_later_range']:>11} {r['first_ms'] / r['last_ms']:10.2f}", flush=True)
     return 0
 
 
