@@ -42,7 +42,7 @@ PROBE_SAMPLES = 256
 PROBE_IMAGES = 32
 UNITS_EVERY = 4  # the probe set is passed on the first capture and every UNITS_EVERY-th after it
 # A net with no dead unit at its last count is first passed 1/FIRST_SHARE of the probe set
-# (``ProbeSet.activations``)
+# (``ProbeSet.units``)
 FIRST_SHARE = 8
 
 
