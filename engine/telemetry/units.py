@@ -85,22 +85,23 @@ class ProbeSet:
         # every position of every image: an eighth of the images settles it.
         self._first = (max(1, len(x) // FIRST_SHARE) if self._direct and not self.mode.norms and x.device.type == "cpu"
                        and len(x) >= FIRST_SHARE else None)
-        self._dead_seen = any(layer.has_units and layer.unit_axis == -1 and
-                              (layer.activation is None or layer.activation.code == compiled.RELU) for layer in layers)
+        # whether the next pass goes to the whole set at once
+        self._whole_next = any(layer.has_units and layer.unit_axis == -1 and
+                               (layer.activation is None or layer.activation.code == compiled.RELU) for layer in layers)
         self._host = x.device.type == "cpu"
 
     def units(self) -> Units:
         """Each watched layer's activation for the probe set, through the weights as they are now, in
         training mode without side effects, and on the host its dead units: for the whole set, or for its
         first samples where every unit fires on those (dead units count the same on both)."""
-        if self._first is not None and not self._dead_seen:
+        if self._first is not None and not self._whole_next:
             acts = self._activations(self.x[:self._first])
             dead = dead_fractions(acts, self.layers)
             if not any(d > 0 for _, d in dead):
                 return Units(acts, dead)
         acts = self._activations(self.x)
         dead = dead_fractions(acts, self.layers) if self._host else None
-        self._dead_seen = dead is not None and any(d > 0 for _, d in dead)
+        self._whole_next = dead is not None and any(d > 0 for _, d in dead)
         return Units(acts, dead)
 
     def _activations(self, x: torch.Tensor) -> list[torch.Tensor | None]:
