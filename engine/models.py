@@ -149,7 +149,8 @@ class Net(nn.Module):
         the modules are in. Each module's ``forward`` is called directly, past ``nn.Module.__call__`` and
         its hook machinery (the engine puts no hook on its own net): the probe set passes this every few
         captures, and that call path was a third or more of the pass (a 30-layer MLP, 32 samples: 0.95
-        CPU-ms through the modules, 0.57 this way; docs/telemetry.md)."""
+        CPU-ms through the modules, 0.57 this way; docs/telemetry.md). The modules' forwards are listed on
+        the first call: the engine never changes a net's modules after building it (as ``train`` assumes)."""
         plan = self.__dict__.get("_plan")
         if plan is None:
             plan = self.__dict__["_plan"] = [

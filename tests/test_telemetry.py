@@ -3,13 +3,14 @@
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from deepscope.engine.activations import ACTIVATIONS, make_activation
 from deepscope.engine.config import ModelConfig
 from deepscope.engine.models import build_model
 from deepscope.engine.telemetry import STAT_NAMES, LayerProbe, compiled, kernels, layers_of_net
 from deepscope.engine.telemetry.bounds import bounds
-from deepscope.engine.telemetry.layers import activation_of
+from deepscope.engine.telemetry.layers import WatchedLayer, activation_of
 from deepscope.engine.telemetry.summary import Summariser
 
 
@@ -144,6 +145,45 @@ def test_the_probe_set_off_the_host_leaves_dead_units_to_the_summary():
     model = build_model(ModelConfig(depth=3, width=8), (4,), 3).to("meta")
     seen = ProbeSet(model, layers_of_net(model), torch.randn(40, 4, device="meta")).units()
     assert seen.dead is None and [a.shape for a in seen.acts[:-1]] == [(40, 8)] * 3 and seen.acts[-1] is None
+
+
+def test_a_layer_the_probe_sets_pass_does_not_reach_counts_dead_units_on_the_batch_on_both_paths():
+    """A branch a model runs only in training (as Inception's auxiliary head) has no activation in the probe
+    set's pass, which runs in evaluation mode: its dead units are counted on the captured batch, by the CPU
+    path as by the device path."""
+
+    class AuxNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.l1, self.a1 = nn.Linear(4, 8), nn.ReLU()
+            self.aux, self.aa = nn.Linear(8, 8), nn.ReLU()
+            self.head = nn.Linear(8, 3)
+            nn.init.constant_(self.aux.bias, -3.0)  # every unit of the branch dead
+
+        def forward(self, x):
+            h = self.a1(self.l1(x))
+            out = self.head(h)
+            return out + 0.0 * self.aa(self.aux(h)).sum() if self.training else out
+
+    torch.manual_seed(0)
+    model = AuxNet()
+    layers = [WatchedLayer("l1", "linear", model.l1, (model.a1, "in"), (model.a1, "out"), activation_of(model.a1)),
+              WatchedLayer("aux", "linear", model.aux, (model.aa, "in"), (model.aa, "out"), activation_of(model.aa)),
+              WatchedLayer("output", "output", model.head, (model.head, "out"), (model.head, "out"), None)]
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    x, y = torch.randn(16, 4), torch.randint(0, 3, (16,))
+    events = []
+    for device_path in (False, True):
+        probe = LayerProbe(model, layers, opt, torch.randn(64, 4))
+        summariser = Summariser(layers, 16)
+        summariser.device_path = device_path
+        with probe.capturing(0, full=True) as taken:
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+        events.append([layer["stats"]["dead_frac"] for layer in summariser.summarise(taken.capture)["layers"]])
+        probe.remove()
+    assert events[0] == events[1] and events[0][1] == 1.0
 
 
 @pytest.mark.parametrize("init, activation", [("he_normal", "relu"), ("zeros", "sigmoid"), ("small_normal", "tanh")])

@@ -197,10 +197,10 @@ class Summariser:
         """Dead units, counted on the probe set (as it was passed: ``units.Units``), or the batch without one.
         Saturation and the mean slope come from the captured batch on every capture (``_on_host``)."""
         units = cap.units
-        if units is not None and units.dead is not None:
-            dead = units.dead
-        else:
-            acts = [units.acts[i] if units is not None and units.acts[i] is not None else a for i, a in enumerate(cap.act)]
-            dead = dead_fractions(acts, self.layers)
-        for i, fraction in dead:
+        counted = units.dead if units is not None and units.dead is not None else []
+        # a layer the probe set's pass did not reach (a branch a model runs only in training) counts on the batch
+        done = {i for i, _ in counted}
+        acts = [None if i in done else units.acts[i] if units is not None and units.acts[i] is not None else a
+                for i, a in enumerate(cap.act)]
+        for i, fraction in (*counted, *dead_fractions(acts, self.layers)):
             table[i, COLUMN["dead_frac"]] = fraction
