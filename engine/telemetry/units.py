@@ -83,12 +83,12 @@ class ProbeSet:
         # dead at step 0; the dropout lesson's 256-wide layers show dead units on the eighth), so trying
         # it first only added a pass to the first capture. A conv layer's unit is a channel seen at
         # every position of every image: an eighth of the images settles it.
-        self._first = (max(1, len(x) // FIRST_SHARE) if self._direct and not self.mode.norms and x.device.type == "cpu"
+        self._host = x.device.type == "cpu"
+        self._first = (max(1, len(x) // FIRST_SHARE) if self._direct and not self.mode.norms and self._host
                        and len(x) >= FIRST_SHARE else None)
         # whether the next pass goes to the whole set at once
         self._whole_next = any(layer.has_units and layer.unit_axis == -1 and
                                (layer.activation is None or layer.activation.code == compiled.RELU) for layer in layers)
-        self._host = x.device.type == "cpu"
 
     def units(self) -> Units:
         """Each watched layer's activation for the probe set, through the weights as they are now, in
