@@ -26,7 +26,7 @@ def second_moments(activation: str, slope: float, means: list[float], stds: list
     import torch
 
     f = make_activation(activation, slope)
-    z = torch.tensor(np.asarray(means, np.float64)[:, None] + np.asarray(stds, np.float64)[:, None] * _NODES[None])
+    z = torch.from_numpy(np.asarray(means, np.float64)[:, None] + np.asarray(stds, np.float64)[:, None] * _NODES[None])
     with torch.no_grad():
         y = f(z).numpy()
     return (_WEIGHTS[None] * y * y).sum(1)

@@ -95,12 +95,13 @@ def gradient_flow(r: Record) -> list[dict[str, Any]]:
     return []
 
 
-def _first_crossing(r: Record, stat: str, name: str, bound: float) -> int:
-    """The first captured step at which a layer's statistic reached ``bound``."""
+def _first_crossing(r: Record, stat: str, names: set[str], bound: float) -> int:
+    """The first captured step at which any of the named layers' statistic reached ``bound`` (one pass over
+    the captures, not one per layer: a 30-layer net's dead layers read them 30 times at every evaluation)."""
     for capture in r.captures:
         for layer in capture["layers"]:
             value = layer["stats"].get(stat)
-            if layer["name"] == name and value is not None and value >= bound:
+            if value is not None and value >= bound and layer["name"] in names:
                 return capture["step"]
     return r.captures[-1]["step"]
 
@@ -116,7 +117,7 @@ def dead_units(r: Record) -> list[dict[str, Any]]:
     over = _layers_over(r, "dead_frac", T.DEAD_FRACTION.value)
     if not over:
         return []
-    step = min(_first_crossing(r, "dead_frac", name, T.DEAD_FRACTION.value) for name, _ in over)
+    step = _first_crossing(r, "dead_frac", {name for name, _ in over}, T.DEAD_FRACTION.value)
     worst = max(over, key=lambda x: x[1])
     listed = ", ".join(f"{name}: {_pct(v)} dead" for name, v in over[:6])
     return [finding("dead_units", PROBLEM, f"Dead units: {len(over)} layer{'s' * (len(over) > 1)} mostly dead",
@@ -129,7 +130,7 @@ def saturation(r: Record) -> list[dict[str, Any]]:
     over = _layers_over(r, "saturated_frac", T.SATURATED_FRACTION.value)
     if not over:
         return []
-    step = min(_first_crossing(r, "saturated_frac", name, T.SATURATED_FRACTION.value) for name, _ in over)
+    step = _first_crossing(r, "saturated_frac", {name for name, _ in over}, T.SATURATED_FRACTION.value)
     listed = ", ".join(f"{name}: {_pct(v)}" for name, v in over[:6])
     return [finding("saturation", PROBLEM, "Saturation: units stuck in the flat tails of the activation",
                     f"{listed} of values in a flat tail at the last capture (half or more saturates). "
@@ -142,7 +143,7 @@ def symmetry(r: Record) -> list[dict[str, Any]]:
     over = _layers_over(r, "duplicate_frac", T.DUPLICATE_FRACTION.value)
     if not over:
         return []
-    step = min(_first_crossing(r, "duplicate_frac", name, T.DUPLICATE_FRACTION.value) for name, _ in over)
+    step = _first_crossing(r, "duplicate_frac", {name for name, _ in over}, T.DUPLICATE_FRACTION.value)
     return [finding("symmetry", PROBLEM, "Symmetry: the units of a layer are copies of each other",
                     f"{', '.join(f'{n}: {_pct(v)} duplicates' for n, v in over[:6])} at the last capture (over "
                     f"{_pct(T.DUPLICATE_FRACTION.value)} is symmetric). {why(T.DUPLICATE_FRACTION)}",
