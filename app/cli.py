@@ -69,12 +69,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"invalid config: {err['msg']}", file=sys.stderr)
         return 2
 
-    from deepscope.engine.threads import freeze_imports, one_torch_thread, set_thread_env
+    from deepscope.engine.threads import freeze_imports, keep_freed_memory, one_torch_thread, set_thread_env
 
     set_thread_env()  # the workers' setup, so this run's numbers match the same run in the service
     from deepscope.engine import train
 
     one_torch_thread()
+    keep_freed_memory()
     freeze_imports()
     sink = open(args.events, "w") if args.events else None  # noqa: SIM115 - closed below
     state: dict[str, Any] = {}

@@ -46,6 +46,8 @@ import json, resource, sys
 import torch
 torch.set_num_threads(1)
 from deepscope.engine import train
+from deepscope.engine.threads import keep_freed_memory
+keep_freed_memory()  # as a worker trains
 from deepscope.engine.config import RunConfig
 from deepscope.engine.memory import estimate_mb
 cfg = json.loads(sys.argv[1])

@@ -49,11 +49,12 @@ import torch  # noqa: E402
 
 from deepscope.app.executors.policy import warm_imports  # noqa: E402
 from deepscope.engine import train  # noqa: E402
-from deepscope.engine.threads import freeze_imports, one_torch_thread  # noqa: E402
+from deepscope.engine.threads import freeze_imports, keep_freed_memory, one_torch_thread  # noqa: E402
 
 # the workers' process setup (app/executors/local_worker.py), so a run here costs what it costs there
 warm_imports()
 one_torch_thread()
+keep_freed_memory()
 freeze_imports()
 
 MODELS = {

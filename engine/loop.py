@@ -37,6 +37,7 @@ from deepscope.engine.telemetry import Settings, Telemetry, layers_of_net, probe
 from deepscope.engine.telemetry.schedule import evenly_spread
 from deepscope.engine.telemetry.units import probe_size
 from deepscope.engine.theory import predicted_preact_std
+from deepscope.engine.threads import release_kept_memory
 
 Emit = Callable[[dict[str, Any]], None]
 log = logging.getLogger("deepscope.engine")
@@ -139,6 +140,7 @@ def train(config: RunConfig | dict[str, Any], emit: Emit, should_stop: Callable[
     """
     out = _Emitter(emit, resume_seq, first_step_shown)
     summary: dict[str, Any] = {}
+    run: _Run | None = None
     try:
         cfg = config if isinstance(config, RunConfig) else RunConfig.model_validate(config)
         run = _Run(cfg, out, summary, data_dir or default_data_dir(), max_stored_bytes, should_stop)
@@ -149,6 +151,8 @@ def train(config: RunConfig | dict[str, Any], emit: Emit, should_stop: Callable[
         log.exception("run failed")
         status, message, extra = Status.FAILED, f"{type(exc).__name__}: {exc}".splitlines()[0][:300], {}
     out(status_event(status, message, summary=summary, **extra))
+    run = None  # its tensors freed, the memory they leave goes back (engine/threads.py)
+    release_kept_memory()
     return {"status": status.value, "summary": summary, "error": message if status == Status.FAILED else None}
 
 

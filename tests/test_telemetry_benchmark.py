@@ -28,7 +28,7 @@ def test_telemetry_benchmark_interleaves_bare_runs_and_prints_each_modes_row():
 
 def test_capture_cost_benchmark_measures_a_tiny_run_in_each_mode():
     """benchmarks/capture_cost.py on a tiny config: a step, a capture, the defaults' ratio and the first
-    capture against the later ones are all measured (in a process of its own: it times Telemetry.step)."""
+    capture against the later ones (and the later full ones) are all measured (in a process of its own: it times Telemetry.step)."""
     code = ("import json, sys; sys.path.insert(0, 'benchmarks'); import capture_cost as c; "
             "print(json.dumps(c.measure({'data': {'dataset': 'moons', 'n_samples': 400}, 'model': {'depth': 3, 'width': 16},"
             " 'train': {'epochs': 4}}, 1)))")
@@ -37,4 +37,5 @@ def test_capture_cost_benchmark_measures_a_tiny_run_in_each_mode():
     r = __import__("json").loads(out.stdout.strip().splitlines()[-1])
     assert r["steps"] == 20 and r["captures"] == 20  # min(50, steps): every step of a 20-step run
     assert r["step_ms"] > 0 and r["capture_ms"] == r["capture_ms"] and r["defaults_ratio"] > 0
-    assert r["first_ms"] > 0 and r["later_ms"] > 0
+    assert r["first_ms"] > 0 and r["later_ms"] > 0 and r["full_ms"] > 0
+    assert r["full_captures"] == 4  # captures 4, 8, 12 and 16 take the weights and pass the probe set (and the last)

@@ -23,7 +23,7 @@ from deepscope.app.executors import megabytes, stop_check
 from deepscope.app.executors import redis_keys as K
 from deepscope.app.executors.outbox import Outbox
 from deepscope.app.executors.policy import warm_imports
-from deepscope.engine.threads import freeze_imports, one_torch_thread
+from deepscope.engine.threads import freeze_imports, keep_freed_memory, one_torch_thread
 
 QUEUES = ("runs", "gpu")
 
@@ -51,6 +51,7 @@ def _redis() -> redis.Redis:
 @worker_process_init.connect
 def _one_thread(**_: Any) -> None:
     one_torch_thread()
+    keep_freed_memory()
 
 
 def _train_task(task: Any, run_id: str, config: dict[str, Any], time_limit_s: float,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from deepscope.engine.threads import freeze_imports, one_torch_thread, set_thread_env
+from deepscope.engine.threads import freeze_imports, keep_freed_memory, one_torch_thread, set_thread_env
 
 set_thread_env()
 
@@ -84,6 +84,7 @@ def worker_main(conn: Any, cancel_flag: Any, data_dir: str) -> None:
     run's first look, answered ('looked', run_id, events, whole), between the steps of the run in
     training, or at once when there is none."""
     one_torch_thread()
+    keep_freed_memory()
     freeze_imports()
     try:  # the service on the same cores answers first: a request, a stream, a first look's events
         os.nice(WORKER_NICENESS)

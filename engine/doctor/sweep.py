@@ -153,10 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="only the cases whose name contains this")
     parser.add_argument("--write", action="store_true", help="write the table into docs/doctor.md")
     args = parser.parse_args(argv)
-    from deepscope.engine.threads import freeze_imports, one_torch_thread, set_thread_env
+    from deepscope.engine.threads import freeze_imports, keep_freed_memory, one_torch_thread, set_thread_env
 
     set_thread_env()
     one_torch_thread()
+    keep_freed_memory()
     freeze_imports()
     t0 = time.monotonic()
     result = sweep(list(range(args.seeds)), args.only)
