@@ -158,6 +158,7 @@ class LayerProbe:
     # -- inside ------------------------------------------------------------------------------
     def _disarm(self) -> None:
         self.taps.disarm()
+        self.taps.clear()
         self.step, self._units, self._before = None, None, None
 
     def _keep_weights(self) -> None:
