@@ -15,6 +15,7 @@ import redis
 from websockets.sync.client import connect
 
 from deepscope.app.executors import redis_keys as K
+from deepscope.app.executors.celery_executor import LIVE_IDLE_MS
 from deepscope.app.settings import Settings
 from devtools.backends import REDIS_URL, Worker, drop_schema, flush_redis, pg_schema_url
 from devtools.server import LiveServer, wait_for
@@ -187,13 +188,16 @@ def test_entries_a_dead_replica_read_are_stored_when_the_run_ends(backends):
     so the replay has no hole."""
     r = redis.Redis.from_url(REDIS_URL)
     with LiveServer(settings(backends)) as live, httpx.Client(base_url=live.url, timeout=30) as c:
-        # long enough that the "dead" consumer is silent past LIVE_IDLE_MS when the run ends
-        run = c.post("/api/runs", json={"model": {"depth": 4, "width": 32}, "train": {"epochs": 150, "fresh": True}}).json()
+        # long enough that the "dead" consumer is silent past LIVE_IDLE_MS when the run ends (150 epochs, about
+        # 2 s here, sometimes ended just before: the replica storing the end then took it for alive)
+        run = c.post("/api/runs", json=LONG).json()
         wait_for(c, run["id"], statuses=("running",))
         stolen = []
         while not stolen:  # the "dead" replica reads a few entries and never acknowledges them
             got = r.xreadgroup(K.GROUP, "a-replica-that-died", {K.stream(run["id"]): ">"}, count=5, block=1000)
             stolen = [json.loads(fields[b"e"])["seq"] for _, entries in got or [] for _, fields in entries]
+        time.sleep(LIVE_IDLE_MS / 1000 + 0.5)
+        assert c.get(f"/api/runs/{run['id']}").json()["status"] == "running", "the run ended before the premise held"
         assert wait_for(c, run["id"], timeout=90)["status"] == "completed"
         events = stored(c, run["id"])
         assert_whole(events)
